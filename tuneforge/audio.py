@@ -1,0 +1,169 @@
+"""Audio in memory and on the wire: WAV bytes with limits, loudness, exact length, resampling.
+
+`Audio.samples` is always float32 shaped [channels, n] in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+MIN_SAMPLE_RATE = 8_000
+MAX_SAMPLE_RATE = 48_000
+MAX_CHANNELS = 2
+DEFAULT_MAX_SECONDS = 120.0
+DEFAULT_TARGET_LUFS = -14.0
+DEFAULT_TRUE_PEAK_DBFS = -1.0
+
+
+class AudioError(ValueError):
+    """Audio bytes or samples that cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class Audio:
+    samples: np.ndarray  # float32 [channels, n]
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        samples = np.asarray(self.samples, dtype=np.float32)
+        if samples.ndim == 1:
+            samples = samples[np.newaxis, :]
+        if samples.ndim != 2:
+            raise AudioError(f"samples must be [channels, n], got shape {samples.shape}")
+        object.__setattr__(self, "samples", samples)
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.num_samples / float(self.sample_rate)
+
+    def mono(self) -> np.ndarray:
+        """Channel mean as a 1-D float32 array."""
+        return self.samples.mean(axis=0).astype(np.float32, copy=False)
+
+
+def encode_wav(audio: Audio, subtype: str = "PCM_16") -> bytes:
+    """WAV bytes (16-bit PCM by default: half the size of float, inaudible difference)."""
+    buffer = io.BytesIO()
+    clipped = np.clip(audio.samples, -1.0, 1.0).T
+    sf.write(buffer, clipped, audio.sample_rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def decode_wav(
+    data: bytes,
+    *,
+    max_bytes: int = 32 * 1024 * 1024,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    min_seconds: float = 0.0,
+) -> Audio:
+    """Decode untrusted WAV bytes, checking size, format, rate, channels, length, finiteness."""
+    if not data:
+        raise AudioError("empty audio body")
+    if len(data) > max_bytes:
+        raise AudioError(f"audio is {len(data)} bytes, limit is {max_bytes}")
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise AudioError("not a RIFF/WAVE file")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
+            if handle.format != "WAV":
+                raise AudioError(f"unsupported container {handle.format}")
+            rate, channels, frames = handle.samplerate, handle.channels, handle.frames
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                raise AudioError(
+                    f"sample rate {rate} Hz outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+                )
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise AudioError(f"{channels} channels, expected 1 or 2")
+            if frames / rate > max_seconds:
+                raise AudioError(f"audio is {frames / rate:.1f} s, limit is {max_seconds:.1f} s")
+            samples = handle.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"unreadable WAV: {exc}") from exc
+    if samples.shape[0] < frames:
+        raise AudioError(f"truncated WAV: header says {frames} frames, got {samples.shape[0]}")
+    if not np.all(np.isfinite(samples)):
+        raise AudioError("audio contains NaN or infinite samples")
+    audio = Audio(samples.T.copy(), rate)
+    if audio.duration_seconds < min_seconds:
+        raise AudioError(f"audio is {audio.duration_seconds:.2f} s, minimum is {min_seconds} s")
+    return audio
+
+
+def resample(audio: Audio, target_rate: int) -> Audio:
+    """High-quality resampling (soxr) to `target_rate`."""
+    if audio.sample_rate == target_rate:
+        return audio
+    import soxr
+
+    out = soxr.resample(audio.samples.T, audio.sample_rate, target_rate, quality="HQ")
+    out = np.asarray(out, dtype=np.float32)
+    if out.ndim == 1:
+        out = out[:, np.newaxis]
+    return Audio(out.T.copy(), target_rate)
+
+
+def true_peak_dbfs(audio: Audio, oversample: int = 4) -> float:
+    """Inter-sample peak estimate (4x oversampling, as in ITU-R BS.1770)."""
+    from scipy.signal import resample_poly
+
+    if audio.num_samples == 0:
+        return -np.inf
+    upsampled = resample_poly(audio.samples, oversample, 1, axis=1)
+    peak = float(np.max(np.abs(upsampled)))
+    return 20.0 * np.log10(peak) if peak > 0 else -np.inf
+
+
+def integrated_lufs(audio: Audio) -> float:
+    """EBU R128 integrated loudness; -inf for silence or clips shorter than one 400 ms block."""
+    import pyloudnorm
+
+    if audio.duration_seconds < 0.4:
+        return -np.inf
+    meter = pyloudnorm.Meter(audio.sample_rate)
+    with np.errstate(divide="ignore"):
+        return float(meter.integrated_loudness(audio.samples.T.astype(np.float64)))
+
+
+def normalize_loudness(
+    audio: Audio,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    true_peak_ceiling_dbfs: float = DEFAULT_TRUE_PEAK_DBFS,
+) -> Audio:
+    """Gain to `target_lufs`, then lowered if needed so the true peak stays under the ceiling."""
+    loudness = integrated_lufs(audio)
+    gain_db = target_lufs - loudness if np.isfinite(loudness) else 0.0
+    gained = Audio(audio.samples * np.float32(10.0 ** (gain_db / 20.0)), audio.sample_rate)
+    peak = true_peak_dbfs(gained)
+    if np.isfinite(peak) and peak > true_peak_ceiling_dbfs:
+        reduction = 10.0 ** ((true_peak_ceiling_dbfs - peak) / 20.0)
+        gained = Audio(gained.samples * np.float32(reduction), audio.sample_rate)
+    return gained
+
+
+def fit_length(audio: Audio, duration_seconds: float, fade_seconds: float = 0.05) -> Audio:
+    """Trim or zero-pad to exactly round(duration * rate) samples, fading at a cut."""
+    target = int(round(duration_seconds * audio.sample_rate))
+    samples = audio.samples
+    if samples.shape[1] > target:
+        samples = samples[:, :target].copy()
+        fade = min(int(fade_seconds * audio.sample_rate), target)
+        if fade > 0:
+            samples[:, -fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    elif samples.shape[1] < target:
+        pad = np.zeros((samples.shape[0], target - samples.shape[1]), dtype=np.float32)
+        samples = np.concatenate([samples, pad], axis=1)
+    return Audio(samples, audio.sample_rate)

@@ -1,0 +1,17 @@
+"""`tuneforge bench ...`: each benchmark lives in its own module of this package."""
+
+from __future__ import annotations
+
+import typer
+
+from tuneforge.bench import api, generation, scoring, transport
+
+app = typer.Typer(no_args_is_help=True)
+app.command("transport", help="Miner round-trip overhead: raw WAV vs base64-in-JSON.")(
+    transport.command
+)
+app.command("generation", help="MusicGen seconds per second of audio on this device.")(
+    generation.command
+)
+app.command("scoring", help="CPU seconds per scorer for one clip.")(scoring.command)
+app.command("api", help="API throughput and latency: signed scores/best vs health.")(api.command)

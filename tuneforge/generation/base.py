@@ -1,0 +1,27 @@
+"""The generation contract: a backend turns one request into audio."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tuneforge.audio import Audio
+from tuneforge.protocol import MusicGenerationSynapse
+
+
+class GenerationError(RuntimeError):
+    """Generation failed for this request (the miner answers 500 with the reason)."""
+
+
+class GenerationOutOfMemory(GenerationError):
+    """The accelerator ran out of memory; the miner answers 503 and keeps serving."""
+
+
+class Backend(Protocol):
+    name: str  # "musicgen" | "synth" | "audiocraft" | ...
+    model_id: str
+    sample_rate: int
+    max_duration_seconds: float
+
+    def generate(self, request: MusicGenerationSynapse) -> Audio:
+        """Blocking generation (called from a worker thread, never the event loop)."""
+        ...
