@@ -1,4 +1,4 @@
-"""Chain access: `ChainView` and its two implementations (real Bittensor, LocalChain test double)."""
+"""Chain access: `ChainView` and its implementations (real Bittensor, LocalChain double)."""
 
 from tuneforge.chain.base import (
     ChainError,
