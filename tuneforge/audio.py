@@ -75,6 +75,7 @@ def decode_wav(
         raise AudioError(f"audio is {len(data)} bytes, limit is {max_bytes}")
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise AudioError("not a RIFF/WAVE file")
+    _check_data_chunk_complete(data)
     try:
         with sf.SoundFile(io.BytesIO(data)) as handle:
             if handle.format != "WAV":
@@ -101,6 +102,22 @@ def decode_wav(
     if audio.duration_seconds < min_seconds:
         raise AudioError(f"audio is {audio.duration_seconds:.2f} s, minimum is {min_seconds} s")
     return audio
+
+
+def _check_data_chunk_complete(data: bytes) -> None:
+    """Walk the RIFF chunks: libsndfile silently reads a cut-off file, so compare the declared
+    size of the `data` chunk with the bytes actually present."""
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk_id = data[offset : offset + 4]
+        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if chunk_id == b"data":
+            present = len(data) - offset - 8
+            if size > present:
+                raise AudioError(f"truncated WAV: data chunk declares {size} bytes, has {present}")
+            return
+        offset += 8 + size + (size & 1)
+    raise AudioError("truncated WAV: no data chunk")
 
 
 def resample(audio: Audio, target_rate: int) -> Audio:
