@@ -1,0 +1,219 @@
+"""BittensorChain: ChainView over the real chain through the Bittensor SDK 11 (DESIGN.md §2).
+
+One blocking `bt.Subtensor(network)` is opened per instance and reused for the life of the
+process (the SDK keeps its connection on a private event-loop thread). SDK failures are
+translated into `ChainError` with a code and an operator-facing remediation at this one edge.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import bittensor as bt
+from bittensor.error_map import ErrorCode
+from bittensor.result import BittensorError, ConnectionNotReady, RpcConnectionError
+from loguru import logger
+
+from tuneforge.chain.base import (
+    ChainError,
+    ChainErrorCode,
+    Metagraph,
+    Neuron,
+    SetWeightsResult,
+)
+from tuneforge.chain.local import format_axon, normalize_weights
+from tuneforge.config import DEFAULT_NETUID
+
+T = TypeVar("T")
+
+REGISTER_HINT = (
+    "register the hotkey with scripts/register.sh or "
+    "`btcli subnets register --netuid {netuid} --wallet.name NAME --wallet.hotkey HOTKEY`"
+)
+_RETRY_BLOCKS = re.compile(r"Retry in ~(\d+) blocks")
+
+_CODE_MAP: dict[ErrorCode, ChainErrorCode] = {
+    ErrorCode.RATE_LIMITED: ChainErrorCode.RATE_LIMITED,
+    ErrorCode.NOT_REGISTERED: ChainErrorCode.NOT_REGISTERED,
+    ErrorCode.NOT_AUTHORIZED: ChainErrorCode.NO_PERMIT,
+    ErrorCode.INVALID_ARGUMENT: ChainErrorCode.INVALID,
+    ErrorCode.SUBNET_NOT_EXISTS: ChainErrorCode.INVALID,
+    ErrorCode.UNIT_MISMATCH: ChainErrorCode.INVALID,
+    ErrorCode.LIMIT_EXCEEDED: ChainErrorCode.RATE_LIMITED,
+    ErrorCode.TOO_EARLY: ChainErrorCode.RATE_LIMITED,
+}
+
+
+def translate_sdk_error(exc: BaseException, netuid: int) -> ChainError:
+    """The ChainError (code + remediation) for an SDK or transport failure."""
+    if isinstance(exc, ChainError):
+        return exc
+    if isinstance(exc, RpcConnectionError | ConnectionNotReady | OSError | TimeoutError):
+        return ChainError(
+            ChainErrorCode.UNAVAILABLE,
+            f"chain endpoint unreachable: {exc}",
+            "check --chain.network (finney | test | local | ws://host:port) and connectivity",
+        )
+    if isinstance(exc, bt.ChainError):
+        code = _CODE_MAP.get(exc.code, ChainErrorCode.UNAVAILABLE)
+        remediation = exc.remediation
+        if code == ChainErrorCode.RATE_LIMITED:
+            match = _RETRY_BLOCKS.search(exc.message)
+            if match:
+                remediation = f"wait {match.group(1)} blocks, then set weights again"
+        elif code == ChainErrorCode.NOT_REGISTERED:
+            remediation = REGISTER_HINT.format(netuid=netuid)
+        elif code == ChainErrorCode.NO_PERMIT:
+            remediation = "the hotkey needs a validator permit (more stake) on this subnet"
+        return ChainError(code, exc.message, remediation)
+    if isinstance(exc, BittensorError):
+        # Client-side refusals: all-zero or negative weights, malformed arguments.
+        return ChainError(ChainErrorCode.INVALID, str(exc))
+    return ChainError(ChainErrorCode.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+
+
+class BittensorChain:
+    """ChainView over a Bittensor network; writes are signed by `wallet`'s hotkey."""
+
+    def __init__(
+        self,
+        network: str,
+        netuid: int = DEFAULT_NETUID,
+        wallet: bt.Wallet | None = None,
+        *,
+        subtensor: bt.Subtensor | None = None,
+    ) -> None:
+        """`subtensor` lets tests pass `bt.Subtensor("local", substrate=<fake>)`."""
+        self.network = network
+        self.netuid = netuid
+        self.wallet = wallet
+        # The SDK's blocking client connects lazily on first use; one caller at a time keeps
+        # concurrent first calls (e.g. from worker threads) from racing that connect.
+        self._lock = threading.RLock()
+        try:
+            self._sub = subtensor if subtensor is not None else bt.Subtensor(network)
+        except (BittensorError, ValueError) as exc:
+            raise ChainError(
+                ChainErrorCode.INVALID,
+                f"unknown network {network!r}: {exc}",
+                "use finney, test, local or a ws:// / wss:// endpoint",
+            ) from exc
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            with self._lock:
+                return fn()
+        except ChainError:
+            raise
+        except Exception as exc:  # translated into a typed ChainError right here
+            error = translate_sdk_error(exc, self.netuid)
+            logger.warning("chain {} failed on netuid {}: {}", what, self.netuid, error)
+            raise error from exc
+
+    def _signer(self, action: str) -> bt.Wallet:
+        if self.wallet is None:
+            raise ChainError(
+                ChainErrorCode.INVALID,
+                f"cannot {action}: chain opened without a wallet",
+                "open it with a wallet (open_chain(..., wallet=...))",
+            )
+        return self.wallet
+
+    @property
+    def block(self) -> int:
+        return int(self._call("block", lambda: self._sub.block))
+
+    @property
+    def weights_rate_limit(self) -> int:
+        value = self._call(
+            "weights_rate_limit", lambda: self._sub.hyperparameters.weights_rate_limit(self.netuid)
+        )
+        return int(value or 0)
+
+    def metagraph(self) -> Metagraph:
+        """The subnet's neurons; `stake` is the SDK's total_stake (the subnet's stake units)."""
+        graph = self._call(
+            "metagraph", lambda: self._sub.subnets.metagraph(self.netuid, commitments=False)
+        )
+        if graph is None:
+            raise ChainError(
+                ChainErrorCode.INVALID,
+                f"subnet {self.netuid} does not exist on {self.network}",
+                "check --chain.netuid and --chain.network",
+            )
+        neurons = tuple(
+            Neuron(
+                uid=int(n.uid),
+                hotkey=str(n.hotkey),
+                coldkey=str(n.coldkey),
+                stake=float(n.total_stake.amount),
+                validator_permit=bool(n.validator_permit),
+                axon=n.axon,
+                last_update=int(n.last_update),
+            )
+            for n in graph.neurons
+        )
+        return Metagraph(netuid=self.netuid, block=int(graph.block), neurons=neurons)
+
+    def uid_of(self, hotkey: str) -> int | None:
+        return self._call("uid", lambda: self._sub.neurons.uid(hotkey, self.netuid))
+
+    def blocks_since_last_update(self, uid: int) -> int:
+        value = self._call(
+            "blocks_since_last_update",
+            lambda: self._sub.epochs.blocks_since_last_update(self.netuid, uid),
+        )
+        if value is None:
+            raise ChainError(
+                ChainErrorCode.NOT_REGISTERED, f"uid {uid} does not exist on netuid {self.netuid}"
+            )
+        return int(value)
+
+    def set_weights(self, weights: dict[int, float], version_key: int) -> SetWeightsResult:
+        """Set weights through `bt.SetWeights`, which clips, u16-quantises, picks plain or
+        commit-reveal submission and preflights registration and the rate limit."""
+        wallet = self._signer("set weights")
+        normalized = normalize_weights(weights)
+        intent = bt.SetWeights(netuid=self.netuid, weights=normalized, version_key=version_key)
+        block = self.block
+        result = self._call("set_weights", lambda: self._execute(intent, wallet))
+        self._raise_unless_success(result, "set_weights")
+        logger.info(
+            "set weights on {} uids, netuid {}, block ~{}", len(normalized), self.netuid, block
+        )
+        return SetWeightsResult(
+            block=block, uids=tuple(normalized), weights=tuple(normalized.values())
+        )
+
+    def serve(self, ip: str, port: int) -> None:
+        wallet = self._signer("serve an axon")
+        format_axon(ip, port)  # validates before anything is signed
+        intent = bt.ServeAxon(netuid=self.netuid, ip=ip, port=int(port))
+        result = self._call("serve_axon", lambda: self._execute(intent, wallet))
+        self._raise_unless_success(result, "serve_axon")
+        logger.info("published axon {}:{} on netuid {}", ip, port, self.netuid)
+
+    def _execute(
+        self, intent: bt.SetWeights | bt.ServeAxon, wallet: bt.Wallet
+    ) -> bt.ExtrinsicResult:
+        # Inclusion in a block is enough to know the call succeeded; waiting for finality
+        # would hold the validator loop ~2 more blocks for nothing it uses.
+        return self._sub.execute(
+            intent, wallet, wait_for_inclusion=True, wait_for_finalization=False
+        )
+
+    def _raise_unless_success(self, result: bt.ExtrinsicResult, what: str) -> None:
+        if result.success:
+            return
+        if result.error is not None:
+            raise translate_sdk_error(result.error, self.netuid)
+        raise ChainError(ChainErrorCode.UNAVAILABLE, f"{what} failed: {result.message}")
+
+    def close(self) -> None:
+        try:
+            self._sub.close()
+        except BittensorError as exc:
+            logger.debug("closing the chain client: {}", exc)

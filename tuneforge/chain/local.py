@@ -1,0 +1,486 @@
+"""LocalChain: a file-backed TEST DOUBLE of one Bittensor subnet (DESIGN.md §2).
+
+Not a blockchain. It keeps just what TuneForge's roles read and write — neurons (hotkey, stake,
+permit, axon), weights and the weights rate limit — in one SQLite file that several processes
+(miners, validator, API) share. Blocks advance with wall time from a genesis timestamp, so every
+process agrees on the block number without a block producer. Every write is one
+`BEGIN IMMEDIATE` transaction: read-check-write sequences (the rate limit, uid assignment) are
+atomic across processes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from loguru import logger
+
+from tuneforge.chain.base import (
+    ChainError,
+    ChainErrorCode,
+    Metagraph,
+    Neuron,
+    SetWeightsResult,
+)
+from tuneforge.config import DEFAULT_NETUID
+
+SCHEMA_VERSION = 1
+MAX_UIDS = 256  # a real subnet's default max_allowed_uids
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS neurons (
+    uid INTEGER PRIMARY KEY,
+    hotkey TEXT NOT NULL UNIQUE,
+    coldkey TEXT NOT NULL DEFAULT '',
+    stake REAL NOT NULL DEFAULT 0,
+    validator_permit INTEGER NOT NULL DEFAULT 0,
+    axon TEXT,
+    last_update INTEGER NOT NULL DEFAULT 0,
+    weight_set_count INTEGER NOT NULL DEFAULT 0,
+    version_key INTEGER NOT NULL DEFAULT 0,
+    registered_block INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS weights (
+    validator_uid INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    weight REAL NOT NULL,
+    PRIMARY KEY (validator_uid, uid)
+);
+"""
+
+_REGISTER_HINT = "register it first (`tuneforge chain register --localnet.path FILE --hotkey SS58`)"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit mode: transactions are opened explicitly, so reads never hold a write lock.
+    # One connection serves every thread of the process (e.g. asyncio.to_thread); the
+    # instance lock serialises its use.
+    conn = sqlite3.connect(
+        str(path),
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def format_axon(ip: str, port: int) -> str:
+    """Validate and format an axon address as "ip:port" ("[v6]:port" for IPv6)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        raise ChainError(ChainErrorCode.INVALID, f"axon ip {ip!r} is not an IP address") from None
+    if not 1 <= int(port) <= 65535:
+        raise ChainError(ChainErrorCode.INVALID, f"axon port {port} is outside 1..65535")
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return f"{host}:{int(port)}"
+
+
+def normalize_weights(weights: dict[int, float]) -> dict[int, float]:
+    """Weights scaled to sum 1 with zeros dropped; negatives, NaN and all-zero are INVALID."""
+    if not weights:
+        raise ChainError(ChainErrorCode.INVALID, "no weights given")
+    for uid, weight in weights.items():
+        if not math.isfinite(weight) or weight < 0:
+            raise ChainError(
+                ChainErrorCode.INVALID, f"weight for uid {uid} must be finite and >= 0: {weight}"
+            )
+    total = math.fsum(weights.values())
+    if total <= 0:
+        raise ChainError(
+            ChainErrorCode.INVALID,
+            "all weights are zero",
+            "skip setting weights until at least one miner has a positive score",
+        )
+    return {int(uid): w / total for uid, w in sorted(weights.items()) if w > 0}
+
+
+class LocalChain:
+    """ChainView over a LocalChain file (a test double); writes act as `hotkey`."""
+
+    def __init__(self, path: str | Path, netuid: int = DEFAULT_NETUID, hotkey: str | None = None):
+        self.path = Path(path)
+        self.netuid = netuid
+        self.hotkey = hotkey
+        if not self.path.is_file():
+            raise ChainError(
+                ChainErrorCode.UNAVAILABLE,
+                f"LocalChain file {self.path} does not exist",
+                f"create it with `tuneforge chain init --localnet.path {self.path}`",
+            )
+        self._lock = threading.Lock()
+        try:
+            self._conn = _connect(self.path)
+        except sqlite3.DatabaseError as exc:
+            raise ChainError(
+                ChainErrorCode.UNAVAILABLE, f"{self.path} is not a LocalChain file: {exc}"
+            ) from exc
+        meta = self._meta()
+        if "genesis_time" not in meta:
+            self._conn.close()
+            raise ChainError(
+                ChainErrorCode.UNAVAILABLE,
+                f"{self.path} is not an initialised LocalChain file",
+                f"run `tuneforge chain init --localnet.path {self.path}`",
+            )
+        if int(meta["netuid"]) != netuid:
+            self._conn.close()
+            raise ChainError(
+                ChainErrorCode.INVALID,
+                f"LocalChain file {self.path} holds netuid {meta['netuid']}, not {netuid}",
+                f"pass --netuid {meta['netuid']} or use another file",
+            )
+        self.block_time_s = float(meta["block_time_s"])
+        self._weights_rate_limit = int(meta["weights_rate_limit"])
+        logger.debug("opened LocalChain (test double) {} as {}", self.path, hotkey or "reader")
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        netuid: int = DEFAULT_NETUID,
+        block_time_s: float = 12.0,
+        weights_rate_limit: int = 100,
+    ) -> LocalChain:
+        """Initialise the file if new (an existing chain is kept as is) and open it read-only."""
+        if block_time_s <= 0:
+            raise ChainError(ChainErrorCode.INVALID, "block_time_s must be > 0")
+        if weights_rate_limit < 0:
+            raise ChainError(ChainErrorCode.INVALID, "weights_rate_limit must be >= 0")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            defaults = {
+                "schema_version": str(SCHEMA_VERSION),
+                "netuid": str(netuid),
+                "genesis_time": repr(time.time()),
+                "block_time_s": repr(float(block_time_s)),
+                "weights_rate_limit": str(int(weights_rate_limit)),
+            }
+            existing = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            conn.executemany(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", defaults.items()
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+        if existing:
+            logger.info("LocalChain (test double) {} already initialised; kept as is", path)
+        else:
+            logger.info(
+                "LocalChain (test double) initialised at {}: netuid {}, {}s blocks, "
+                "weights rate limit {} blocks",
+                path,
+                netuid,
+                block_time_s,
+                weights_rate_limit,
+            )
+        return cls(path, netuid=netuid)
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def _meta(self) -> dict[str, str]:
+        with self._lock:
+            try:
+                return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+            except sqlite3.DatabaseError:
+                return {}  # no meta table: not a LocalChain file
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken before reading so checks and writes are atomic."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _block_at(self, conn: sqlite3.Connection) -> int:
+        (genesis,) = conn.execute("SELECT value FROM meta WHERE key = 'genesis_time'").fetchone()
+        return max(0, math.floor((time.time() - float(genesis)) / self.block_time_s))
+
+    def _acting_uid(self, conn: sqlite3.Connection, action: str) -> int:
+        if not self.hotkey:
+            raise ChainError(
+                ChainErrorCode.INVALID,
+                f"cannot {action}: this LocalChain view has no hotkey (opened read-only)",
+                "open it with a wallet (open_chain(..., wallet=...))",
+            )
+        row = conn.execute("SELECT uid FROM neurons WHERE hotkey = ?", (self.hotkey,)).fetchone()
+        if row is None:
+            raise ChainError(
+                ChainErrorCode.NOT_REGISTERED,
+                f"hotkey {self.hotkey} is not registered on LocalChain netuid {self.netuid}",
+                _REGISTER_HINT,
+            )
+        return int(row[0])
+
+    # ---- ChainView ------------------------------------------------------------------------
+
+    @property
+    def block(self) -> int:
+        with self._lock:
+            return self._block_at(self._conn)
+
+    @property
+    def weights_rate_limit(self) -> int:
+        return self._weights_rate_limit
+
+    def metagraph(self) -> Metagraph:
+        with self._lock:
+            # One read transaction: the block and the neurons come from the same snapshot.
+            self._conn.execute("BEGIN")
+            try:
+                block = self._block_at(self._conn)
+                rows = self._conn.execute(
+                    "SELECT uid, hotkey, coldkey, stake, validator_permit, axon, last_update "
+                    "FROM neurons ORDER BY uid"
+                ).fetchall()
+            finally:
+                self._conn.execute("COMMIT")
+        neurons = tuple(
+            Neuron(
+                uid=int(uid),
+                hotkey=hotkey,
+                coldkey=coldkey,
+                stake=float(stake),
+                validator_permit=bool(permit),
+                axon=axon,
+                last_update=int(last_update),
+            )
+            for uid, hotkey, coldkey, stake, permit, axon, last_update in rows
+        )
+        return Metagraph(netuid=self.netuid, block=block, neurons=neurons)
+
+    def uid_of(self, hotkey: str) -> int | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT uid FROM neurons WHERE hotkey = ?", (hotkey,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def blocks_since_last_update(self, uid: int) -> int:
+        with self._lock:
+            block = self._block_at(self._conn)
+            row = self._conn.execute(
+                "SELECT last_update FROM neurons WHERE uid = ?", (uid,)
+            ).fetchone()
+        if row is None:
+            raise ChainError(ChainErrorCode.NOT_REGISTERED, f"uid {uid} is not registered")
+        return block - int(row[0])
+
+    def set_weights(self, weights: dict[int, float], version_key: int) -> SetWeightsResult:
+        """Replace this hotkey's weight vector (normalised to sum 1), subject to the rate limit.
+
+        Like the real chain, the first weights of a uid are not rate-limited (last_update 0) and
+        setting weights needs a validator permit.
+        """
+        normalized = normalize_weights(weights)
+        with self._write() as conn:
+            uid = self._acting_uid(conn, "set weights")
+            block = self._block_at(conn)
+            permit, last_update, count = conn.execute(
+                "SELECT validator_permit, last_update, weight_set_count FROM neurons WHERE uid = ?",
+                (uid,),
+            ).fetchone()
+            if not permit:
+                raise ChainError(
+                    ChainErrorCode.NO_PERMIT,
+                    f"uid {uid} has no validator permit",
+                    "give it one with LocalChain.set_validator_permit / "
+                    "`tuneforge chain register --validator-permit`",
+                )
+            waited = block - int(last_update)
+            if count > 0 and waited < self._weights_rate_limit:
+                remaining = self._weights_rate_limit - waited
+                raise ChainError(
+                    ChainErrorCode.RATE_LIMITED,
+                    f"uid {uid} set weights {waited} blocks ago; the limit is "
+                    f"{self._weights_rate_limit} blocks",
+                    f"wait {remaining} blocks (~{remaining * self.block_time_s:.1f}s)",
+                )
+            known = {int(r[0]) for r in conn.execute("SELECT uid FROM neurons")}
+            unknown = sorted(set(normalized) - known)
+            if unknown:
+                raise ChainError(
+                    ChainErrorCode.INVALID, f"weights name unregistered uids {unknown}"
+                )
+            conn.execute("DELETE FROM weights WHERE validator_uid = ?", (uid,))
+            conn.executemany(
+                "INSERT INTO weights (validator_uid, uid, weight) VALUES (?, ?, ?)",
+                [(uid, target, w) for target, w in normalized.items()],
+            )
+            conn.execute(
+                "UPDATE neurons SET last_update = ?, weight_set_count = weight_set_count + 1, "
+                "version_key = ? WHERE uid = ?",
+                (block, int(version_key), uid),
+            )
+        logger.info(
+            "LocalChain (test double): uid {} set weights on {} uids at block {}",
+            uid,
+            len(normalized),
+            block,
+        )
+        return SetWeightsResult(
+            block=block, uids=tuple(normalized), weights=tuple(normalized.values())
+        )
+
+    def serve(self, ip: str, port: int) -> None:
+        axon = format_axon(ip, port)
+        with self._write() as conn:
+            uid = self._acting_uid(conn, "serve an axon")
+            conn.execute("UPDATE neurons SET axon = ? WHERE uid = ?", (axon, uid))
+        logger.info("LocalChain (test double): uid {} serves {}", uid, axon)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ---- admin (the test double's stand-in for registration, staking and governance) --------
+
+    def register(
+        self,
+        hotkey: str,
+        coldkey: str = "",
+        stake: float = 0.0,
+        validator_permit: bool = False,
+        axon: str | None = None,
+    ) -> int:
+        """Register `hotkey` on the lowest free uid and return it.
+
+        Idempotent: an already registered hotkey keeps its uid and gets the given coldkey
+        (when non-empty), stake, permit and axon.
+        """
+        if not hotkey or len(hotkey) > 64:
+            raise ChainError(ChainErrorCode.INVALID, f"invalid hotkey {hotkey!r}")
+        if not math.isfinite(stake) or stake < 0:
+            raise ChainError(ChainErrorCode.INVALID, f"stake must be finite and >= 0: {stake}")
+        if axon is not None:
+            host, sep, port = axon.rpartition(":")
+            if not sep or not port.isdigit():
+                raise ChainError(ChainErrorCode.INVALID, f"axon {axon!r} is not ip:port")
+            axon = format_axon(host.strip("[]"), int(port))
+        with self._write() as conn:
+            block = self._block_at(conn)
+            row = conn.execute("SELECT uid FROM neurons WHERE hotkey = ?", (hotkey,)).fetchone()
+            if row is not None:
+                uid = int(row[0])
+                conn.execute(
+                    "UPDATE neurons SET coldkey = CASE WHEN ? = '' THEN coldkey ELSE ? END, "
+                    "stake = ?, validator_permit = ?, axon = ? WHERE uid = ?",
+                    (coldkey, coldkey, float(stake), int(validator_permit), axon, uid),
+                )
+                return uid
+            used = {int(r[0]) for r in conn.execute("SELECT uid FROM neurons")}
+            uid = next((u for u in range(MAX_UIDS) if u not in used), -1)
+            if uid < 0:
+                raise ChainError(
+                    ChainErrorCode.UNAVAILABLE,
+                    f"all {MAX_UIDS} uids are taken",
+                    "free one with replace_hotkey()",
+                )
+            conn.execute(
+                "INSERT INTO neurons (uid, hotkey, coldkey, stake, validator_permit, axon, "
+                "registered_block) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (uid, hotkey, coldkey, float(stake), int(validator_permit), axon, block),
+            )
+        logger.info("LocalChain (test double): registered {} as uid {}", hotkey, uid)
+        return uid
+
+    def replace_hotkey(self, uid: int, hotkey: str, coldkey: str = "") -> None:
+        """A new hotkey takes over `uid` (as when a real registration prunes a neuron).
+
+        The uid's stake, permit, axon and weights are reset, as on chain.
+        """
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM neurons WHERE hotkey = ?", (hotkey,)).fetchone():
+                raise ChainError(ChainErrorCode.INVALID, f"hotkey {hotkey} is already registered")
+            updated = conn.execute(
+                "UPDATE neurons SET hotkey = ?, coldkey = ?, stake = 0, validator_permit = 0, "
+                "axon = NULL, last_update = 0, weight_set_count = 0, registered_block = ? "
+                "WHERE uid = ?",
+                (hotkey, coldkey, self._block_at(conn), uid),
+            ).rowcount
+            if not updated:
+                raise ChainError(ChainErrorCode.NOT_REGISTERED, f"uid {uid} is not registered")
+            conn.execute("DELETE FROM weights WHERE validator_uid = ?", (uid,))
+        logger.info("LocalChain (test double): uid {} now belongs to {}", uid, hotkey)
+
+    def _update_neuron(self, hotkey: str, column: str, value: object) -> None:
+        with self._write() as conn:
+            updated = conn.execute(
+                f"UPDATE neurons SET {column} = ? WHERE hotkey = ?", (value, hotkey)
+            ).rowcount
+            if not updated:
+                raise ChainError(
+                    ChainErrorCode.NOT_REGISTERED, f"hotkey {hotkey} is not registered"
+                )
+
+    def set_stake(self, hotkey: str, stake: float) -> None:
+        if not math.isfinite(stake) or stake < 0:
+            raise ChainError(ChainErrorCode.INVALID, f"stake must be finite and >= 0: {stake}")
+        self._update_neuron(hotkey, "stake", float(stake))
+
+    def set_validator_permit(self, hotkey: str, permit: bool) -> None:
+        self._update_neuron(hotkey, "validator_permit", int(permit))
+
+    def serve_hotkey(self, hotkey: str, ip: str, port: int) -> None:
+        self._update_neuron(hotkey, "axon", format_axon(ip, port))
+
+    def advance_blocks(self, blocks: int) -> None:
+        """Move every process's clock `blocks` ahead by shifting genesis back (tests, demos)."""
+        if blocks < 0:
+            raise ChainError(ChainErrorCode.INVALID, "blocks cannot go backwards")
+        with self._write() as conn:
+            (genesis,) = conn.execute(
+                "SELECT value FROM meta WHERE key = 'genesis_time'"
+            ).fetchone()
+            shifted = float(genesis) - blocks * self.block_time_s
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'genesis_time'", (repr(shifted),))
+
+    def weights(self) -> dict[int, dict[int, float]]:
+        """validator uid -> {uid: weight} as last set."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT validator_uid, uid, weight FROM weights ORDER BY validator_uid, uid"
+            ).fetchall()
+        result: dict[int, dict[int, float]] = {}
+        for validator_uid, uid, weight in rows:
+            result.setdefault(int(validator_uid), {})[int(uid)] = float(weight)
+        return result
+
+    def weight_set_count(self, validator_uid: int) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT weight_set_count FROM neurons WHERE uid = ?", (validator_uid,)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def __enter__(self) -> LocalChain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
