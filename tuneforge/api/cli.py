@@ -1,7 +1,205 @@
-"""`tuneforge api ...` commands."""
+"""`tuneforge api ...`: serve the API and administer accounts and keys.
+
+Heavy imports (SQLAlchemy, FastAPI, uvicorn) happen inside the commands so `tuneforge --help`
+stays fast.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+DATABASE_URL_HELP = "database URL (default: env TUNEFORGE_DATABASE_URL or ~/.tuneforge/api.db)"
+
+
+def _open_db(database_url: str | None) -> Any:
+    from tuneforge.api.db import Database, upgrade
+    from tuneforge.api.settings import ApiSettings
+
+    url = database_url or ApiSettings().database_url
+    database = Database.open(url)
+    upgrade(database)
+    return database
+
+
+def _emit(payload: dict[str, Any], json_out: bool, text: str) -> None:
+    typer.echo(json.dumps(payload) if json_out else text)
+
+
+def _fail(message: str, json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps({"error": message}))
+    else:
+        typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command("serve")
+def serve(
+    host: str | None = typer.Option(None, "--host"),
+    port: int | None = typer.Option(None, "--port"),
+    workers: int | None = typer.Option(None, "--workers"),
+    database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    redis_url: str | None = typer.Option(None, "--redis-url", help="share nonces/rate limits"),
+    network: str | None = typer.Option(None, "--network", help="finney | test | localnet ..."),
+    netuid: int | None = typer.Option(None, "--netuid"),
+    localnet_path: str | None = typer.Option(None, "--localnet.path", help="LocalChain file"),
+    audio_dir: str | None = typer.Option(None, "--audio-dir"),
+) -> None:
+    """Run the API with uvicorn (migrations are applied first, once)."""
+    import os
+
+    import uvicorn
+
+    from tuneforge.api.app import SETTINGS_ENV
+    from tuneforge.api.settings import ApiSettings
+
+    base = ApiSettings()
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "host": host,
+            "port": port,
+            "workers": workers,
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "audio_dir": audio_dir,
+        }.items()
+        if value is not None
+    }
+    chain = base.chain.model_dump()
+    if network is not None:
+        chain["network"] = network
+    if netuid is not None:
+        chain["netuid"] = netuid
+    localnet = base.localnet.model_dump()
+    if localnet_path is not None:
+        localnet["path"] = localnet_path
+    settings = ApiSettings.model_validate(
+        {**base.model_dump(), **overrides, "chain": chain, "localnet": localnet}
+    )
+    if settings.workers > 1 and not settings.redis_url:
+        typer.echo(
+            "warning: several workers without --redis-url do not share nonces or rate limits",
+            err=True,
+        )
+    _open_db(settings.database_url).dispose()
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run(
+        "tuneforge.api.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.logging.level.lower(),
+    )
+
+
+@app.command("create-account")
+def create_account_command(
+    email: str = typer.Option(..., "--email"),
+    plan: str = typer.Option("free", "--plan", help="free | pro | premier"),
+    credits: int = typer.Option(0, "--credits"),
+    database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Create an account and print its id."""
+    from tuneforge.api.accounts import AccountError, create_account
+
+    db = _open_db(database_url)
+    try:
+        account = create_account(db, email, plan, credits)
+    except AccountError as exc:
+        _fail(str(exc), json_out)
+        return
+    finally:
+        db.dispose()
+    payload = {"account_id": account.id, "email": email, "plan": plan, "credits": credits}
+    _emit(payload, json_out, account.id)
+
+
+@app.command("create-key")
+def create_key_command(
+    account_id: str = typer.Argument(...),
+    database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Create an API key and print it (it is shown only this once)."""
+    from tuneforge.api.accounts import AccountError, create_key
+
+    db = _open_db(database_url)
+    try:
+        row, key = create_key(db, account_id)
+    except AccountError as exc:
+        _fail(str(exc), json_out)
+        return
+    finally:
+        db.dispose()
+    _emit({"key_id": row.id, "account_id": account_id, "api_key": key}, json_out, key)
+
+
+@app.command("add-credits")
+def add_credits_command(
+    account_id: str = typer.Argument(...),
+    amount: int = typer.Argument(..., help="credits to add (negative removes)"),
+    database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Add credits to an account and print the new balance."""
+    from tuneforge.api.accounts import AccountError, add_credits
+
+    db = _open_db(database_url)
+    try:
+        balance = add_credits(db, account_id, amount)
+    except AccountError as exc:
+        _fail(str(exc), json_out)
+        return
+    finally:
+        db.dispose()
+    _emit({"account_id": account_id, "credits": balance}, json_out, str(balance))
+
+
+@app.command("revoke-key")
+def revoke_key_command(
+    key_id: str = typer.Argument(...),
+    database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Revoke an API key (by key id, as listed by list-accounts)."""
+    from tuneforge.api.accounts import AccountError, revoke_key
+
+    db = _open_db(database_url)
+    try:
+        revoked_at = revoke_key(db, key_id)
+    except AccountError as exc:
+        _fail(str(exc), json_out)
+        return
+    finally:
+        db.dispose()
+    payload = {"key_id": key_id, "revoked_at": revoked_at.isoformat() + "Z"}
+    _emit(payload, json_out, f"revoked {key_id}")
+
+
+@app.command("list-accounts")
+def list_accounts_command(
+    database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """List accounts with their credits and keys (prefixes only)."""
+    from tuneforge.api.accounts import list_accounts
+
+    db = _open_db(database_url)
+    try:
+        accounts = list_accounts(db)
+    finally:
+        db.dispose()
+    lines = [
+        f"{a['account_id']}  {a['email']}  {a['plan']}  credits={a['credits']}  "
+        f"keys={','.join(str(k['key_id']) for k in a['keys']) or '-'}"  # type: ignore[union-attr]
+        for a in accounts
+    ]
+    _emit({"accounts": accounts}, json_out, "\n".join(lines) or "no accounts")

@@ -1,0 +1,160 @@
+"""The TuneForge API application (API.md): `create_app(settings, chain)`.
+
+The app object is complete after `create_app` (so tests may drive it over an in-process
+transport); the lifespan only starts the background metagraph refresher and the job sweeper.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from loguru import logger
+
+from tuneforge.api import db as dbmod
+from tuneforge.api import deps
+from tuneforge.api.context import ApiContext
+from tuneforge.api.jobs import JobService
+from tuneforge.api.metagraph import ChainSource, MetagraphCache
+from tuneforge.api.middleware import GuardMiddleware
+from tuneforge.api.ratelimit import rate_limiter_from_url
+from tuneforge.api.routes_customer import router as customer_router
+from tuneforge.api.routes_neuron import router as neuron_router
+from tuneforge.api.scores import ScoreService
+from tuneforge.api.settings import ApiSettings
+from tuneforge.api.storage import AudioStore
+from tuneforge.chain.base import ChainView
+from tuneforge.config import expand_path
+from tuneforge.nonces import nonce_store_from_url
+
+SETTINGS_ENV = "TUNEFORGE_API_SETTINGS_JSON"
+
+
+def chain_factory_for(settings: ApiSettings) -> Callable[[], ChainView]:
+    def factory() -> ChainView:
+        from tuneforge.chain.factory import open_chain
+
+        return open_chain(
+            settings.chain.network,
+            settings.chain.netuid,
+            None,
+            localnet_path=settings.localnet.path,
+        )
+
+    return factory
+
+
+def build_context(settings: ApiSettings, chain: ChainSource, migrate: bool = True) -> ApiContext:
+    database = dbmod.Database.open(settings.database_url)
+    if migrate:
+        dbmod.upgrade(database)
+    store = AudioStore(expand_path(settings.audio_dir))
+    metagraph = MetagraphCache(chain, settings.metagraph_refresh_s)
+    metagraph.refresh()
+    return ApiContext(
+        settings=settings,
+        db=database,
+        store=store,
+        jobs=JobService(database, store, settings.job_lease_s, settings.job_deadline_s),
+        scores=ScoreService(database, store),
+        limiter=rate_limiter_from_url(settings.redis_url or None),
+        # Nonces are remembered for twice the window: a nonce is fresh for ±window.
+        nonces=nonce_store_from_url(
+            settings.redis_url or None, "tuneforge:api:nonce", 2 * settings.nonce_window_s
+        ),
+        metagraph=metagraph,
+    )
+
+
+def _sweeper(ctx: ApiContext, stop: threading.Event) -> None:
+    while not stop.wait(ctx.settings.sweeper_interval_s):
+        try:
+            ctx.jobs.sweep()
+        except Exception:  # a failed sweep is retried next period; the loop must live on
+            logger.exception("job sweep failed")
+
+
+def create_app(
+    settings: ApiSettings, chain: ChainSource | None = None, migrate: bool = True
+) -> FastAPI:
+    """The app; `chain` is a ChainView or (better) a factory opened on the chain thread."""
+    ctx = build_context(settings, chain or chain_factory_for(settings), migrate=migrate)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        ctx.metagraph.start()
+        sweeper = threading.Thread(
+            target=_sweeper, args=(ctx, stop), name="job-sweeper", daemon=True
+        )
+        sweeper.start()
+        logger.info("API up: database {}, audio in {}", ctx.db.url.split("@")[-1], ctx.store.root)
+        try:
+            yield
+        finally:
+            stop.set()
+            ctx.metagraph.close()
+            sweeper.join(timeout=5)
+            ctx.db.dispose()
+
+    app = FastAPI(
+        title="TuneForge API",
+        version="1.0",
+        description="Customers generate music with API keys; neurons read scores and validators "
+        "publish rounds and deliver jobs with hotkey signatures. See API.md.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for error in exc.errors()[:5]:
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+        return JSONResponse({"detail": "; ".join(parts) or "Invalid request"}, status_code=400)
+
+    @app.get("/api/v1/health", tags=["health"])
+    @app.get("/health", include_in_schema=False)
+    def health(request: Request) -> JSONResponse:
+        """No auth: database reachable, metagraph age, queue depth."""
+        state = deps.context(request)
+        try:
+            queue_depth: int | None = state.jobs.queue_depth()  # doubles as the database ping
+            database_ok = True
+        except Exception as exc:  # any driver error means the database is unreachable
+            logger.warning("health: database unreachable: {}", exc)
+            queue_depth, database_ok = None, False
+        snapshot = state.metagraph.snapshot
+        age = state.metagraph.age_s()
+        body: dict[str, Any] = {
+            "status": "ok" if database_ok else "degraded",
+            "database": database_ok,
+            "metagraph_age_s": None if age is None else round(age, 3),
+            "metagraph_block": None if snapshot is None else snapshot.block,
+            "neurons": None if snapshot is None else len(snapshot.neurons),
+            "queue_depth": queue_depth,
+        }
+        return JSONResponse(body, status_code=200 if database_ok else 503)
+
+    app.include_router(customer_router)
+    app.include_router(neuron_router)
+    app.add_middleware(
+        GuardMiddleware,
+        limiter=ctx.limiter,
+        anonymous_limit=settings.anonymous_rate_limit_per_minute,
+        body_limit=ctx.body_limit,
+    )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for `tuneforge api serve` workers: settings travel as JSON in the env."""
+    settings = ApiSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    return create_app(settings, migrate=False)

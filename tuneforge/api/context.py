@@ -1,0 +1,39 @@
+"""Everything a request handler needs, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tuneforge.api.db import Database
+from tuneforge.api.jobs import JobService
+from tuneforge.api.metagraph import MetagraphCache
+from tuneforge.api.ratelimit import RateLimiter
+from tuneforge.api.scores import ScoreService
+from tuneforge.api.settings import ApiSettings
+from tuneforge.api.storage import AudioStore
+from tuneforge.nonces import NonceStore
+
+
+@dataclass
+class ApiContext:
+    settings: ApiSettings
+    db: Database
+    store: AudioStore
+    jobs: JobService
+    scores: ScoreService
+    limiter: RateLimiter
+    nonces: NonceStore
+    metagraph: MetagraphCache
+
+    def body_limit(self, method: str, path: str) -> int:
+        """Bytes a request body may have: WAV uploads, result bundles, or small JSON."""
+        if method == "PUT" and path.startswith(
+            ("/api/v1/scores/audio/", "/api/v1/validator/audio/")
+        ):
+            return self.settings.max_audio_bytes
+        if method == "POST" and (
+            path == "/api/v1/scores"
+            or (path.startswith("/api/v1/validator/jobs/") and path.endswith("/result"))
+        ):
+            return self.settings.max_scores_body_bytes
+        return self.settings.max_json_body_bytes

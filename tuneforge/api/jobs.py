@@ -1,0 +1,332 @@
+"""Customer jobs: accept with an atomic credit charge, lease to validators, finish, expire.
+
+Credits leave the account in the same transaction that creates the job, through one conditional
+UPDATE (`credits = credits - c WHERE credits >= c`): the database, not the application, decides
+who wins under concurrency, on SQLite (writers serialised by BEGIN IMMEDIATE) and PostgreSQL (row
+lock, predicate re-checked after the wait) alike. A refund is guarded by a `refunded` flag flipped
+by its own conditional UPDATE, so it happens at most once whatever races it.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from tuneforge.api.accounts import KeyIdentity, new_id
+from tuneforge.api.db import Database
+from tuneforge.api.models import (
+    JOB_COMPLETED,
+    JOB_FAILED,
+    JOB_PROCESSING,
+    JOB_QUEUED,
+    Account,
+    GenerationRequest,
+    Track,
+    utcnow,
+)
+from tuneforge.api.schemas import GenerateRequest, JobResult
+from tuneforge.api.storage import AudioStore
+from tuneforge.protocol import MusicGenerationSynapse
+
+EXPIRED_ERROR = "Job expired before a validator delivered it; credits refunded."
+
+
+class InsufficientCredits(Exception):
+    def __init__(self, needed: int, available: int) -> None:
+        self.needed = needed
+        self.available = available
+        super().__init__(
+            f"Insufficient credits. You need {needed} credits but have {available} remaining."
+        )
+
+
+class JobNotFound(Exception):
+    pass
+
+
+class JobConflict(Exception):
+    pass
+
+
+class MissingAudio(Exception):
+    pass
+
+
+def credits_for(duration_seconds: float) -> int:
+    """ceil(duration / 3) credits per track (API.md "Credits"); 15 s -> 5."""
+    return max(1, math.ceil(duration_seconds / 3 - 1e-9))
+
+
+@dataclass(frozen=True)
+class Accepted:
+    request_id: str
+    credits_charged: int
+    credits_remaining: int
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    expired: int
+    requeued: int
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat() + "Z"
+
+
+class JobService:
+    def __init__(self, db: Database, store: AudioStore, lease_s: float, deadline_s: float) -> None:
+        self.db = db
+        self.store = store
+        self.lease_s = lease_s
+        self.deadline_s = deadline_s
+
+    def accept(self, identity: KeyIdentity, body: GenerateRequest) -> Accepted:
+        """Charge credits and queue the job in one transaction, or raise InsufficientCredits."""
+        challenge = MusicGenerationSynapse(
+            prompt=body.prompt,
+            genre=body.genre,
+            mood=body.mood,
+            tempo_bpm=body.tempo_bpm,
+            key=body.key,
+            instruments=body.instruments,
+            vocals=body.vocals,
+            lyrics=body.lyrics,
+            duration_seconds=body.duration_seconds,
+            seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+        )
+        cost = credits_for(body.duration_seconds)
+        now = utcnow()
+        with self.db.write() as session:
+            remaining = session.execute(
+                update(Account)
+                .where(Account.id == identity.account_id, Account.credits >= cost)
+                .values(credits=Account.credits - cost)
+                .returning(Account.credits)
+            ).scalar_one_or_none()
+            if remaining is None:
+                available = session.scalar(
+                    select(Account.credits).where(Account.id == identity.account_id)
+                )
+                raise InsufficientCredits(cost, int(available or 0))
+            request_id = new_id("req")
+            session.add(
+                GenerationRequest(
+                    id=request_id,
+                    account_id=identity.account_id,
+                    api_key_id=identity.key_id,
+                    status=JOB_QUEUED,
+                    challenge=challenge.model_dump(mode="json"),
+                    duration_seconds=body.duration_seconds,
+                    credits_charged=cost,
+                    refunded=False,
+                    created_at=now,
+                    updated_at=now,
+                    deadline_at=now + timedelta(seconds=self.deadline_s),
+                    attempts=0,
+                )
+            )
+        logger.info("job {} accepted for {} ({} credits)", request_id, identity.account_id, cost)
+        return Accepted(request_id, cost, int(remaining))
+
+    def status(self, account_id: str, request_id: str) -> dict[str, Any]:
+        """The job as its owner sees it; JobNotFound for unknown ids and other accounts' jobs."""
+        with self.db.read() as session:
+            job = session.get(GenerationRequest, request_id)
+            if job is None or job.account_id != account_id:
+                raise JobNotFound(request_id)
+            tracks = session.scalars(
+                select(Track).where(Track.request_id == request_id).order_by(Track.created_at)
+            ).all()
+        return {
+            "request_id": job.id,
+            "status": job.status,
+            "created_at": iso(job.created_at),
+            "completed_at": iso(job.completed_at),
+            "error": job.error,
+            "credits_charged": job.credits_charged,
+            "refunded": job.refunded,
+            "tracks": [track_view(t) for t in tracks],
+        }
+
+    def _refund_and_fail(self, session: Session, job_id: str, error: str, now: datetime) -> bool:
+        failed = session.execute(
+            update(GenerationRequest)
+            .where(
+                GenerationRequest.id == job_id,
+                GenerationRequest.status.in_([JOB_QUEUED, JOB_PROCESSING]),
+            )
+            .values(status=JOB_FAILED, error=error, completed_at=now, updated_at=now)
+        ).rowcount
+        if failed != 1:
+            return False
+        refund = session.execute(
+            update(GenerationRequest)
+            .where(GenerationRequest.id == job_id, GenerationRequest.refunded.is_(False))
+            .values(refunded=True)
+            .returning(GenerationRequest.account_id, GenerationRequest.credits_charged)
+        ).first()
+        if refund is None:
+            return False
+        session.execute(
+            update(Account)
+            .where(Account.id == refund[0])
+            .values(credits=Account.credits + refund[1])
+        )
+        logger.info("job {} failed ({}); refunded {} credits", job_id, error, refund[1])
+        return True
+
+    def sweep(self, now: datetime | None = None) -> SweepReport:
+        """Fail+refund jobs past their deadline; return jobs with lapsed leases to the queue."""
+        now = now or utcnow()
+        with self.db.write() as session:
+            overdue = session.scalars(
+                select(GenerationRequest.id).where(
+                    GenerationRequest.status.in_([JOB_QUEUED, JOB_PROCESSING]),
+                    GenerationRequest.deadline_at <= now,
+                )
+            ).all()
+            expired = sum(
+                self._refund_and_fail(session, job_id, EXPIRED_ERROR, now) for job_id in overdue
+            )
+            requeued = session.execute(
+                update(GenerationRequest)
+                .where(
+                    GenerationRequest.status == JOB_PROCESSING,
+                    GenerationRequest.lease_expires_at <= now,
+                )
+                .values(status=JOB_QUEUED, lease_holder=None, lease_expires_at=None, updated_at=now)
+            ).rowcount
+        if expired or requeued:
+            logger.info(
+                "sweep: {} jobs expired and refunded, {} returned to the queue", expired, requeued
+            )
+        return SweepReport(expired=expired, requeued=requeued)
+
+    def claim(
+        self, validator_hotkey: str, max_jobs: int, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Lease up to `max_jobs` queued jobs, oldest first, to one validator."""
+        now = now or utcnow()
+        self.sweep(now)
+        claimed: list[dict[str, Any]] = []
+        with self.db.write() as session:
+            candidates = session.scalars(
+                select(GenerationRequest)
+                .where(GenerationRequest.status == JOB_QUEUED, GenerationRequest.deadline_at > now)
+                .order_by(GenerationRequest.created_at)
+                .limit(max_jobs)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for job in candidates:
+                lease_until = min(now + timedelta(seconds=self.lease_s), job.deadline_at)
+                took = session.execute(
+                    update(GenerationRequest)
+                    .where(GenerationRequest.id == job.id, GenerationRequest.status == JOB_QUEUED)
+                    .values(
+                        status=JOB_PROCESSING,
+                        lease_holder=validator_hotkey,
+                        lease_expires_at=lease_until,
+                        attempts=GenerationRequest.attempts + 1,
+                        updated_at=now,
+                    )
+                ).rowcount
+                if took == 1:
+                    claimed.append(
+                        {
+                            "request_id": job.id,
+                            "challenge": job.challenge,
+                            "lease_expires_at": iso(lease_until),
+                            "deadline_at": iso(job.deadline_at),
+                        }
+                    )
+        if claimed:
+            logger.info("{} jobs leased to {}", len(claimed), validator_hotkey)
+        return claimed
+
+    def submit_result(
+        self, validator_hotkey: str, request_id: str, result: JobResult, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """Complete (or fail and refund) a job leased to this validator."""
+        now = now or utcnow()
+        missing = [t.audio_sha256 for t in result.tracks if not self.store.has(t.audio_sha256)]
+        with self.db.write() as session:
+            job = session.get(GenerationRequest, request_id)
+            if job is None:
+                raise JobNotFound(request_id)
+            if job.lease_holder != validator_hotkey:
+                raise JobConflict("this job is not leased to you")
+            if job.status == JOB_COMPLETED:
+                # A retry of a delivered result: answer as the first time.
+                ids = session.scalars(select(Track.id).where(Track.request_id == request_id)).all()
+                return {"request_id": request_id, "status": job.status, "track_ids": list(ids)}
+            if job.status != JOB_PROCESSING:
+                raise JobConflict(f"the job is {job.status}")
+            if result.error is not None or not result.tracks:
+                self._refund_and_fail(
+                    session, request_id, result.error or "no tracks delivered", now
+                )
+                return {"request_id": request_id, "status": JOB_FAILED, "track_ids": []}
+            if missing:
+                raise MissingAudio(
+                    f"audio {missing[0]} has not been uploaded: PUT /api/v1/validator/audio/"
+                    f"{missing[0]} first"
+                )
+            track_ids = []
+            for item in result.tracks:
+                track = Track(
+                    id=new_id("trk"),
+                    request_id=request_id,
+                    validator_hotkey=validator_hotkey,
+                    created_at=now,
+                    **item.model_dump(),
+                )
+                session.add(track)
+                track_ids.append(track.id)
+            job.status = JOB_COMPLETED
+            job.completed_at = now
+            job.updated_at = now
+            job.error = None
+        logger.info(
+            "job {} completed by {} with {} tracks", request_id, validator_hotkey, len(track_ids)
+        )
+        return {"request_id": request_id, "status": JOB_COMPLETED, "track_ids": track_ids}
+
+    def queue_depth(self) -> int:
+        with self.db.read() as session:
+            return int(
+                session.scalar(select(func.count()).where(GenerationRequest.status == JOB_QUEUED))
+                or 0
+            )
+
+    def owned_track_audio(self, account_id: str, track_id: str) -> str | None:
+        """The audio hash of a customer track owned by `account_id`, else None."""
+        with self.db.read() as session:
+            row = session.execute(
+                select(Track.audio_sha256)
+                .join(GenerationRequest, GenerationRequest.id == Track.request_id)
+                .where(Track.id == track_id, GenerationRequest.account_id == account_id)
+            ).first()
+        return None if row is None else row[0]
+
+
+def track_view(track: Track) -> dict[str, Any]:
+    return {
+        "track_id": track.id,
+        "audio_url": f"/api/v1/music/audio/{track.id}.wav",
+        "duration_seconds": track.duration_seconds,
+        "sample_rate": track.sample_rate,
+        "miner_hotkey": track.miner_hotkey,
+        "score": track.final_score,
+        "composite": track.composite,
+        "score_breakdown": track.score_breakdown,
+        "penalties": track.penalties,
+        "generation_ms": track.generation_ms,
+    }

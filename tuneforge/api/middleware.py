@@ -1,0 +1,139 @@
+"""One ASGI guard around the whole app: body-size caps, rate-limit headers, opaque 500s.
+
+Pure ASGI (not BaseHTTPMiddleware) so it can count streamed body bytes and add headers to every
+response, errors included, without buffering responses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+from loguru import logger
+from starlette.exceptions import HTTPException
+
+from tuneforge.api.ratelimit import RateLimiter, RateLimitResult
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+RATELIMIT_SCOPE_KEY = "tuneforge.ratelimit"
+# Never counted (monitoring and docs); they still report the caller's anonymous bucket.
+EXEMPT_PATHS = frozenset({"/health", "/api/v1/health", "/docs", "/openapi.json", "/redoc"})
+
+
+class BodyTooLarge(HTTPException):
+    """An HTTPException, so FastAPI's body parsing passes it through as a 413, not a 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"Request body larger than {limit} bytes")
+
+
+def client_key(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"ip:{client[0] if client else 'unknown'}"
+
+
+def has_credentials(scope: Scope) -> bool:
+    names = {name for name, _ in scope.get("headers", [])}
+    return b"authorization" in names or b"x-validator-hotkey" in names
+
+
+class GuardMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter,
+        anonymous_limit: int,
+        body_limit: Callable[[str, str], int],
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.anonymous_limit = anonymous_limit
+        self.body_limit = body_limit
+
+    async def _call(self, function: Callable[..., RateLimitResult], *args: Any) -> RateLimitResult:
+        if self.limiter.blocking:
+            return await anyio.to_thread.run_sync(function, *args)
+        return function(*args)
+
+    async def _json(self, send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        holder: dict[str, RateLimitResult | None] = {"result": None}
+        scope[RATELIMIT_SCOPE_KEY] = holder
+        path, method = scope["path"], scope["method"]
+        exempt = path in EXEMPT_PATHS
+
+        async def current_limits() -> dict[str, str]:
+            if holder["result"] is None:
+                holder["result"] = await self._call(
+                    self.limiter.peek, client_key(scope), self.anonymous_limit
+                )
+            return holder["result"].headers()
+
+        if not exempt and not has_credentials(scope):
+            # Requests without credentials are counted per client address up front.
+            result = await self._call(self.limiter.hit, client_key(scope), self.anonymous_limit)
+            holder["result"] = result
+            if not result.allowed:
+                await self._json(send, 429, "Rate limit exceeded", result.headers())
+                return
+
+        limit = self.body_limit(method, path)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._json(
+                send, 413, f"Request body larger than {limit} bytes", await current_limits()
+            )
+            return
+
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in (await current_limits()).items():
+                    if name.lower().encode() not in present:
+                        headers.append((name.lower().encode(), value.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except BodyTooLarge:
+            if not started:
+                await self._json(
+                    send, 413, f"Request body larger than {limit} bytes", await current_limits()
+                )
+        except Exception:
+            logger.exception("unhandled error on {} {}", method, path)
+            if not started:
+                await self._json(send, 500, "Internal server error", await current_limits())

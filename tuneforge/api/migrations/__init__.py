@@ -1,0 +1,1 @@
+"""Alembic migrations of the API database (applied by `tuneforge.api.db.upgrade`)."""
