@@ -1,0 +1,76 @@
+"""Miner settings: `--section.name` flags over `TUNEFORGE_SECTION__NAME` env over defaults."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tuneforge.config import (
+    DEFAULT_NETUID,
+    AxonSettings,
+    LocalnetSettings,
+    LoggingSettings,
+    TuneForgeSettings,
+    WalletSettings,
+)
+from tuneforge.generation.settings import GenerationSettings
+
+# Minimum caller stake (TAO) when --miner.min_stake is not given. On finney a validator permit
+# already implies a large stake, and 1000 TAO keeps low-stake permit holders from filling the
+# queue; testnet stakes are play money and small; local chains are for demos and tests.
+DEFAULT_MIN_STAKE_BY_NETWORK: dict[str, float] = {
+    "finney": 1000.0,
+    "test": 10.0,
+    "local": 0.0,
+    "localnet": 0.0,
+}
+DEFAULT_MIN_STAKE_OTHER = 1000.0  # a custom ws:// endpoint: assume a real network
+
+
+class MinerSection(BaseModel):
+    min_stake: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="minimum caller stake in TAO (default: finney 1000, test 10, local 0)",
+    )
+    require_validator_permit: bool = Field(
+        default=True, description="refuse callers without a validator permit"
+    )
+    queue_size: int = Field(default=4, ge=0, le=1024, description="jobs waiting for a worker")
+    workers: int = Field(default=1, ge=1, le=64, description="generation threads (one per GPU)")
+    max_concurrent_per_caller: int = Field(
+        default=2, ge=1, le=1024, description="requests one caller may have queued or running"
+    )
+    request_max_age_s: float = Field(
+        default=30.0, gt=0.0, le=600.0, description="btauth/1 nonce freshness window (s)"
+    )
+    request_body_timeout_s: float = Field(
+        default=10.0, gt=0.0, le=120.0, description="time allowed to receive a request body (s)"
+    )
+    metagraph_refresh_s: float = Field(
+        default=60.0, gt=0.0, description="seconds between metagraph refreshes"
+    )
+    retry_after_s: int = Field(
+        default=5, ge=1, le=3600, description="Retry-After on 503 (queue full, out of memory)"
+    )
+    redis_url: str = Field(
+        default="", description="Redis URL for the replay-nonce store (in-process when empty)"
+    )
+
+
+class MinerSettings(TuneForgeSettings):
+    netuid: int = Field(default=DEFAULT_NETUID, ge=0, description="subnet uid")
+    network: str = Field(
+        default="test", description="finney | test | local | ws://… | localnet (LocalChain file)"
+    )
+    wallet: WalletSettings = Field(default_factory=WalletSettings)
+    localnet: LocalnetSettings = Field(default_factory=LocalnetSettings)
+    axon: AxonSettings = Field(default_factory=AxonSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    miner: MinerSection = Field(default_factory=MinerSection)
+
+    def effective_min_stake(self) -> float:
+        """The configured minimum stake, or the network's default when none was given."""
+        if self.miner.min_stake is not None:
+            return self.miner.min_stake
+        return DEFAULT_MIN_STAKE_BY_NETWORK.get(self.network, DEFAULT_MIN_STAKE_OTHER)

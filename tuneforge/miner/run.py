@@ -1,0 +1,112 @@
+"""Start a miner: wallet → chain → backend → publish the axon → serve until stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import signal
+import sys
+import threading
+
+from loguru import logger
+
+from tuneforge.chain.base import ChainError, ChainView
+from tuneforge.config import expand_path
+from tuneforge.miner.config import MinerSettings
+
+
+class MinerStartupError(Exception):
+    """The miner cannot start; the message says what to fix."""
+
+
+class _Stopped(Exception):
+    """SIGTERM after uvicorn's graceful shutdown (uvicorn re-raises the signal it caught)."""
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise _Stopped()
+
+
+def configure_logging(settings: MinerSettings) -> None:
+    logger.remove()
+    logger.add(sys.stderr, level=settings.logging.level.upper())
+    if settings.logging.logging_dir:
+        directory = expand_path(settings.logging.logging_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        logger.add(
+            directory / "miner.log",
+            level=settings.logging.level.upper(),
+            rotation="50 MB",
+            retention=5,
+        )
+
+
+def published_address(settings: MinerSettings) -> tuple[str, int]:
+    """The ip:port validators should call: the external one when given, else the bind address."""
+    ip = settings.axon.external_ip or settings.axon.ip
+    port = settings.axon.external_port or settings.axon.port
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        raise MinerStartupError(f"axon address {ip!r} is not an IP address") from None
+    if address.is_unspecified:
+        raise MinerStartupError(
+            f"the server binds {ip}, which validators cannot call; pass "
+            "--axon.external_ip with this machine's public IP (and --axon.external_port if "
+            "a NAT maps the port)"
+        )
+    return str(address), port
+
+
+def check_registered(chain: ChainView, hotkey: str, network: str, netuid: int) -> int:
+    uid = chain.uid_of(hotkey)
+    if uid is None:
+        raise MinerStartupError(
+            f"hotkey {hotkey} is not registered on netuid {netuid} ({network}); register it "
+            f"first (e.g. `btcli subnet register --netuid {netuid}`, or scripts/register.sh)"
+        )
+    return uid
+
+
+def run(settings: MinerSettings) -> None:
+    """Serve until SIGINT/SIGTERM; the chain client is opened once and closed on the way out."""
+    import uvicorn
+
+    from tuneforge.chain.factory import open_chain
+    from tuneforge.generation.factory import create_backend
+    from tuneforge.miner.app import create_app
+    from tuneforge.wallets import load_wallet
+
+    configure_logging(settings)
+    wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path)
+    hotkey = wallet.hotkey.ss58_address
+    ip, port = published_address(settings)
+    chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
+    try:
+        uid = check_registered(chain, hotkey, settings.network, settings.netuid)
+        backend = create_backend(settings.generation)
+        app = create_app(settings, backend, chain, wallet)
+        try:
+            chain.serve(ip, port)
+        except ChainError as exc:
+            raise MinerStartupError(f"could not publish {ip}:{port}: {exc}") from exc
+        logger.info("uid {} published {}:{} on netuid {}", uid, ip, port, settings.netuid)
+        config = uvicorn.Config(
+            app,
+            host=settings.axon.ip,
+            port=settings.axon.port,
+            log_level=settings.logging.level.lower(),
+            access_log=False,
+            # The app reads bodies itself with a hard cap; these bound what reaches it.
+            limit_concurrency=256,
+            timeout_keep_alive=30,
+        )
+        if threading.current_thread() is threading.main_thread():
+            # uvicorn drains requests on SIGTERM, then re-raises it to the handler found at
+            # start; this one turns it into an exception so the cleanup below still runs.
+            signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        with contextlib.suppress(_Stopped, KeyboardInterrupt):
+            uvicorn.Server(config).run()
+    finally:
+        chain.close()
+        logger.info("miner stopped")
