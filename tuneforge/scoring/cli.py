@@ -1,9 +1,134 @@
-"""`tuneforge score`."""
+"""`tuneforge score FILE.wav ...`: score WAV files against one challenge, as a validator would.
+
+All files form one round (they are compared with each other for copies and diversity) unless
+`--independent`, which scores each file alone with an empty history. Neural scorers run only
+when their model directories are given; the output says which scorers are excluded and why.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import typer
 
 
-def score_command() -> None:
-    raise typer.Exit(code=2)
+def _jsonable(value: Any) -> Any:
+    """json.dumps fallback for numpy scalars and arrays in scorer details."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def score_command(
+    files: list[Path] = typer.Argument(..., help="WAV files to score", exists=False),
+    prompt: str = typer.Option("music", "--prompt", help="challenge text prompt"),
+    genre: str | None = typer.Option(None, "--genre"),
+    mood: str | None = typer.Option(None, "--mood"),
+    tempo: int | None = typer.Option(None, "--tempo", help="requested tempo, BPM"),
+    key: str | None = typer.Option(None, "--key", help='e.g. "A minor"'),
+    instruments: str = typer.Option("", "--instruments", help="comma-separated"),
+    vocals: bool = typer.Option(False, "--vocals/--no-vocals"),
+    lyrics: str | None = typer.Option(None, "--lyrics"),
+    duration: float | None = typer.Option(
+        None, "--duration", help="requested seconds (default: the first readable file's length)"
+    ),
+    independent: bool = typer.Option(
+        False, "--independent", help="score each file alone (no cross-file copy/diversity checks)"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per file per line"),
+    clap: str | None = typer.Option(None, "--clap", help="CLAP model id or local dir"),
+    mert: str | None = typer.Option(None, "--mert", help="MERT model id or local dir"),
+    whisper: str | None = typer.Option(None, "--whisper", help="Whisper model id or local dir"),
+    mos: str | None = typer.Option(None, "--mos", help="MOS head dir"),
+    preference: str | None = typer.Option(None, "--preference", help="preference head dir"),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Score WAV files against one challenge."""
+    from pydantic import ValidationError
+
+    from tuneforge.audio import AudioError, decode_wav
+    from tuneforge.protocol import MAX_DURATION_S, MIN_DURATION_S, MusicGenerationSynapse
+    from tuneforge.scoring.base import Submission
+    from tuneforge.scoring.engine import ScoringEngine
+    from tuneforge.scoring.history import InMemoryHistory
+
+    submissions: list[Submission] = []
+    for path in files:
+        try:
+            audio = decode_wav(path.read_bytes())
+            submissions.append(Submission(miner_hotkey=str(path), audio=audio))
+        except (OSError, AudioError) as exc:
+            submissions.append(Submission(miner_hotkey=str(path), audio=None, error=str(exc)))
+
+    if duration is None:
+        lengths = [s.audio.duration_seconds for s in submissions if s.audio is not None]
+        duration = min(MAX_DURATION_S, max(MIN_DURATION_S, lengths[0] if lengths else 15.0))
+    try:
+        challenge = MusicGenerationSynapse(
+            prompt=prompt,
+            genre=genre,
+            mood=mood,
+            tempo_bpm=tempo,
+            key=key,
+            instruments=[i for i in instruments.split(",") if i.strip()],
+            vocals=vocals,
+            lyrics=lyrics,
+            duration_seconds=duration,
+        )
+    except ValidationError as exc:
+        typer.echo(f"invalid challenge: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+
+    models = None
+    if any((clap, mert, whisper, mos, preference)):
+        from tuneforge.scoring.neural import ModelLoadError, NeuralModels
+
+        try:
+            models = NeuralModels.load(
+                clap, mert, whisper, mos, device=device, preference=preference
+            )
+        except ModelLoadError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(code=2) from exc
+
+    engine = ScoringEngine.create(InMemoryHistory(), models)
+    if independent:
+        scores = []
+        for submission in submissions:
+            engine.history = InMemoryHistory()
+            scores.extend(engine.score_round(challenge, [submission]))
+    else:
+        scores = engine.score_round(challenge, submissions)
+
+    if json_out:
+        for path, score in zip(files, scores, strict=True):
+            record = {"file": str(path), **score.to_dict()}
+            typer.echo(json.dumps(record, default=_jsonable, sort_keys=False))
+        return
+    _print_table(files, scores, engine.excluded)
+
+
+def _print_table(files: list[Path], scores: list[Any], excluded: dict[str, str]) -> None:
+    if excluded:
+        typer.echo("excluded scorers/penalties:")
+        for name, reason in excluded.items():
+            typer.echo(f"  {name:<20} {reason}")
+        typer.echo("")
+    for path, score in zip(files, scores, strict=True):
+        typer.echo(f"{path}: final {score.final_score:.3f} (composite {score.composite:.3f})")
+        if score.error:
+            typer.echo(f"  error: {score.error}\n")
+            continue
+        typer.echo(f"  {'scorer':<20} {'score':>6} {'weight':>7}  reason")
+        for name, value in score.score_breakdown.items():
+            weight = score.effective_weights.get(name, 0.0)
+            typer.echo(f"  {name:<20} {value:>6.3f} {weight:>7.3f}  {score.reasons.get(name, '')}")
+        for name, value in score.penalties.items():
+            typer.echo(f"  {name:<20} {value:>6.3f} {'x':>7}  {score.reasons.get(name, '')}")
+        typer.echo("")

@@ -1,0 +1,66 @@
+"""Shared DSP features measure what their docstrings say, once per clip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import signals
+from tuneforge.audio import Audio, integrated_lufs
+from tuneforge.scoring import features
+from tuneforge.scoring.clip import Clip
+
+
+@pytest.fixture(scope="module")
+def piece() -> Audio:
+    return signals.tonal_piece("A minor", tempo_bpm=100, seconds=12)
+
+
+def test_features_are_computed_once_and_shared(piece: Audio) -> None:
+    clip = Clip(piece)
+    assert features.stft_magnitude(clip) is features.stft_magnitude(clip)
+    assert features.beats(clip) is features.beats(clip)
+    assert clip.has_feature("stft_magnitude") and clip.has_feature("onset_envelope")
+
+
+def test_tempo_of_a_100_bpm_piece_is_found(piece: Audio) -> None:
+    beats = features.beats(Clip(piece))
+    assert beats.tempo_bpm == pytest.approx(100, rel=0.05)
+    assert len(beats.times) >= 15
+
+
+def test_loudness_matches_pyloudnorm_and_true_peak_the_normalisation(piece: Audio) -> None:
+    clip = Clip(piece)
+    assert features.loudness(clip).integrated_lufs == pytest.approx(integrated_lufs(piece), abs=0.1)
+    assert features.true_peak(clip) == pytest.approx(-3.0, abs=0.3)
+    quieter = Clip(signals.scaled(piece, 0.5))
+    assert features.loudness(quieter).integrated_lufs == pytest.approx(
+        features.loudness(clip).integrated_lufs - 6.02, abs=0.1
+    )
+
+
+def test_dsp_embedding_is_unit_length_and_separates_pieces(piece: Audio) -> None:
+    same = features.dsp_embedding(Clip(signals.shifted(piece, 1.3)))
+    original = features.dsp_embedding(Clip(piece))
+    other = features.dsp_embedding(Clip(signals.tonal_piece("C major", 130, 12, seed=4)))
+    assert np.linalg.norm(original) == pytest.approx(1.0, abs=1e-5)
+    assert 1 - original @ same < 0.01 < 1 - original @ other
+
+
+def test_clipping_fraction_and_dropouts_find_only_real_defects(piece: Audio) -> None:
+    clean = Clip(piece)
+    assert features.clipping_fraction(clean) == 0.0 and features.dropouts(clean) == []
+    assert features.clipping_fraction(Clip(signals.clipped(piece, 8))) > 0.05
+    cut = piece.samples.copy()
+    cut[:, 5 * 32000 : int(5.3 * 32000)] = 0.0
+    gaps = features.dropouts(Clip(Audio(cut, 32000)))
+    assert len(gaps) == 1 and gaps[0][0] == pytest.approx(5.0, abs=0.02)
+    # silent intro/outro and decaying drum hits are not dropouts
+    assert features.dropouts(Clip(signals.shifted(signals.drum_pattern(60, 8), -1.0))) == []
+
+
+def test_floor_snr_orders_clean_noisy_and_noise(piece: Audio) -> None:
+    clean = features.floor_snr_db(Clip(piece))
+    noisy = features.floor_snr_db(Clip(signals.with_noise(piece, 10)))
+    noise = features.floor_snr_db(Clip(signals.white_noise(5)))
+    assert clean > 40 > noisy > 15 > noise

@@ -1,0 +1,158 @@
+"""Penalties: duration, artifacts (incl. shift-invariant loops) and fingerprint copies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import butter, sosfilt
+
+from tests.helpers import signals
+from tuneforge.audio import Audio
+from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.scoring.base import RoundContext
+from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.fingerprint import (
+    MATCH_SIMILARITY,
+    chromaprint_available,
+    fingerprint,
+    landmark_fingerprint,
+    similarity,
+)
+from tuneforge.scoring.history import InMemoryHistory
+from tuneforge.scoring.penalties import ArtifactPenalty, DurationPenalty, FingerprintPenalty
+
+CHALLENGE = MusicGenerationSynapse(prompt="test", duration_seconds=12)
+
+
+@pytest.fixture(scope="module")
+def piece() -> Audio:
+    return signals.tonal_piece("A minor", tempo_bpm=100, seconds=12)
+
+
+def _context(clips: list[Clip], history: InMemoryHistory | None = None) -> RoundContext:
+    hotkeys = [f"miner{i}" for i in range(len(clips))]
+    return RoundContext(clips, hotkeys, [None] * len(clips), history or InMemoryHistory())
+
+
+def _artifact(audio: Audio) -> tuple[float, str, dict]:
+    clip = Clip(audio)
+    result = ArtifactPenalty().penalty(clip, CHALLENGE, _context([clip]), 0)
+    return result.value, result.reason, result.details
+
+
+def test_duration_penalty_follows_the_curve(piece: Audio) -> None:
+    full = Clip(piece)
+    assert DurationPenalty().penalty(full, CHALLENGE, _context([full]), 0).value == 1.0
+    short = Clip(signals.shifted(piece, 3.0))  # 9 s of 12 s: 25% off
+    result = DurationPenalty().penalty(short, CHALLENGE, _context([short]), 0)
+    assert result.value == pytest.approx(1 - (0.25 - 0.05) / 0.45, abs=0.01)
+    assert "requested" in result.reason
+
+
+def test_clean_music_has_no_artifacts(piece: Audio) -> None:
+    value, reason, details = _artifact(piece)
+    assert value == 1.0 and reason == ""
+    assert details["loop_correlation"] < 0.9
+
+
+def test_silence_and_steady_noise_are_zeroed_with_reasons() -> None:
+    value, reason, _ = _artifact(signals.silence(5))
+    assert value == 0.0 and "silent" in reason
+    value, reason, _ = _artifact(signals.white_noise(5))
+    assert value == 0.0 and "noise" in reason
+    value, reason, _ = _artifact(Audio(np.full(32000, -0.4, dtype=np.float32), 32000))
+    assert value == 0.0 and "DC" in reason
+
+
+def test_hard_clipping_is_penalised(piece: Audio) -> None:
+    value, reason, details = _artifact(signals.clipped(piece, 8))
+    assert value < 0.5 and "clipping" in reason and details["clipped_fraction"] > 0.05
+
+
+def test_a_loop_shifted_by_a_non_round_number_of_samples_is_caught(piece: Audio) -> None:
+    loop = signals.looped(piece, loop_seconds=2.4, total_seconds=14, offset_s=3.3)
+    value, reason, details = _artifact(signals.shifted(loop, 0.371313))  # 11882.0 samples
+    assert value <= 0.25 and "repeats itself every 2.40 s" in reason
+    noisy_loop = signals.with_noise(signals.shifted(loop, 1.777), snr_db=25)
+    value, reason, _ = _artifact(noisy_loop)
+    assert value < 0.5 and "repeats" in reason
+
+
+def test_clicks_and_spectral_holes_are_found(piece: Audio) -> None:
+    value, reason, details = _artifact(signals.time_shuffled(piece, 0.25))
+    assert value < 0.7 and details["clicks"] >= 10 and "clicks" in reason
+    notch = butter(6, [2000, 3000], "bandstop", fs=32000, output="sos")
+    notched = Audio(sosfilt(notch, piece.samples).astype(np.float32), 32000)
+    value, reason, details = _artifact(notched)
+    assert value < 1.0 and "spectral hole" in reason
+    low, high = details["spectral_holes_hz"][0]
+    assert 1900 < low < high < 3100
+
+
+def test_near_copy_shifted_and_rescaled_is_caught_in_the_round_and_from_history(
+    piece: Audio,
+) -> None:
+    copy = signals.scaled(signals.with_noise(signals.shifted(piece, 1.3), 30), 0.6)
+    different = signals.tonal_piece("E major", tempo_bpm=128, seconds=12, seed=9)
+    clips = [Clip(piece), Clip(copy), Clip(different)]
+    context = _context(clips)
+    penalty = FingerprintPenalty()
+    results = [penalty.penalty(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    assert [r.value for r in results] == [0.0, 0.0, 1.0]
+    assert "miner1" in results[0].reason and "miner0" in results[1].reason
+
+    history = InMemoryHistory()
+    history.add_fingerprint("old-miner", fingerprint(Clip(piece)))
+    later = Clip(copy)
+    result = penalty.penalty(later, CHALLENGE, _context([later], history), 0)
+    assert result.value == 0.0 and "old-miner" in result.reason
+    fresh = Clip(different)
+    assert penalty.penalty(fresh, CHALLENGE, _context([fresh], history), 0).value == 1.0
+
+
+def test_independent_pieces_never_match(piece: Audio) -> None:
+    pieces = [
+        piece,
+        signals.tonal_piece("E major", 128, 12, seed=9),
+        signals.tonal_piece("D minor", 84, 12, seed=3),
+        signals.white_noise(12),
+    ]
+    prints = [fingerprint(Clip(p)) for p in pieces]
+    for i in range(len(prints)):
+        for j in range(i + 1, len(prints)):
+            assert similarity(prints[i], prints[j]) < MATCH_SIMILARITY
+
+
+def test_chromaprint_is_used_when_installed() -> None:
+    if not chromaprint_available():
+        pytest.skip("libchromaprint1 not installed: the landmark fallback is tested below")
+    assert fingerprint(Clip(signals.tonal_piece(seconds=6))).dtype == np.uint32
+
+
+def test_landmark_fallback_catches_a_shifted_copy(piece: Audio) -> None:
+    copy = signals.scaled(signals.with_noise(signals.shifted(piece, 1.3), 30), 0.6)
+    other = signals.tonal_piece("E major", 128, 12, seed=9)
+    original = landmark_fingerprint(Clip(piece))
+    assert similarity(original, landmark_fingerprint(Clip(copy))) >= MATCH_SIMILARITY
+    assert similarity(original, landmark_fingerprint(Clip(other))) < MATCH_SIMILARITY
+
+
+def test_synth_backend_pieces_from_different_seeds_are_not_copies() -> None:
+    from tuneforge.generation.synth import SynthBackend
+
+    backend = SynthBackend()
+    prints = [
+        fingerprint(
+            Clip(
+                backend.generate(
+                    MusicGenerationSynapse(
+                        prompt="lofi", key="A minor", tempo_bpm=90, duration_seconds=8, seed=seed
+                    )
+                )
+            )
+        )
+        for seed in range(4)
+    ]
+    for i in range(len(prints)):
+        for j in range(i + 1, len(prints)):
+            assert similarity(prints[i], prints[j]) < MATCH_SIMILARITY

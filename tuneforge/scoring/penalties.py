@@ -1,0 +1,245 @@
+"""Penalties: multipliers in [0, 1] (1 = nothing wrong) applied to the composite score.
+
+`final = composite × Π penalties` (DESIGN.md §5). Each penalty class has `name` and
+`penalty(clip, challenge, context, index) -> ScoreResult`; `fad_penalty` lives in `fad.py`.
+Thresholds below are measured on synthesised music vs the same music degraded (see tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tuneforge.scoring import features
+from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.fingerprint import MATCH_SIMILARITY, fingerprint, similarity
+from tuneforge.scoring.weights import duration_multiplier
+
+FINGERPRINT_HISTORY_LIMIT = 500  # earlier clips compared against (≈1 ms each)
+
+
+def _ramp(value: float, start: float, end: float) -> float:
+    """0 at `start`, 1 at `end`, linear and clamped (either direction)."""
+    if end == start:
+        return float(value >= end)
+    return float(np.clip((value - start) / (end - start), 0.0, 1.0))
+
+
+class DurationPenalty:
+    """1.0 within ±5% of the requested duration, linear to 0.0 at ±50%."""
+
+    name = "duration_penalty"
+
+    def penalty(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        actual = clip.original.duration_seconds
+        value = duration_multiplier(actual, challenge.duration_seconds)
+        reason = (
+            ""
+            if value >= 1.0
+            else (f"duration {actual:.2f} s vs requested {challenge.duration_seconds:.2f} s")
+        )
+        return ScoreResult(
+            value,
+            reason,
+            {"duration_s": round(actual, 3), "requested_s": challenge.duration_seconds},
+        )
+
+
+# --- artifact detectors: each returns (multiplier, facts, complaint) ------------------------
+
+SILENT_PEAK_DBFS = -60.0
+LOOP_NONE_AT = 0.90  # sample-domain normalised autocorrelation: real takes stay below this
+LOOP_FULL_AT = 0.97  # ...and a repeated loop (even with noise at 20 dB SNR) sits above it
+LOOP_MULTIPLIER = 0.2  # what a clip that is one loop on repeat keeps
+LOOP_MIN_LAG_S = 0.5
+
+
+def loop_correlation(clip: Clip) -> tuple[float, float]:
+    """(max normalised autocorrelation, its lag in s) over lags 0.5 s .. half the clip.
+
+    Sample-domain, via FFT, so it is shift-invariant to the sample: a loop that starts at any
+    offset still correlates ~1.0 with itself one loop length later."""
+
+    def compute(c: Clip) -> tuple[float, float]:
+        y = np.asarray(c.y, dtype=np.float64)
+        n = len(y)
+        lo, hi = int(LOOP_MIN_LAG_S * c.sr), n // 2
+        if hi <= lo:
+            return 0.0, 0.0
+        y = y - y.mean()
+        size = 1 << int(np.ceil(np.log2(2 * n)))
+        spectrum = np.fft.rfft(y, size)
+        auto = np.fft.irfft(spectrum * np.conj(spectrum), size)[:n]
+        energy = np.concatenate([[0.0], np.cumsum(y * y)])
+        lags = np.arange(lo, hi)
+        head = energy[n - lags]  # energy of y[0 : n - lag]
+        tail = energy[n] - energy[lags]  # energy of y[lag : n]
+        peak_energy = max(float(energy[n]), 1e-20)
+        # ignore lags whose overlap is (near) silent: 0/0 is not a loop
+        valid = np.minimum(head, tail) > 1e-6 * peak_energy
+        if not valid.any():
+            return 0.0, 0.0
+        r = np.where(valid, auto[lo:hi] / np.sqrt(np.maximum(head * tail, 1e-30)), 0.0)
+        k = int(np.argmax(r))
+        return float(np.clip(r[k], 0.0, 1.0)), float((lo + k) / c.sr)
+
+    return clip.feature("loop_correlation", compute)
+
+
+def click_count(clip: Clip) -> int:
+    """Clicks/discontinuities: second-difference samples 10x above their local (20 ms) RMS and
+    above 0.02, merged within 5 ms. Tones and drums cancel in the 2nd difference; steps and
+    spikes do not."""
+
+    def compute(c: Clip) -> int:
+        from scipy.ndimage import uniform_filter1d
+
+        y = np.asarray(c.y, dtype=np.float64)
+        if len(y) < 3:
+            return 0
+        d = np.diff(y, n=2)
+        local = np.sqrt(uniform_filter1d(d * d, size=max(1, int(0.02 * c.sr))) + 1e-12)
+        hits = np.nonzero((np.abs(d) > 10.0 * local) & (np.abs(d) > 0.02))[0]
+        if len(hits) == 0:
+            return 0
+        return 1 + int(np.sum(np.diff(hits) > int(0.005 * c.sr)))
+
+    return clip.feature("click_count", compute)
+
+
+def spectral_holes(clip: Clip) -> list[tuple[float, float]]:
+    """(low Hz, high Hz) of bands ≥ 300 Hz wide, inside the occupied bandwidth (100 Hz .. the
+    99% rolloff), lying 40 dB under the spectrum's ±500 Hz maximum: notches a codec or a broken
+    generator leaves, which music does not have once averaged over time."""
+
+    def compute(c: Clip) -> list[tuple[float, float]]:
+        from scipy.ndimage import maximum_filter1d
+
+        spectrum = features.long_term_spectrum_db(c)
+        freqs = features.fft_frequencies(c)
+        power = 10.0 ** (spectrum / 10.0)
+        cumulative = np.cumsum(power) / max(float(power.sum()), 1e-30)
+        top = freqs[min(len(freqs) - 1, int(np.searchsorted(cumulative, 0.99)))]
+        bin_hz = freqs[1] - freqs[0]
+        reference = maximum_filter1d(spectrum, size=int(1000 / bin_hz) | 1)
+        band = (freqs >= 100.0) & (freqs <= top)
+        hole = band & (spectrum < reference - 40.0)
+        padded = np.concatenate([[0], hole.astype(np.int8), [0]])
+        edges = np.diff(padded)
+        starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+        min_bins = int(300 / bin_hz)
+        return [
+            (float(freqs[s]), float(freqs[e - 1]))
+            for s, e in zip(starts, ends, strict=True)
+            if e - s >= min_bins
+        ]
+
+    return clip.feature("spectral_holes", compute)
+
+
+def noise_likeness(clip: Clip) -> tuple[float, float, float]:
+    """(0..1 how much the clip is steady broadband noise, median flatness, frame-RMS CV).
+
+    Noise is flat-spectrum AND steady; drums are flat-spectrum but pulse, music is not flat."""
+    flatness = float(np.median(features.spectral_flatness(clip)))
+    frame_rms = features.rms(clip)
+    mean = float(frame_rms.mean())
+    cv = float(frame_rms.std() / mean) if mean > 1e-9 else 0.0
+    return _ramp(flatness, 0.15, 0.30) * _ramp(cv, 0.40, 0.20), flatness, cv
+
+
+class ArtifactPenalty:
+    """Silence, steady noise, hard clipping, clicks, spectral holes, dropouts and loops.
+
+    Multiplier = product of each detector's multiplier; details hold every measured fact."""
+
+    name = "artifact_penalty"
+
+    def penalty(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        details: dict[str, Any] = {}
+        complaints: list[str] = []
+        peak = features.true_peak(clip)
+        details["true_peak_dbfs"] = round(peak, 2)
+        if peak < SILENT_PEAK_DBFS:
+            return ScoreResult(0.0, f"silent (peak {peak:.1f} dBFS)", details)
+        samples = clip.original.samples
+        ac_peak = float(np.abs(samples - samples.mean(axis=1, keepdims=True)).max())
+        if ac_peak < 10.0 ** (SILENT_PEAK_DBFS / 20.0):  # a constant offset is silence too
+            return ScoreResult(0.0, "silent (constant DC level)", details)
+
+        multiplier = 1.0
+        noise, flatness, cv = noise_likeness(clip)
+        details.update(noise_likeness=round(noise, 3), flatness=round(flatness, 4))
+        details["rms_cv"] = round(cv, 3)
+        if noise > 0:
+            multiplier *= 1.0 - noise
+            complaints.append(f"steady broadband noise ({noise:.0%})")
+
+        clipped = features.clipping_fraction(clip)
+        details["clipped_fraction"] = round(clipped, 5)
+        if clipped > 0.001:  # 0.1% of samples flat at full scale: audible
+            multiplier *= 1.0 - 0.7 * _ramp(clipped, 0.001, 0.05)
+            complaints.append(f"hard clipping on {clipped:.2%} of samples")
+
+        clicks = click_count(clip)
+        per_minute = clicks / max(clip.duration_seconds / 60.0, 1.0 / 60.0)
+        details.update(clicks=clicks, clicks_per_minute=round(per_minute, 1))
+        if per_minute > 2.0:
+            multiplier *= 1.0 - 0.7 * _ramp(per_minute, 2.0, 60.0)
+            complaints.append(f"{clicks} clicks/discontinuities")
+
+        holes = spectral_holes(clip)
+        details["spectral_holes_hz"] = [[round(lo), round(hi)] for lo, hi in holes]
+        if holes:
+            multiplier *= max(0.4, 1.0 - 0.2 * len(holes))
+            complaints.append(f"{len(holes)} spectral hole(s)")
+
+        gaps = features.dropouts(clip)
+        details["dropouts"] = [[round(s, 3), round(d, 3)] for s, d in gaps]
+        if gaps:
+            multiplier *= max(0.3, 1.0 - 0.25 * len(gaps))
+            complaints.append(f"{len(gaps)} dropout(s)")
+
+        loop_r, loop_lag = loop_correlation(clip)
+        details.update(loop_correlation=round(loop_r, 4), loop_lag_s=round(loop_lag, 3))
+        loop_share = _ramp(loop_r, LOOP_NONE_AT, LOOP_FULL_AT)
+        if loop_share > 0:
+            multiplier *= 1.0 - (1.0 - LOOP_MULTIPLIER) * loop_share
+            complaints.append(f"repeats itself every {loop_lag:.2f} s (r={loop_r:.3f})")
+
+        return ScoreResult(multiplier, "; ".join(complaints), details)
+
+
+class FingerprintPenalty:
+    """0.0 when the clip nearly matches another clip of this round or any earlier clip in the
+    history (shifted, rescaled or noisy copies included), else 1.0."""
+
+    name = "fingerprint_penalty"
+
+    def penalty(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        mine = fingerprint(clip)
+        best, source = 0.0, ""
+        for other_index, other in enumerate(context.clips):
+            if other_index == index:
+                continue
+            value = similarity(mine, fingerprint(other))
+            if value > best:
+                best = value
+                source = f"another clip of this round (from {context.miner_hotkeys[other_index]})"
+        for hotkey, earlier in context.history.fingerprints(FINGERPRINT_HISTORY_LIMIT):
+            value = similarity(mine, earlier)
+            if value > best:
+                best, source = value, f"an earlier clip from {hotkey}"
+        details = {"best_similarity": round(best, 4), "match_threshold": MATCH_SIMILARITY}
+        if best >= MATCH_SIMILARITY:
+            details["matched"] = source
+            return ScoreResult(0.0, f"near-copy of {source} (similarity {best:.2f})", details)
+        return ScoreResult(1.0, "", details)
