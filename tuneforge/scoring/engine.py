@@ -39,7 +39,9 @@ from tuneforge.scoring.weights import (
     preference_weight,
 )
 
-FAD_FRAME_FEATURES = ("mert_fad_frames", "fad_dsp_frames")  # written by fad.py when it ran
+# Frames the FAD penalty measured (fad.USED_FRAMES_FEATURE) come first: history must hold the
+# embedding the penalty actually compares, even when MERT frames of another size were present.
+FAD_FRAME_FEATURES = ("fad_window_frames", "mert_fad_frames", "fad_dsp_frames")
 
 
 @dataclass

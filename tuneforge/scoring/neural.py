@@ -1,0 +1,489 @@
+"""The neural models scoring uses (CLAP, MERT, Whisper, a learned MOS head, a preference head),
+loaded once per process and run batched over all clips of a round.
+
+Every model is given as a hub id or a local directory and loaded with `from_pretrained`. A model
+that cannot be loaded raises `ModelLoadError` at load time, unless `allow_missing=True`: then it
+is recorded as missing with its reason (shown by `describe()`) and the scorers that need it raise
+`ScorerUnavailable`, so the engine excludes them with that reason.
+
+Features written into each clip by `prepare_round` (clip.put_feature):
+  "clap_embedding"   [D] L2-normalised CLAP audio embedding (mean over 10 s windows)
+  "mert_embedding"   [D] MERT frames mean-pooled over time, averaged over encoder layers
+  "mert_layer_means" [L, D] per-layer time means
+  "mert_segments"    [L, K, D] per-layer means of ~1 s segments (for neural_quality)
+  "mert_fad_frames"  [T', D] last-layer frames, subsampled (for FAD against fadtk's statistics)
+  "mos"              float in [1, 5] from the learned MOS head (when loaded and its input exists)
+"transcript" (a `Transcript`) is computed lazily: Whisper runs only when a scorer asks.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from loguru import logger
+
+from tuneforge.audio import Audio, resample
+from tuneforge.scoring.base import ScorerUnavailable
+
+if TYPE_CHECKING:
+    from tuneforge.scoring.clip import Clip
+    from tuneforge.scoring.mos_model import MosHead
+    from tuneforge.scoring.preference_model import PreferenceModel
+
+DEFAULT_CLAP = "laion/clap-htsat-fused"
+DEFAULT_MERT = "m-a-p/MERT-v1-95M"
+DEFAULT_WHISPER = "openai/whisper-base"
+
+CLAP_RATE = 48_000
+CLAP_WINDOW_S = 10.0  # CLAP-HTSAT's input window
+MERT_RATE = 24_000
+WHISPER_RATE = 16_000
+WHISPER_WINDOW_S = 30.0
+WHISPER_MAX_NEW_TOKENS = 120  # ~4 words/s of lyrics over a 30 s window
+MERT_SEGMENT_S = 1.0
+MERT_FAD_MAX_FRAMES = 256  # per clip: keeps history rows small; frames are highly correlated
+BATCH_SIZE = 8
+MODEL_NAMES = ("clap", "mert", "whisper", "mos", "preference")
+
+
+class ModelLoadError(RuntimeError):
+    """A configured neural model could not be loaded (the message names it and says why)."""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """Whisper's reading of a clip: text, mean token log-probability, and the probability of
+    the no-speech token at the first decoding step (max over 30 s windows' minimum)."""
+
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    num_tokens: int
+
+    @property
+    def is_speech(self) -> bool:
+        """Whisper's own silence rule: high no-speech probability AND low confidence = silence."""
+        if not self.text.strip():
+            return False
+        return not (self.no_speech_prob > 0.6 and self.avg_logprob < -1.0)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _windows(y: np.ndarray, size: int, min_last: int) -> list[np.ndarray]:
+    """Consecutive windows of `size` samples; a short tail is kept only if >= `min_last`."""
+    if len(y) <= size:
+        return [y]
+    out = [y[i : i + size] for i in range(0, len(y), size)]
+    if len(out) > 1 and len(out[-1]) < min_last:
+        out.pop()
+    return out
+
+
+class NeuralModels:
+    """Loaded models plus what is missing and why. Thread-safe: one lock per model family."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        import torch
+
+        self.device = device
+        self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        self._status: dict[str, str] = {name: "not configured" for name in MODEL_NAMES}
+        self._clap: Any = None
+        self._clap_processor: Any = None
+        self._mert: Any = None
+        self._mert_processor: Any = None
+        self._whisper: Any = None
+        self._whisper_processor: Any = None
+        self.mos_head: MosHead | None = None
+        self.preference: PreferenceModel | None = None
+        self._text_cache: dict[str, np.ndarray] = {}
+        self._lock = threading.RLock()
+
+    # ---- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        clap: str | None,
+        mert: str | None,
+        whisper: str | None,
+        mos: str | None,
+        device: str = "auto",
+        allow_missing: bool = False,
+        preference: str | None = None,
+    ) -> NeuralModels:
+        """Load each configured model (None = not configured). See the module docstring."""
+        models = cls(resolve_device(device))
+        loaders = (
+            ("clap", clap, models._load_clap),
+            ("mert", mert, models._load_mert),
+            ("whisper", whisper, models._load_whisper),
+            ("mos", mos, models._load_mos),
+            ("preference", preference, models._load_preference),
+        )
+        for name, source, loader in loaders:
+            if not source:
+                continue
+            try:
+                loader(source)
+            except Exception as exc:  # any loader failure has one meaning: this model is absent
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                if not allow_missing:
+                    raise ModelLoadError(f"cannot load {name} from {source!r}: {reason}") from exc
+                models._status[name] = f"missing: {reason}"
+                logger.warning("neural model {} from {} unavailable: {}", name, source, reason)
+                continue
+            models._status[name] = f"loaded {source} on {models.device}"
+            logger.info("neural model {} loaded from {} on {}", name, source, models.device)
+        return models
+
+    def _load_clap(self, source: str) -> None:
+        from transformers import ClapModel, ClapProcessor
+
+        self._clap_processor = ClapProcessor.from_pretrained(source)
+        model = ClapModel.from_pretrained(source, dtype=self.dtype)
+        self._clap = model.to(self.device).eval()
+
+    def _load_mert(self, source: str) -> None:
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        # MERT ships remote code; a local HubertModel directory loads through the same call.
+        self._mert_processor = AutoFeatureExtractor.from_pretrained(source, trust_remote_code=True)
+        model = AutoModel.from_pretrained(source, trust_remote_code=True, dtype=self.dtype)
+        if not hasattr(model, "encoder") or not hasattr(model.encoder, "layers"):
+            raise ModelLoadError(f"{type(model).__name__} has no encoder.layers to hook")
+        self._mert = model.to(self.device).eval()
+
+    def _load_whisper(self, source: str) -> None:
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        self._whisper_processor = WhisperProcessor.from_pretrained(source)
+        model = WhisperForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
+        self._whisper = model.to(self.device).eval()
+
+    def _load_mos(self, source: str) -> None:
+        from tuneforge.scoring.mos_model import MosHead
+
+        self.mos_head = MosHead.from_pretrained(source)
+
+    def _load_preference(self, source: str) -> None:
+        from tuneforge.scoring.preference_model import PreferenceModel
+
+        self.preference = PreferenceModel.from_pretrained(source)
+
+    # ---- status --------------------------------------------------------------------------
+    def has(self, name: str) -> bool:
+        """Whether model `name` ("clap", "mert", "whisper", "mos", "preference") is loaded."""
+        return self._status.get(name, "").startswith("loaded")
+
+    def reason(self, name: str) -> str:
+        return self._status.get(name, f"unknown model {name!r}")
+
+    def describe(self) -> dict[str, str]:
+        """{model: "loaded <source> on <device>" | "missing: <reason>" | "not configured"}."""
+        return dict(self._status)
+
+    @property
+    def preference_heldout_accuracy(self) -> float | None:
+        """Held-out accuracy of the loaded preference head (None when absent): the engine feeds
+        it to the preference weight rule."""
+        return self.preference.heldout_accuracy if self.preference is not None else None
+
+    # ---- per-round batched embeddings ------------------------------------------------------
+    def prepare_round(self, clips: list[Clip]) -> None:
+        """Compute CLAP and MERT embeddings (and MOS) for every clip of a round, batched."""
+        with self._lock:
+            todo = [c for c in clips if not c.has_feature("clap_embedding")]
+            if self._clap is not None and todo:
+                for clip, emb in zip(todo, self._clap_audio_embeddings(todo), strict=True):
+                    clip.put_feature("clap_embedding", emb)
+            todo = [c for c in clips if not c.has_feature("mert_embedding")]
+            if self._mert is not None and todo:
+                self._mert_features(todo)
+            if self.mos_head is not None:
+                feature = self.mos_head.config.embedding
+                ready = [c for c in clips if c.has_feature(feature) and not c.has_feature("mos")]
+                if ready:
+                    stacked = np.stack([c.feature(feature, _absent) for c in ready])
+                    for clip, rating in zip(ready, self.mos_head.predict(stacked), strict=True):
+                        clip.put_feature("mos", float(rating))
+
+    def _clap_audio_embeddings(self, clips: list[Clip]) -> list[np.ndarray]:
+        import torch
+
+        extractor = self._clap_processor.feature_extractor
+        features, owners = [], []
+        for index, clip in enumerate(clips):
+            y = _mono_at(clip, CLAP_RATE)
+            for window in _windows(y, int(CLAP_WINDOW_S * CLAP_RATE), CLAP_RATE * 2):
+                # One call per window: the extractor picks fusion crops with np.random and flags a
+                # random item when none is longer than 10 s; alone, a window always gets
+                # is_longer=True and no random crop, so embeddings never depend on the batch.
+                out = extractor(window, sampling_rate=CLAP_RATE, return_tensors="np")
+                features.append(out["input_features"][0])
+                owners.append(index)
+        embs = []
+        for start in range(0, len(features), BATCH_SIZE):
+            batch = torch.from_numpy(np.stack(features[start : start + BATCH_SIZE]))
+            longer = torch.ones((len(batch), 1), dtype=torch.bool)
+            with torch.inference_mode():
+                out = self._clap.get_audio_features(
+                    input_features=batch.to(self.device, self.dtype),
+                    is_longer=longer.to(self.device),
+                )
+            embs.append(_pooled(out).float().cpu().numpy())
+        rows = np.concatenate(embs)
+        result = []
+        for index in range(len(clips)):
+            mean = rows[[i for i, o in enumerate(owners) if o == index]].mean(axis=0)
+            result.append(_l2(mean))
+        return result
+
+    def _mert_features(self, clips: list[Clip]) -> None:
+        import torch
+
+        captured: list[Any] = []
+
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output)
+
+        # transformers v5 returns None for MERT's output_hidden_states: hook every encoder layer.
+        handles = [layer.register_forward_hook(hook) for layer in self._mert.encoder.layers]
+        try:
+            # Same-length clips are batched together; padding would change a conv front end's
+            # output, so batches never mix lengths.
+            by_length: dict[int, list[tuple[Clip, np.ndarray]]] = {}
+            for clip in clips:
+                y = _mono_at(clip, MERT_RATE)
+                by_length.setdefault(len(y), []).append((clip, y))
+            for group in by_length.values():
+                for start in range(0, len(group), BATCH_SIZE):
+                    part = group[start : start + BATCH_SIZE]
+                    inputs = self._mert_processor(
+                        [y for _, y in part], sampling_rate=MERT_RATE, return_tensors="pt"
+                    )
+                    values = inputs["input_values"].to(self.device, self.dtype)
+                    captured.clear()
+                    with torch.inference_mode():
+                        self._mert(input_values=values)
+                    layers = torch.stack(captured, dim=1).float().cpu().numpy()  # [B, L, T, D]
+                    for (clip, y), item in zip(part, layers, strict=True):
+                        _store_mert(clip, item, len(y) / MERT_RATE)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    # ---- text ----------------------------------------------------------------------------
+    def clap_text_embeddings(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised CLAP text embeddings, one row per text (cached per text)."""
+        import torch
+
+        if self._clap is None:
+            raise ModelLoadError(f"clap: {self.reason('clap')}")
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+            if missing:
+                inputs = self._clap_processor.tokenizer(
+                    missing, padding=True, truncation=True, max_length=77, return_tensors="pt"
+                )
+                with torch.inference_mode():
+                    out = self._clap.get_text_features(
+                        input_ids=inputs["input_ids"].to(self.device),
+                        attention_mask=inputs["attention_mask"].to(self.device),
+                    )
+                for text, row in zip(missing, _pooled(out).float().cpu().numpy(), strict=True):
+                    self._text_cache[text] = _l2(row)
+            return np.stack([self._text_cache[t] for t in texts])
+
+    # ---- speech --------------------------------------------------------------------------
+    def transcript(self, clip: Clip, round_clips: list[Clip] | None = None) -> Transcript:
+        """Whisper's transcript of `clip`; the first ask transcribes all of `round_clips` in
+        one batch and caches each result in its clip."""
+        if self._whisper is None:
+            raise ModelLoadError(f"whisper: {self.reason('whisper')}")
+        with self._lock:
+            if not clip.has_feature("transcript"):
+                batch = [c for c in (round_clips or [clip]) if not c.has_feature("transcript")]
+                if clip not in batch:
+                    batch.append(clip)
+                for item, result in zip(batch, self._transcribe(batch), strict=True):
+                    item.put_feature("transcript", result)
+            return clip.feature("transcript", _absent)
+
+    def _token_id(self, *names: str) -> int | None:
+        tokenizer = self._whisper_processor.tokenizer
+        for name in names:
+            token_id = tokenizer.convert_tokens_to_ids(name)
+            # Whisper's unk token IS <|endoftext|>: check the id maps back to the name.
+            if token_id is not None and tokenizer.convert_ids_to_tokens(token_id) == name:
+                return int(token_id)
+        return None
+
+    def _transcribe(self, clips: list[Clip]) -> list[Transcript]:
+        sot = self._token_id("<|startoftranscript|>")
+        eot = self._token_id("<|endoftext|>")
+        if sot is None or eot is None:
+            raise ModelLoadError("whisper tokenizer lacks <|startoftranscript|>/<|endoftext|>")
+        prefix = [sot] + [
+            t
+            for t in (
+                self._token_id("<|en|>"),
+                self._token_id("<|transcribe|>"),
+                self._token_id("<|notimestamps|>"),
+            )
+            if t is not None
+        ]
+        no_speech = self._token_id("<|nospeech|>", "<|nocaptions|>")
+        windows, owners = [], []
+        for index, clip in enumerate(clips):
+            y = _mono_at(clip, WHISPER_RATE)
+            for window in _windows(y, int(WHISPER_WINDOW_S * WHISPER_RATE), WHISPER_RATE):
+                windows.append(window)
+                owners.append(index)
+        features = self._whisper_processor.feature_extractor(
+            windows, sampling_rate=WHISPER_RATE, return_tensors="pt"
+        )["input_features"].to(self.device, self.dtype)
+        max_new = min(
+            WHISPER_MAX_NEW_TOKENS, self._whisper.config.max_target_positions - len(prefix)
+        )
+        texts: list[list[int]] = []
+        logprobs: list[list[float]] = []
+        no_speech_probs: list[float] = []
+        for start in range(0, len(windows), BATCH_SIZE):
+            tokens, lps, nsp = self._greedy(
+                features[start : start + BATCH_SIZE], prefix, eot, no_speech, max_new
+            )
+            texts += tokens
+            logprobs += lps
+            no_speech_probs += nsp
+        tokenizer = self._whisper_processor.tokenizer
+        results = []
+        for index in range(len(clips)):
+            mine = [i for i, o in enumerate(owners) if o == index]
+            text = " ".join(
+                tokenizer.decode(texts[i], skip_special_tokens=True).strip() for i in mine
+            ).strip()
+            lp = [v for i in mine for v in logprobs[i]]
+            results.append(
+                Transcript(
+                    text=text,
+                    avg_logprob=float(np.mean(lp)) if lp else 0.0,
+                    no_speech_prob=float(min(no_speech_probs[i] for i in mine)),
+                    num_tokens=len(lp),
+                )
+            )
+        return results
+
+    def _greedy(
+        self, features: Any, prefix: list[int], eot: int, no_speech: int | None, max_new: int
+    ) -> tuple[list[list[int]], list[list[float]], list[float]]:
+        """Batched greedy decoding with a KV cache; deterministic, and gives token log-probs
+        (OpenAI's confidence measure) and the no-speech probability after <|startoftranscript|>."""
+        import torch
+
+        batch = features.shape[0]
+        with torch.inference_mode():
+            encoder_out = self._whisper.model.encoder(features)
+            ids = torch.tensor([prefix] * batch, device=self.device)
+            out = self._whisper(encoder_outputs=encoder_out, decoder_input_ids=ids, use_cache=True)
+            logits = out.logits.float()
+            if no_speech is not None:
+                nsp = torch.softmax(logits[:, 0], dim=-1)[:, no_speech].cpu().tolist()
+            else:
+                nsp = [0.0] * batch
+            past = out.past_key_values
+            step_logits = logits[:, -1]
+            done = torch.zeros(batch, dtype=torch.bool, device=self.device)
+            tokens: list[list[int]] = [[] for _ in range(batch)]
+            lps: list[list[float]] = [[] for _ in range(batch)]
+            for _ in range(max_new):
+                logp = torch.log_softmax(step_logits, dim=-1)
+                best = torch.argmax(logp, dim=-1)
+                best_lp = logp.gather(1, best[:, None])[:, 0]
+                for b in range(batch):
+                    if not done[b] and int(best[b]) != eot:
+                        tokens[b].append(int(best[b]))
+                        lps[b].append(float(best_lp[b]))
+                done |= best == eot
+                if bool(done.all()):
+                    break
+                out = self._whisper(
+                    encoder_outputs=encoder_out,
+                    decoder_input_ids=best[:, None],
+                    past_key_values=past,
+                    use_cache=True,
+                )
+                past = out.past_key_values
+                step_logits = out.logits[:, -1].float()
+        return tokens, lps, [float(v) for v in nsp]
+
+
+def _absent(_clip: Clip) -> Any:
+    raise KeyError("feature was expected to be stored already")
+
+
+def _pooled(out: Any) -> Any:
+    """transformers v5 returns an output object from get_*_features; v4 returned the tensor."""
+    return getattr(out, "pooler_output", out)
+
+
+def _l2(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+def _mono_at(clip: Clip, rate: int) -> np.ndarray:
+    """The clip's original audio, mono, at `rate` (resampled from the original, not the 22 kHz
+    analysis copy, so 48 kHz models see the full band)."""
+
+    def compute(c: Clip) -> np.ndarray:
+        return resample(Audio(c.original.mono(), c.original.sample_rate), rate).samples[0]
+
+    return clip.feature(f"mono_{rate}", compute)
+
+
+def _store_mert(clip: Clip, layers: np.ndarray, seconds: float) -> None:
+    """Pool one clip's [L, T, D] MERT layer outputs into the features listed in the docstring."""
+    n_layers, n_frames, _ = layers.shape
+    layer_means = layers.mean(axis=1)
+    per_segment = max(1, int(round(n_frames / max(seconds, 1e-6) * MERT_SEGMENT_S)))
+    n_segments = max(1, n_frames // per_segment)
+    segments = (
+        layers[:, : n_segments * per_segment]
+        .reshape(n_layers, n_segments, per_segment, -1)
+        .mean(axis=2)
+    )
+    step = max(1, int(np.ceil(n_frames / MERT_FAD_MAX_FRAMES)))
+    clip.put_feature("mert_layer_means", layer_means.astype(np.float32))
+    clip.put_feature("mert_embedding", layer_means.mean(axis=0).astype(np.float32))
+    clip.put_feature("mert_segments", segments.astype(np.float32))
+    clip.put_feature("mert_fad_frames", layers[-1, ::step].astype(np.float32))
+
+
+def require_model(models: NeuralModels | None, name: str) -> NeuralModels:
+    """The loaded models, or ScorerUnavailable naming the missing model and why (scorers call
+    this in their constructor and again per clip, as the engine may pass other models)."""
+    if models is None:
+        raise ScorerUnavailable("no neural models configured")
+    if not models.has(name):
+        raise ScorerUnavailable(f"{name} model {models.reason(name)}")
+    return models
+
+
+def ensure_feature(models: NeuralModels, clip: Clip, round_clips: list[Clip], feature: str) -> None:
+    """The engine normally runs prepare_round first; if it did not, prepare now (batched over
+    the round when the clip belongs to it), and fail visibly if the feature is still absent."""
+    if not clip.has_feature(feature):
+        models.prepare_round(round_clips if any(c is clip for c in round_clips) else [clip])
+    if not clip.has_feature(feature):
+        raise ScorerUnavailable(f"{feature} could not be computed")

@@ -1,0 +1,50 @@
+"""`preference`: the Bradley-Terry preference head (tuneforge/scoring/preference_model.py)
+trained on human pairwise choices; the value is the probability of beating a typical training
+clip. Excluded ("not trained") until a trained head with a held-out accuracy is loaded; its
+weight follows that accuracy (weights.preference_weight(models.preference_heldout_accuracy))."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.neural import ensure_feature
+
+if TYPE_CHECKING:
+    from tuneforge.scoring.clip import Clip
+    from tuneforge.scoring.neural import NeuralModels
+
+_SOURCE = {"clap_embedding": "clap", "mert_embedding": "mert"}
+
+
+class PreferenceScorer:
+    name = "preference"
+
+    def __init__(self, models: NeuralModels | None = None) -> None:
+        self.models = _check(models)
+
+    def score(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        models = _check(context.models or self.models)
+        model = models.preference
+        assert model is not None
+        ensure_feature(models, clip, context.clips, model.embedding)
+        embedding = np.asarray(clip.feature(model.embedding, _absent), dtype=np.float32)
+        value = float(model.score(embedding[None, :])[0])
+        return ScoreResult(value, details={"heldout_accuracy": model.heldout_accuracy})
+
+
+def _check(models: NeuralModels | None) -> NeuralModels:
+    if models is None or models.preference is None or models.preference.heldout_accuracy is None:
+        raise ScorerUnavailable("not trained")
+    source = _SOURCE.get(models.preference.embedding, "")
+    if not models.has(source):
+        raise ScorerUnavailable(f"preference head reads {source} embeddings: not loaded")
+    return models
+
+
+def _absent(_clip: Clip) -> np.ndarray:
+    raise KeyError("embedding")
