@@ -1,0 +1,92 @@
+"""Mix-separation scorer: do the parts of the mix stand apart (spectral peaks over valleys in
+each octave band, energy spread over the bands rather than piled into one), and, for stereo,
+is the image wide but mono-compatible (L/R correlation, side/mid energy, downmix loss)?"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tuneforge.scoring import features
+from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.music_features import ramp, unscorable_reason
+
+if TYPE_CHECKING:
+    from tuneforge.scoring.clip import Clip
+
+# Band edges in Hz: sub, bass, low-mid, mid, high-mid, presence, air (to the analysis Nyquist).
+BAND_EDGES = (20.0, 60.0, 250.0, 500.0, 2000.0, 4000.0, 6000.0, 11025.0)
+
+
+def band_shares(power: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Share of total energy per BAND_EDGES band [bands] (long-term)."""
+    totals = power.sum(axis=1)
+    shares = np.array(
+        [
+            totals[(freqs >= lo) & (freqs < hi)].sum()
+            for lo, hi in zip(BAND_EDGES[:-1], BAND_EDGES[1:], strict=True)
+        ]
+    )
+    return shares / max(float(shares.sum()), 1e-20)
+
+
+def stereo_image(samples: np.ndarray) -> dict[str, float]:
+    """L/R correlation, side/mid energy ratio and mono-downmix energy retention of [2, n]."""
+    left, right = samples[0].astype(np.float64), samples[1].astype(np.float64)
+    mid, side = (left + right) / 2.0, (left - right) / 2.0
+    energy_lr = (np.sum(left**2) + np.sum(right**2)) / 2.0
+    denominator = np.sqrt(np.sum(left**2) * np.sum(right**2))
+    correlation = float(np.sum(left * right) / denominator) if denominator > 0 else 1.0
+    side_mid = float(np.sum(side**2) / max(np.sum(mid**2), 1e-20))
+    retention = float(np.sum(mid**2) / max(energy_lr, 1e-20))  # 1 mono, 0.5 uncorrelated
+    return {"correlation": correlation, "side_mid_ratio": side_mid, "mono_retention": retention}
+
+
+def stereo_credit(image: dict[str, float]) -> float:
+    """1 for a moderately wide, mono-safe image; dual-mono earns 0.6 (no separation, no harm);
+    anti-phase or near-uncorrelated channels (downmix loses energy, sounds hollow) fall to 0."""
+    compatible = ramp(image["mono_retention"], 0.55, 0.85)
+    ratio = image["side_mid_ratio"]
+    width = 0.6 + 0.4 * ramp(ratio, 0.0, 0.05) if ratio < 0.05 else 1.0 - ramp(ratio, 0.5, 1.0)
+    return compatible * width
+
+
+class MixSeparationScorer:
+    name = "mix_separation"
+
+    def score(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        reason = unscorable_reason(clip)
+        if reason:
+            return ScoreResult(0.0, reason)
+        contrast = features.spectral_contrast(clip)
+        loud = features.rms(clip) > 0.05 * max(float(features.rms(clip).max()), 1e-10)
+        loud = loud[: contrast.shape[1]]
+        frames = contrast[:, loud] if loud.any() else contrast
+        band_contrast = frames[1:6].mean(axis=1)  # librosa's bands 1-5: ~200 Hz - 6.4 kHz
+        mean_contrast = float(band_contrast.mean())
+        clarity = ramp(mean_contrast, 10.0, 24.0)
+        shares = band_shares(features.power_spectrum(clip), features.fft_frequencies(clip))
+        nonzero = shares[shares > 0]
+        entropy = float(-(nonzero * np.log(nonzero)).sum() / np.log(len(shares)))
+        balance = ramp(entropy, 0.2, 0.6)
+        parts: dict[str, float] = {"clarity": clarity, "balance": balance}
+        details: dict[str, Any] = {
+            "spectral_contrast_db": round(mean_contrast, 2),
+            "band_contrast_db": [round(float(v), 1) for v in band_contrast],
+            "band_energy_shares": [round(float(v), 3) for v in shares],
+            "band_entropy": round(entropy, 3),
+        }
+        notes = []
+        if clip.original.channels == 2:
+            image = stereo_image(clip.original.samples)
+            parts["stereo"] = stereo_credit(image)
+            details.update({k: round(v, 3) for k, v in image.items()})
+        else:
+            notes.append("mono clip: stereo image not assessed")
+        details["parts"] = {name: round(value, 3) for name, value in parts.items()}
+        value = float(np.mean(list(parts.values())))
+        summary = ", ".join(f"{name} {value:.2f}" for name, value in parts.items())
+        return ScoreResult(value, "; ".join([summary, *notes]), details)
