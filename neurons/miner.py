@@ -9,10 +9,17 @@ from tuneforge.miner.config import MinerSettings
 
 
 def main(argv: list[str]) -> int:
+    from pydantic import ValidationError
+
     from tuneforge.miner.run import MinerStartupError, run
     from tuneforge.wallets import WalletError
 
-    settings = parse_settings(MinerSettings, argv, description="TuneForge miner (subnet 234)")
+    try:
+        settings = parse_settings(MinerSettings, argv, description="TuneForge miner (subnet 234)")
+    except ValidationError as exc:
+        # A bad flag value (e.g. --miner.ip_source dns) is the operator's to fix: say which.
+        print(f"miner: invalid settings: {exc}", file=sys.stderr)
+        return 2
     try:
         run(settings)
     except (MinerStartupError, WalletError) as exc:

@@ -169,6 +169,22 @@ def test_response_failures_are_each_reported(wallets: dict[str, bt.Wallet]) -> N
     _expect("stale", lambda: verify_response(stale, WAV, "POST", GENERATE_PATH, miner, validator))
 
 
+def test_a_hotkey_keypair_signs_requests_and_responses_like_its_wallet(
+    wallets: dict[str, bt.Wallet],
+) -> None:
+    validator, miner = _ss58(wallets["validator"]), _ss58(wallets["miner"])
+    request = sign_request(wallets["validator"].hotkey, "POST", GENERATE_PATH, BODY, miner)
+    assert request[http_auth.HEADER_HOTKEY] == validator
+    assert _verify(request, BODY, miner) == validator
+    response = sign_response(wallets["miner"].hotkey, "POST", GENERATE_PATH, WAV, validator)
+    verify_response(response, WAV, "POST", GENERATE_PATH, miner, validator)
+    # The keypair's signature is bound to the body exactly as the wallet's is.
+    _expect(
+        "bad_signature",
+        lambda: verify_response(response, WAV + b"\x00", "POST", GENERATE_PATH, miner, validator),
+    )
+
+
 def test_request_and_response_signatures_cannot_stand_in_for_each_other(
     wallets: dict[str, bt.Wallet],
 ) -> None:

@@ -17,13 +17,18 @@ the connection that carried its request, within the freshness window.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, TypeAlias
 
 import bittensor as bt
 from bittensor import http_auth
+from bittensor.sp_core import Keypair
 from loguru import logger
 
 from tuneforge.nonces import MemoryNonceStore, NonceStore
+
+# What may sign: a Wallet (its hotkey is read from disk on every signature) or an unlocked hotkey
+# Keypair such as `wallet.hotkey`, which signs without touching the key file.
+SigningKey: TypeAlias = bt.Wallet | Keypair
 
 RESPONSE_METHOD: Final = "RESPONSE"
 # Forward clock drift tolerated between two hosts; NTP keeps honest hosts well inside it.
@@ -64,9 +69,10 @@ def _response_path(method: str, path: str) -> str:
 
 
 def sign_request(
-    wallet: bt.Wallet, method: str, path: str, body: bytes, receiver_ss58: str
+    wallet: SigningKey, method: str, path: str, body: bytes, receiver_ss58: str
 ) -> dict[str, str]:
-    """btauth/1 headers for a request from `wallet`'s hotkey to the hotkey `receiver_ss58`.
+    """btauth/1 headers for a request from `wallet`'s hotkey (or a hotkey Keypair) to the hotkey
+    `receiver_ss58`.
 
     `path` must be the request target exactly as sent (including any query string).
     """
@@ -114,9 +120,10 @@ def verify_request(
 
 
 def sign_response(
-    wallet: bt.Wallet, method: str, path: str, body: bytes, receiver_ss58: str
+    wallet: SigningKey, method: str, path: str, body: bytes, receiver_ss58: str
 ) -> dict[str, str]:
-    """btauth/1 headers proving `wallet`'s hotkey produced `body` for the caller `receiver_ss58`.
+    """btauth/1 headers proving `wallet`'s hotkey (or a hotkey Keypair) produced `body` for the
+    caller `receiver_ss58`.
 
     `method` and `path` are those of the request being answered (see the module docstring).
     """

@@ -1,4 +1,5 @@
-"""The miner's HTTP surface (DESIGN.md §3): POST /v1/generate → raw signed WAV, GET /v1/info.
+"""The miner's HTTP surface (DESIGN.md §3): POST /v1/generate → raw signed WAV, GET /v1/info,
+and an unauthenticated GET /metrics (Prometheus; client-address allow-list, loopback by default).
 
 The event loop only admits requests and awaits futures; generation, WAV encoding and response
 signing run on the work queue's threads, so /v1/info answers while a generation is running.
@@ -24,9 +25,11 @@ from tuneforge.audio import AudioError
 from tuneforge.auth import sign_response
 from tuneforge.chain.base import ChainView
 from tuneforge.generation.base import Backend, GenerationError, GenerationOutOfMemory
+from tuneforge.metrics import METRICS_PATH, ClientAllowList, metrics_endpoint
 from tuneforge.miner.admission import Admission, AdmissionPolicy, Admitted, Refusal
 from tuneforge.miner.config import MinerSettings
 from tuneforge.miner.metagraph_cache import MetagraphCache
+from tuneforge.miner.metrics import SERVED, MinerMetrics
 from tuneforge.miner.wav import encode_pcm16_wav
 from tuneforge.miner.work_queue import QueueClosed, QueueFull, WorkQueue
 from tuneforge.nonces import NonceStore, nonce_store_from_url
@@ -88,8 +91,10 @@ class GenerationService:
         wallet: bt.Wallet,
         admission: Admission,
         queue: WorkQueue,
+        metrics: MinerMetrics | None = None,
     ) -> None:
         self.backend = backend
+        self.metrics = metrics
         self.wallet = wallet
         # bittensor re-reads the key file when handed a Wallet (~1 ms a signature); the
         # unlocked keypair signs in ~0.04 ms and is what `http_auth.sign` uses anyway.
@@ -102,7 +107,10 @@ class GenerationService:
         """Worker-thread body: everything CPU/GPU-heavy for one request."""
         started = time.perf_counter()
         audio = self.backend.generate(synapse)
-        generation_ms = int((time.perf_counter() - started) * 1000)
+        elapsed_s = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.observe_generation(elapsed_s)
+        generation_ms = int(elapsed_s * 1000)
         wav = encode_pcm16_wav(audio)
         signature = sign_response(self._signer, "POST", GENERATE_PATH, wav, caller)
         return Generated(wav, audio.sample_rate, generation_ms, signature)
@@ -189,7 +197,11 @@ def create_app(
         body_timeout_s=section.request_body_timeout_s,
     )
     queue = WorkQueue(section.queue_size, section.workers, section.retry_after_s)
-    service = GenerationService(backend, wallet, Admission(policy, nonce_store, metagraph), queue)
+    metrics = MinerMetrics(backend, queue, metagraph, hotkey)
+    service = GenerationService(
+        backend, wallet, Admission(policy, nonce_store, metagraph), queue, metrics
+    )
+    metrics_allow = ClientAllowList.of(section.metrics_allow)  # validated by the settings
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -220,6 +232,7 @@ def create_app(
     )
     app.state.service = service
     app.state.metagraph = metagraph
+    app.state.metrics = metrics
 
     @app.exception_handler(Refusal)
     async def _refused(_: Request, exc: Refusal) -> JSONResponse:
@@ -228,7 +241,15 @@ def create_app(
 
     @app.post(GENERATE_PATH)
     async def generate(request: Request) -> Response:
-        generated = await service.generate(request)
+        try:
+            generated = await service.generate(request)
+        except Refusal as exc:
+            metrics.count_generate(exc.status)
+            raise
+        except Exception:
+            metrics.count_generate(500)  # a bug: the server answers 500
+            raise
+        metrics.count_generate(SERVED)
         return Response(
             content=generated.wav,
             media_type="audio/wav",
@@ -237,7 +258,12 @@ def create_app(
 
     @app.get(INFO_PATH)
     async def info(request: Request) -> JSONResponse:
-        await service.admission.admit_info(request)
+        try:
+            await service.admission.admit_info(request)
+        except Refusal as exc:
+            metrics.count_info(exc.status)
+            raise
+        metrics.count_info(SERVED)
         body = MinerInfo(
             model_id=backend.model_id,
             backend=backend.name,
@@ -249,5 +275,14 @@ def create_app(
             hotkey=hotkey,
         )
         return JSONResponse(body.model_dump(), headers={HEADER_SPEC_VERSION: SPEC_VERSION})
+
+    if section.metrics:
+        # Outside admission on purpose (scrapers hold no hotkey); it only reads counters.
+        app.add_api_route(
+            METRICS_PATH,
+            metrics_endpoint(metrics.registry, metrics_allow),
+            methods=["GET"],
+            include_in_schema=False,
+        )
 
     return app

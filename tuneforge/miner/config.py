@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tuneforge.config import (
     DEFAULT_NETUID,
@@ -13,6 +13,8 @@ from tuneforge.config import (
     WalletSettings,
 )
 from tuneforge.generation.settings import GenerationSettings
+from tuneforge.metrics import parse_networks
+from tuneforge.miner.ip_watch import check_ip_source_spec
 
 # Minimum caller stake (TAO) when --miner.min_stake is not given. On finney a validator permit
 # already implies a large stake, and 1000 TAO keeps low-stake permit holders from filling the
@@ -55,6 +57,39 @@ class MinerSection(BaseModel):
     redis_url: str = Field(
         default="", description="Redis URL for the replay-nonce store (in-process when empty)"
     )
+    ip_source: str = Field(
+        default="",
+        max_length=2048,
+        description=(
+            "where to read the public IP to publish: static (--axon.external_ip) | none | "
+            "url:<http(s) URL answering the IP as text> | cmd:<shell command printing it> "
+            "(default: static when --axon.external_ip is set, else none)"
+        ),
+    )
+    ip_check_interval_s: float = Field(
+        default=300.0, gt=0.0, description="seconds between public IP checks"
+    )
+    metrics: bool = Field(
+        default=True, description="serve Prometheus metrics at GET /metrics (unauthenticated)"
+    )
+    metrics_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description=(
+            "client IPs/networks that may read /metrics (e.g. 10.0.0.0/8; 0.0.0.0/0 and ::/0 "
+            "for anyone)"
+        ),
+    )
+
+    @field_validator("ip_source")
+    @classmethod
+    def _known_ip_source(cls, value: str) -> str:
+        return check_ip_source_spec(value)
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)  # a typo is a startup error, not a silent 403 for the scraper
+        return value
 
 
 class MinerSettings(TuneForgeSettings):

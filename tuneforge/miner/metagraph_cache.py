@@ -7,6 +7,7 @@ slow or unreachable chain endpoint cannot stall request handling (or be amplifie
 from __future__ import annotations
 
 import threading
+import time
 
 from loguru import logger
 
@@ -19,6 +20,7 @@ class MetagraphCache:
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
         self._snapshot: Metagraph | None = None
+        self._refreshed_at: float | None = None  # time.monotonic() of the last good refresh
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -27,10 +29,17 @@ class MetagraphCache:
         snapshot = self.chain.metagraph()
         with self._lock:
             self._snapshot = snapshot
+            self._refreshed_at = time.monotonic()
         logger.debug(
             "metagraph refreshed at block {}: {} neurons", snapshot.block, len(snapshot.neurons)
         )
         return snapshot
+
+    def age_s(self) -> float | None:
+        """Seconds since the last successful refresh; None before the first one."""
+        with self._lock:
+            refreshed_at = self._refreshed_at
+        return None if refreshed_at is None else time.monotonic() - refreshed_at
 
     def get(self) -> Metagraph:
         """The latest snapshot (loading it once if nothing is cached yet)."""

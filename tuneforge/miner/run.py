@@ -13,6 +13,14 @@ from loguru import logger
 from tuneforge.chain.base import ChainError, ChainView
 from tuneforge.config import expand_path
 from tuneforge.miner.config import MinerSettings
+from tuneforge.miner.ip_watch import (
+    IpSource,
+    IpSourceConfigError,
+    IpSourceError,
+    IpWatcher,
+    StaticIpSource,
+    ip_source_from_spec,
+)
 
 
 class MinerStartupError(Exception):
@@ -58,6 +66,28 @@ def published_address(settings: MinerSettings) -> tuple[str, int]:
     return str(address), port
 
 
+def ip_source(settings: MinerSettings) -> IpSource | None:
+    """The configured public-IP source (`--miner.ip_source`), or None when IPs are not watched."""
+    try:
+        return ip_source_from_spec(settings.miner.ip_source, settings.axon.external_ip)
+    except IpSourceConfigError as exc:
+        raise MinerStartupError(str(exc)) from None
+
+
+def startup_address(settings: MinerSettings, source: IpSource | None) -> tuple[str, int]:
+    """The ip:port to publish at startup: a dynamic source's answer, else `published_address`."""
+    if source is None or isinstance(source, StaticIpSource):
+        return published_address(settings)
+    port = settings.axon.external_port or settings.axon.port
+    try:
+        return source.current_ip(), port
+    except IpSourceError as exc:
+        # Without an answer there is nothing right to publish; a restart (pm2) retries.
+        raise MinerStartupError(
+            f"could not read the public IP from {source.description}: {exc}"
+        ) from None
+
+
 def check_registered(chain: ChainView, hotkey: str, network: str, netuid: int) -> int:
     uid = chain.uid_of(hotkey)
     if uid is None:
@@ -80,8 +110,10 @@ def run(settings: MinerSettings) -> None:
     configure_logging(settings)
     wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path)
     hotkey = wallet.hotkey.ss58_address
-    ip, port = published_address(settings)
+    source = ip_source(settings)
+    ip, port = startup_address(settings, source)
     chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
+    watcher: IpWatcher | None = None
     try:
         uid = check_registered(chain, hotkey, settings.network, settings.netuid)
         backend = create_backend(settings.generation)
@@ -91,6 +123,9 @@ def run(settings: MinerSettings) -> None:
         except ChainError as exc:
             raise MinerStartupError(f"could not publish {ip}:{port}: {exc}") from exc
         logger.info("uid {} published {}:{} on netuid {}", uid, ip, port, settings.netuid)
+        if source is not None:
+            watcher = IpWatcher(chain, source, port, settings.miner.ip_check_interval_s, ip)
+            watcher.start()
         config = uvicorn.Config(
             app,
             host=settings.axon.ip,
@@ -108,5 +143,7 @@ def run(settings: MinerSettings) -> None:
         with contextlib.suppress(_Stopped, KeyboardInterrupt):
             uvicorn.Server(config).run()
     finally:
+        if watcher is not None:
+            watcher.stop()
         chain.close()
         logger.info("miner stopped")

@@ -99,6 +99,12 @@ class WorkQueue:
             return len(self._heap) + self._running
 
     @property
+    def running(self) -> int:
+        """Jobs a worker is running now."""
+        with self._cond:
+            return self._running
+
+    @property
     def slots(self) -> int:
         return self.capacity + self.workers
 

@@ -1,0 +1,118 @@
+"""Querying miners over loopback: every misbehaviour ends in one specific failure code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bittensor as bt
+import pytest
+
+from tests.helpers.miner_server import serve_app
+from tests.helpers.validator_fake_miners import (
+    EXPECTED_CODES,
+    STREAM_CHUNK,
+    FakeMiners,
+    fake_miner_app,
+    make_fake_miners,
+    register_fake_miners,
+)
+from tests.helpers.wallets import make_wallet
+from tuneforge.chain.base import Neuron
+from tuneforge.chain.local import LocalChain
+from tuneforge.validator.challenges import make_challenge, round_seed
+from tuneforge.validator.query import MinerClient, QueryOutcome
+
+LIMIT = 16 * 1024 * 1024  # above the 9.6 MB ten-minute WAV, so that one fails on length
+
+
+@dataclass
+class Net:
+    chain: LocalChain
+    validator: bt.Wallet
+    miners: FakeMiners
+
+    def neuron(self, behaviour: str) -> Neuron:
+        neuron = self.chain.metagraph().by_hotkey(self.miners.hotkey(behaviour))
+        assert neuron is not None
+        return neuron
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    tmp_path: Path = tmp_path_factory.mktemp("query")
+    chain = LocalChain.create(tmp_path / "chain.db", block_time_s=0.2)
+    validator = make_wallet(tmp_path, "validator")
+    miners = make_fake_miners(tmp_path, list(EXPECTED_CODES))
+    with serve_app(fake_miner_app(miners)) as url:
+        register_fake_miners(chain, miners, url.removeprefix("http://"))
+        yield Net(chain, validator, miners)
+
+
+async def _ask(net: Net, behaviour: str, deadline_s: float = 10.0) -> QueryOutcome:
+    client = MinerClient(net.validator, max_response_bytes=LIMIT, max_audio_seconds=90.0)
+    challenge = make_challenge(round_seed("v", 1, b"k"), 2, 2)
+    try:
+        [outcome] = await client.query_many([net.neuron(behaviour)], challenge, deadline_s)
+    finally:
+        await client.aclose()
+    return outcome
+
+
+@pytest.mark.parametrize(
+    "behaviour", [b for b, code in EXPECTED_CODES.items() if code and b != "timeout"]
+)
+async def test_misbehaving_miner_gets_a_specific_failure(net: Net, behaviour: str) -> None:
+    outcome = await _ask(net, behaviour)
+    assert outcome.audio is None and outcome.wav is None
+    assert outcome.code == EXPECTED_CODES[behaviour], outcome.reason
+    assert outcome.reason
+
+
+async def test_a_valid_signed_answer_is_decoded(net: Net) -> None:
+    outcome = await _ask(net, "good")
+    assert outcome.ok and outcome.code is None
+    assert outcome.audio is not None and outcome.audio.sample_rate == 32_000
+    assert abs(outcome.audio.duration_seconds - 2.0) < 0.01
+    assert outcome.generation_ms == 12.0 and outcome.model == "fake/model"
+    assert outcome.bytes_read == len(outcome.wav or b"")
+
+
+async def test_a_slow_miner_times_out_at_the_deadline(net: Net) -> None:
+    started = time.perf_counter()
+    outcome = await _ask(net, "timeout", deadline_s=1.0)
+    elapsed = time.perf_counter() - started
+    assert outcome.code == "timeout"
+    assert 0.9 < elapsed < 3.0
+
+
+async def test_reading_stops_at_the_response_limit(net: Net) -> None:
+    outcome = await _ask(net, "too_large")
+    assert outcome.code == "too_large"
+    # At most one chunk past the limit is read; the server had far more to send.
+    assert LIMIT < outcome.bytes_read <= LIMIT + 2 * STREAM_CHUNK
+    assert outcome.bytes_read < 256 * 1024 * 1024
+
+
+async def test_the_http_status_and_detail_are_reported(net: Net) -> None:
+    outcome = await _ask(net, "error_500")
+    assert outcome.status == 500 and "boom" in (outcome.reason or "")
+
+
+async def test_each_miner_gets_the_same_challenge_with_a_seed_of_its_own(net: Net) -> None:
+    client = MinerClient(net.validator, max_response_bytes=LIMIT, max_audio_seconds=90.0)
+    challenge = make_challenge(round_seed("v", 2, b"k"), 2, 2)
+    seeds = {net.miners.hotkey("good"): 11, net.miners.hotkey("echo"): 22}
+    before = len(net.miners.requests)
+    try:
+        outcomes = await client.query_many(
+            [net.neuron("good"), net.neuron("echo")], challenge, 10.0, seeds
+        )
+    finally:
+        await client.aclose()
+    assert all(o.ok for o in outcomes)
+    received = dict(net.miners.requests[before:])
+    assert received["good"] == challenge.model_copy(update={"seed": 11})
+    assert received["echo"] == challenge.model_copy(update={"seed": 22})

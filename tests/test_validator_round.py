@@ -1,0 +1,92 @@
+"""Whole rounds against misbehaving miners: zeros with reasons, and no way to game the prompt."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.miner_server import serve_app
+from tests.helpers.validator_fake_miners import (
+    EXPECTED_CODES,
+    fake_miner_app,
+    make_fake_miners,
+    register_fake_miners,
+)
+from tests.helpers.validator_net import make_validator_net
+from tuneforge.audio import decode_wav
+from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.scoring.base import Submission
+from tuneforge.scoring.engine import ScoringEngine
+from tuneforge.scoring.history import InMemoryHistory
+from tuneforge.validator.round import RoundReport
+
+pytestmark = pytest.mark.slow
+
+LIMIT = 12 * 1024 * 1024  # above the 9.6 MB ten-minute WAV: that one must fail on its length
+
+
+def _one_round(tmp_path: Path, behaviours: list[str], **neuron: object) -> RoundReport:
+    net = make_validator_net(tmp_path)
+    miners = make_fake_miners(tmp_path, behaviours)
+    miners.timeout_s = 4.0
+    with serve_app(fake_miner_app(miners)) as url:
+        register_fake_miners(net.chain, miners, url.removeprefix("http://"))
+        settings = net.settings(max_rounds=1, timeout=2.5, max_response_bytes=LIMIT, **neuron)
+        loop, state, client = net.build(settings)
+
+        async def go() -> None:
+            try:
+                await loop.run(asyncio.Event())
+            finally:
+                await client.aclose()
+
+        asyncio.run(go())
+        state.close()
+    assert loop.last_report is not None
+    return loop.last_report
+
+
+def test_a_round_with_misbehaving_miners_completes_with_reasons(tmp_path: Path) -> None:
+    report = _one_round(tmp_path, list(EXPECTED_CODES))
+    assert len(report.outcomes) == len(EXPECTED_CODES)
+    by_hotkey = {o.hotkey: (o, s) for o, s in zip(report.outcomes, report.scores, strict=True)}
+    miners = make_fake_miners(tmp_path, list(EXPECTED_CODES))  # same wallets (idempotent)
+    for behaviour, code in EXPECTED_CODES.items():
+        outcome, score = by_hotkey[miners.hotkey(behaviour)]
+        assert outcome.code == code, (behaviour, outcome.reason)
+        assert len(score.score_breakdown) == 16
+        if code is None:
+            assert score.final_score > 0.0
+            assert report.emas[(outcome.uid, outcome.hotkey)] > 0.0
+        else:
+            assert score.final_score == 0.0
+            assert score.error is not None and code in score.error
+            assert report.emas[(outcome.uid, outcome.hotkey)] == 0.0
+
+
+def test_an_echoed_challenge_cannot_change_what_a_miner_is_scored_against(
+    tmp_path: Path,
+) -> None:
+    report = _one_round(tmp_path, ["echo"])
+    [outcome], [score] = report.outcomes, report.scores
+    assert outcome.wav is not None
+    audio = decode_wav(outcome.wav)
+    submission = [Submission(outcome.hotkey, audio, outcome.generation_ms)]
+    # The same audio scored afresh against the validator's own challenge: the same number.
+    own = ScoringEngine.create(InMemoryHistory(), None).score_round(report.challenge, submission)
+    assert own[0].final_score == pytest.approx(score.final_score, abs=1e-9)
+    assert own[0].score_breakdown == pytest.approx(score.score_breakdown, abs=1e-9)
+    # Scoring against what the miner claimed would have given another number.
+    claimed = MusicGenerationSynapse(
+        challenge_id=report.challenge.challenge_id,
+        prompt="silence",
+        genre="ambient",
+        tempo_bpm=60,
+        key="C major",
+        duration_seconds=2.0,
+        seed=report.challenge.seed,
+    )
+    echoed = ScoringEngine.create(InMemoryHistory(), None).score_round(claimed, submission)
+    assert echoed[0].final_score != pytest.approx(score.final_score, abs=1e-6)

@@ -1,0 +1,80 @@
+"""Validator settings: one object, flags > env (`TUNEFORGE_NEURON__ALPHA`) > defaults."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tuneforge.config import (
+    DEFAULT_NETUID,
+    LocalnetSettings,
+    LoggingSettings,
+    TuneForgeSettings,
+    WalletSettings,
+)
+from tuneforge.protocol import DEFAULT_MAX_RESPONSE_BYTES
+
+
+class NeuronSettings(BaseModel):
+    sample_size: int = Field(default=16, ge=1, le=256, description="miners queried per round")
+    timeout: float = Field(default=12.0, gt=0, description="per-request deadline base (seconds)")
+    timeout_per_second: float = Field(
+        default=2.0, ge=0, description="extra deadline per second of requested audio"
+    )
+    alpha: float = Field(default=0.2, gt=0, le=1, description="EMA weight of the newest score")
+    max_rounds: int = Field(
+        default=0, ge=0, description="stop after this many rounds in this run (0 = forever)"
+    )
+    round_interval_s: float = Field(default=60.0, ge=0, description="pause between rounds")
+    metagraph_refresh_blocks: int = Field(
+        default=20, ge=1, description="refresh the metagraph every N blocks"
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024, description="read at most this per answer"
+    )
+    max_audio_seconds: float = Field(
+        default=90.0, gt=0, description="refuse answers longer than this (seconds)"
+    )
+    state_path: str = Field(
+        default="~/.tuneforge/validator/state.db", description="SQLite state file"
+    )
+    status_port: int = Field(
+        default=0, ge=0, le=65535, description="HTTP status endpoint on 127.0.0.1 (0 = off)"
+    )
+    weights_top_k: int = Field(
+        default=0, ge=0, description="only the k best EMAs get weight (0 = everyone)"
+    )
+    weights_exponent: float = Field(
+        default=2.0, gt=0, description="weight ∝ EMA^exponent (sharpens the ranking)"
+    )
+    min_challenge_seconds: float = Field(default=5.0, ge=1, le=60, description="shortest asked")
+    max_challenge_seconds: float = Field(default=30.0, ge=1, le=60, description="longest asked")
+
+
+class ScoringModelSettings(BaseModel):
+    clap: str = Field(default="", description="CLAP model id or dir (empty = excluded)")
+    mert: str = Field(default="", description="MERT model id or dir (empty = excluded)")
+    whisper: str = Field(default="", description="Whisper model id or dir (empty = excluded)")
+    mos: str = Field(default="", description="MOS model id or dir (empty = excluded)")
+    preference: str = Field(default="", description="preference model dir (empty = excluded)")
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    allow_missing_models: bool = Field(
+        default=False, description="start even when a configured model cannot load"
+    )
+
+
+class ApiPublishSettings(BaseModel):
+    url: str = Field(default="", description="TuneForge API base URL")
+    publish: bool = Field(default=False, description="publish round results to the API")
+
+
+class ValidatorSettings(TuneForgeSettings):
+    netuid: int = Field(default=DEFAULT_NETUID, ge=0, description="subnet uid")
+    network: str = Field(
+        default="test", description="finney | test | local | ws://… | localnet (LocalChain file)"
+    )
+    wallet: WalletSettings = WalletSettings()
+    localnet: LocalnetSettings = LocalnetSettings()
+    logging: LoggingSettings = LoggingSettings()
+    neuron: NeuronSettings = NeuronSettings()
+    scoring: ScoringModelSettings = ScoringModelSettings()
+    api: ApiPublishSettings = ApiPublishSettings()

@@ -1,0 +1,204 @@
+"""The validator loop: refresh the metagraph, run rounds, set weights when the chain allows.
+
+Chain calls run on the loop's own thread: a ChainView is one reused client that is not promised
+to be thread-safe, and each call is short (scoring, the long part, runs in a worker thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from loguru import logger
+
+from tuneforge.chain.base import ChainError, ChainErrorCode, ChainView, Metagraph
+from tuneforge.protocol import SPEC_VERSION_KEY
+from tuneforge.validator.config import ValidatorSettings
+from tuneforge.validator.round import RoundReport, RoundRunner
+from tuneforge.validator.state import ValidatorState
+from tuneforge.validator.weights import compute_weights
+
+
+class ValidatorLoop:
+    def __init__(
+        self,
+        settings: ValidatorSettings,
+        hotkey: str,
+        chain: ChainView,
+        state: ValidatorState,
+        runner: RoundRunner,
+    ) -> None:
+        self.settings = settings
+        self.hotkey = hotkey
+        self.chain = chain
+        self.state = state
+        self.runner = runner
+        self._metagraph: Metagraph | None = None
+        self._warned_permit = False
+        # Only the latest round is kept: a report holds every answer's audio.
+        self.last_report: RoundReport | None = None
+
+    # -- metagraph --------------------------------------------------------------------------
+
+    def metagraph(self, force: bool = False) -> Metagraph:
+        """The cached snapshot, refreshed every `metagraph_refresh_blocks` blocks."""
+        every = self.settings.neuron.metagraph_refresh_blocks
+        if force or self._metagraph is None or self.chain.block - self._metagraph.block >= every:
+            metagraph = self.chain.metagraph()
+            self._metagraph = metagraph
+            dropped = self.state.sync_registrations({(n.uid, n.hotkey) for n in metagraph.neurons})
+            for uid, hotkey in dropped:
+                logger.info("uid {} hotkey {} left the subnet: its EMA is dropped", uid, hotkey)
+            me = metagraph.by_hotkey(self.hotkey)
+            if me is None:
+                logger.warning(
+                    "validator hotkey {} is not registered on netuid {}: rounds still run, but "
+                    "weights cannot be set (register it: scripts/register.sh)",
+                    self.hotkey,
+                    metagraph.netuid,
+                )
+            elif not me.validator_permit and not self._warned_permit:
+                self._warned_permit = True
+                logger.warning(
+                    "uid {} has no validator permit: scoring continues, but weights will not "
+                    "count until the permit is granted (more stake)",
+                    me.uid,
+                )
+            logger.debug("metagraph refreshed at block {}", metagraph.block)
+        return self._metagraph
+
+    # -- weights ----------------------------------------------------------------------------
+
+    def current_weights(self) -> dict[int, float]:
+        """The weight rule over EMAs of miners still registered under the same hotkey."""
+        metagraph = self.metagraph()
+        emas: dict[int, float] = {}
+        for (uid, hotkey), ema in self.state.emas().items():
+            neuron = metagraph.by_uid(uid)
+            if neuron is not None and neuron.hotkey == hotkey and hotkey != self.hotkey:
+                emas[uid] = ema
+        neuron_settings = self.settings.neuron
+        return compute_weights(
+            emas, neuron_settings.weights_exponent, neuron_settings.weights_top_k
+        )
+
+    def weights_due(self, uid: int) -> tuple[bool, str]:
+        """Whether the rate limit allows setting weights now (checked fresh, never cached)."""
+        limit = self.chain.weights_rate_limit
+        block = self.chain.block
+        since = self.chain.blocks_since_last_update(uid)
+        never_set = block - since <= 0  # last_update 0: the chain has no weights from us yet
+        last = self.state.last_weights_outcome() or {}
+        our_block = last.get("block") if last.get("ok") else None
+        if our_block is not None and block - int(our_block) < limit:
+            return False, f"set at block {our_block}, limit {limit} blocks (now {block})"
+        if never_set or since >= limit:
+            return True, ""
+        return False, f"{since} blocks since last update, limit {limit}"
+
+    def maybe_set_weights(self) -> dict[str, Any] | None:
+        """Set weights when due; every outcome except 'not due yet' is recorded in the state."""
+        uid = self.chain.uid_of(self.hotkey)
+        if uid is None:
+            return self._record(
+                False,
+                code=ChainErrorCode.NOT_REGISTERED,
+                message=f"hotkey {self.hotkey} is not registered",
+                remediation="register the validator hotkey (scripts/register.sh), then restart",
+            )
+        due, why = self.weights_due(uid)
+        if not due:
+            logger.debug("weights not due: {}", why)
+            return None
+        weights = self.current_weights()
+        if not weights:
+            return self._record(False, code="NO_WEIGHTS", message="no miner has a positive EMA")
+        try:
+            result = self.chain.set_weights(weights, version_key=SPEC_VERSION_KEY)
+        except ChainError as exc:
+            remediation = exc.remediation or {
+                ChainErrorCode.RATE_LIMITED: "wait for the weights rate limit to pass",
+                ChainErrorCode.NOT_REGISTERED: "register the validator hotkey",
+                ChainErrorCode.NO_PERMIT: "stake more to earn a validator permit",
+            }.get(exc.code, "check the chain endpoint and the wallet")
+            return self._record(
+                False, code=str(exc.code), message=exc.message, remediation=remediation
+            )
+        return self._record(
+            True,
+            block=result.block,
+            weights={str(u): w for u, w in zip(result.uids, result.weights, strict=True)},
+        )
+
+    def _record(self, ok: bool, **fields: Any) -> dict[str, Any]:
+        outcome = {"ok": ok, "at": time.time(), **fields}
+        if "code" in outcome:
+            outcome["code"] = str(outcome["code"])
+        self.state.record_weights_outcome(outcome)
+        if ok:
+            logger.info(
+                "weights set on {} uids at block {}", len(outcome["weights"]), fields["block"]
+            )
+        else:
+            logger.warning(
+                "weights not set: {} {} — {}",
+                outcome.get("code"),
+                outcome.get("message"),
+                outcome.get("remediation", ""),
+            )
+        return outcome
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rounds until `stop` is set or `max_rounds` rounds have completed in this process."""
+        neuron_settings = self.settings.neuron
+        done = 0
+        while not stop.is_set():
+            try:
+                metagraph = self.metagraph()
+            except ChainError as exc:
+                logger.warning("metagraph unavailable: {} ({})", exc, exc.remediation)
+                await self._pause(stop, max(1.0, neuron_settings.round_interval_s))
+                continue
+            round_task = asyncio.ensure_future(self.runner.run_round(metagraph))
+            stop_task = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({round_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            stop_task.cancel()
+            if not round_task.done():
+                # Stopping mid-round: nothing of it was committed, so dropping it loses nothing.
+                round_task.cancel()
+                await asyncio.gather(round_task, return_exceptions=True)
+                logger.info("stopping: the unfinished round was abandoned (not counted)")
+                break
+            report = await self._round_result(round_task)
+            if report is not None:
+                self.last_report = report
+                done += 1
+            try:
+                self.maybe_set_weights()
+            except ChainError as exc:
+                logger.warning("chain unavailable while setting weights: {}", exc)
+            if neuron_settings.max_rounds and done >= neuron_settings.max_rounds:
+                break
+            # An empty or failed round waits at least a second: no busy loop on an empty subnet.
+            pause = neuron_settings.round_interval_s
+            await self._pause(stop, pause if report is not None else max(1.0, pause))
+
+    @staticmethod
+    async def _pause(stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+    @staticmethod
+    async def _round_result(task: asyncio.Future[RoundReport | None]) -> RoundReport | None:
+        try:
+            return task.result()
+        except ChainError as exc:
+            logger.warning("round skipped, chain error: {} ({})", exc, exc.remediation)
+        except Exception:
+            # A scoring bug must not kill a validator; the round is not counted and retried.
+            logger.exception("round failed; nothing of it was stored")
+        return None

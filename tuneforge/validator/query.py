@@ -1,0 +1,292 @@
+"""Ask miners for audio: signed request, deadline, capped streaming read, signed answer, decode.
+
+Every answer is hostile until proven otherwise. Each query ends in exactly one `QueryOutcome`:
+audio, or a failure code plus a human-readable reason. No retries inside a round: a miner that
+fails gets its zero, the round goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from bittensor.http_auth import HEADER_HOTKEY, HEADER_SIGNATURE
+from loguru import logger
+
+from tuneforge.audio import Audio, AudioError, decode_wav
+from tuneforge.auth import AuthFailure, sign_request, verify_response
+from tuneforge.chain.base import Neuron
+from tuneforge.protocol import (
+    GENERATE_PATH,
+    HEADER_GENERATION_MS,
+    HEADER_MODEL,
+    HEADER_SPEC_VERSION,
+    SPEC_VERSION,
+    MusicGenerationSynapse,
+)
+
+# Failure codes (stable strings: they are stored, shown by `validator status` and published).
+TIMEOUT = "timeout"
+CONNECT_ERROR = "connect_error"
+HTTP_STATUS = "http_status"
+EMPTY_BODY = "empty_body"
+NOT_WAV = "not_wav"
+TRUNCATED = "truncated"
+NOT_FINITE = "not_finite"
+TOO_LONG = "too_long"
+TOO_LARGE = "too_large"
+BAD_AUDIO = "bad_audio"
+MISSING_SIGNATURE = "missing_signature"
+BAD_SIGNATURE = "bad_signature"
+WRONG_SIGNER = "wrong_signer"
+BAD_ENCODING = "bad_encoding"
+NO_AXON = "no_axon"
+
+_MAX_HEADER_CHARS = 128
+
+
+@dataclass
+class QueryOutcome:
+    """One miner's answer to one challenge."""
+
+    uid: int
+    hotkey: str
+    audio: Audio | None = None
+    wav: bytes | None = None  # the raw signed bytes (published with the result)
+    code: str | None = None  # None on success, else one of the failure codes above
+    reason: str | None = None
+    status: int | None = None
+    bytes_read: int = 0
+    elapsed_ms: float = 0.0
+    generation_ms: float | None = None
+    model: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.audio is not None
+
+    @property
+    def error(self) -> str | None:
+        """ "code: reason" for a failure (what the scoring engine records), None on success."""
+        return None if self.ok else f"{self.code}: {self.reason}"
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "reason": self.reason,
+            "status": self.status,
+            "bytes_read": self.bytes_read,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+            "generation_ms": self.generation_ms,
+            "model": self.model,
+        }
+
+
+class _Failure(Exception):
+    def __init__(self, code: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.status = status
+
+
+def classify_audio_error(exc: AudioError) -> str:
+    """Map tuneforge.audio's decoding errors to stable failure codes."""
+    message = str(exc)
+    if message.startswith("empty audio body"):
+        return EMPTY_BODY
+    if message.startswith("not a RIFF/WAVE"):
+        return NOT_WAV
+    if message.startswith("truncated WAV"):
+        return TRUNCATED
+    if "NaN" in message or "infinite" in message:
+        return NOT_FINITE
+    if message.startswith("audio is") and "limit is" in message and " s," in message:
+        return TOO_LONG
+    if message.startswith("audio is") and "bytes" in message:
+        return TOO_LARGE
+    return BAD_AUDIO
+
+
+def _clean_header(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = "".join(ch for ch in value if ch.isprintable())
+    return value[:_MAX_HEADER_CHARS]
+
+
+def _generation_ms(headers: Mapping[str, str]) -> float | None:
+    """The miner's self-reported generation time, if it is a sane number (it is only a hint)."""
+    raw = headers.get(HEADER_GENERATION_MS)
+    try:
+        value = float(raw) if raw is not None and len(raw) <= 20 else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 <= value <= 3_600_000 else None
+
+
+def axon_url(axon: str) -> str:
+    return f"http://{axon}"
+
+
+class MinerClient:
+    """Queries miners over ONE shared httpx.AsyncClient (connection reuse, bounded pool)."""
+
+    def __init__(
+        self,
+        wallet: Any,
+        max_response_bytes: int,
+        max_audio_seconds: float,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.wallet = wallet
+        self.hotkey: str = wallet.hotkey.ss58_address
+        self.max_response_bytes = int(max_response_bytes)
+        self.max_audio_seconds = float(max_audio_seconds)
+        self._client = client or httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            follow_redirects=False,
+            trust_env=False,  # never route miner traffic through an environment proxy
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def query_many(
+        self,
+        neurons: list[Neuron],
+        challenge: MusicGenerationSynapse,
+        deadline_s: float,
+        seeds: Mapping[str, int] | None = None,
+    ) -> list[QueryOutcome]:
+        """Query every neuron concurrently (each with its seed from `seeds`, by hotkey, when
+        given); outcomes come back in the same order."""
+        seeds = seeds or {}
+
+        def body(neuron: Neuron) -> bytes:
+            seed = seeds.get(neuron.hotkey, challenge.seed)
+            return challenge.model_copy(update={"seed": seed}).model_dump_json().encode()
+
+        return list(await asyncio.gather(*(self.query(n, body(n), deadline_s) for n in neurons)))
+
+    async def query(self, neuron: Neuron, body: bytes, deadline_s: float) -> QueryOutcome:
+        outcome = QueryOutcome(uid=neuron.uid, hotkey=neuron.hotkey)
+        started = time.perf_counter()
+        log = logger.bind(uid=neuron.uid, hotkey=neuron.hotkey)
+        try:
+            if not neuron.axon:
+                raise _Failure(NO_AXON, "miner serves no axon")
+            async with asyncio.timeout(deadline_s):
+                await self._exchange(neuron, body, outcome, deadline_s)
+            # Decoding up to 32 MiB is CPU work: keep it off the event loop.
+            outcome.audio = await asyncio.to_thread(self._decode, outcome.wav or b"")
+        except (TimeoutError, httpx.TimeoutException):
+            outcome.code, outcome.reason = TIMEOUT, f"no complete answer within {deadline_s:.1f} s"
+        except _Failure as failure:
+            outcome.code, outcome.reason = failure.code, failure.reason
+            outcome.status = failure.status if failure.status is not None else outcome.status
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            outcome.code, outcome.reason = CONNECT_ERROR, f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            outcome.elapsed_ms = (time.perf_counter() - started) * 1000.0
+        if outcome.ok:
+            log.debug("answer in {:.0f} ms, {} bytes", outcome.elapsed_ms, outcome.bytes_read)
+        else:
+            outcome.wav = None
+            log.info("uid {} failed: {} ({})", neuron.uid, outcome.code, outcome.reason)
+        return outcome
+
+    async def _exchange(
+        self, neuron: Neuron, body: bytes, outcome: QueryOutcome, deadline_s: float
+    ) -> None:
+        headers = {
+            **sign_request(self.wallet, "POST", GENERATE_PATH, body, neuron.hotkey),
+            HEADER_SPEC_VERSION: SPEC_VERSION,
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+        }
+        url = axon_url(neuron.axon or "") + GENERATE_PATH
+        # httpx's own per-phase timeouts must not be shorter than the round's deadline: a miner
+        # may legitimately send nothing until its generation is done.
+        timeout = httpx.Timeout(deadline_s, connect=min(5.0, deadline_s))
+        async with self._client.stream(
+            "POST", url, content=body, headers=headers, timeout=timeout
+        ) as response:
+            outcome.status = response.status_code
+            outcome.model = _clean_header(response.headers.get(HEADER_MODEL))
+            outcome.generation_ms = _generation_ms(response.headers)
+            if response.status_code != 200:
+                detail = await self._read_capped(response, outcome, limit=2048, fail=False)
+                text = detail.decode("utf-8", "replace").strip()[:200]
+                raise _Failure(
+                    HTTP_STATUS, f"HTTP {response.status_code}: {text}", response.status_code
+                )
+            encoding = response.headers.get("Content-Encoding", "identity").lower()
+            if encoding not in ("", "identity"):
+                # A compressed body could expand far beyond the byte cap once decoded.
+                raise _Failure(BAD_ENCODING, f"Content-Encoding {encoding!r} is not accepted")
+            declared = response.headers.get("Content-Length")
+            if (
+                declared is not None
+                and declared.isdigit()
+                and int(declared) > self.max_response_bytes
+            ):
+                raise _Failure(
+                    TOO_LARGE,
+                    f"declared {declared} bytes, limit is {self.max_response_bytes}",
+                )
+            wav = await self._read_capped(response, outcome, self.max_response_bytes, fail=True)
+            self._verify_signature(response.headers, wav, neuron.hotkey)
+            outcome.wav = wav
+
+    async def _read_capped(
+        self, response: httpx.Response, outcome: QueryOutcome, limit: int, fail: bool
+    ) -> bytes:
+        """Read the raw body, stopping as soon as it passes `limit` bytes."""
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in response.aiter_raw():
+            total += len(chunk)
+            outcome.bytes_read = total
+            if total > limit:
+                if fail:
+                    raise _Failure(TOO_LARGE, f"answer exceeds {limit} bytes; stopped reading")
+                chunks.append(chunk[: limit - (total - len(chunk))])
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _verify_signature(self, headers: Mapping[str, str], wav: bytes, miner_hotkey: str) -> None:
+        """The body must be signed by the miner we asked, bound to us (btauth/1)."""
+        if not headers.get(HEADER_SIGNATURE) or not headers.get(HEADER_HOTKEY):
+            raise _Failure(MISSING_SIGNATURE, "answer carries no btauth/1 signature")
+        signer = headers.get(HEADER_HOTKEY, "")
+        if signer != miner_hotkey:
+            raise _Failure(
+                WRONG_SIGNER, f"signed by {_clean_header(signer)}, expected {miner_hotkey}"
+            )
+        try:
+            verify_response(
+                headers,
+                wav,
+                "POST",
+                GENERATE_PATH,
+                expected_signer_ss58=miner_hotkey,
+                self_hotkey_ss58=self.hotkey,
+            )
+        except AuthFailure as exc:
+            code = WRONG_SIGNER if getattr(exc, "kind", "") == "wrong_signer" else BAD_SIGNATURE
+            raise _Failure(code, exc.reason) from None
+
+    def _decode(self, wav: bytes) -> Audio:
+        try:
+            return decode_wav(
+                wav, max_bytes=self.max_response_bytes, max_seconds=self.max_audio_seconds
+            )
+        except AudioError as exc:
+            raise _Failure(classify_audio_error(exc), str(exc)) from None

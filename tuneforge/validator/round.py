@@ -1,0 +1,226 @@
+"""One validator round: challenge → pick miners → query → score together → EMA → persist.
+
+The round is scored against the validator's OWN challenge object; nothing a miner sends back
+(headers, echoed fields) reaches the scoring engine except the audio bytes it signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from loguru import logger
+
+from tuneforge.chain.base import Metagraph, Neuron
+from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
+from tuneforge.scoring.base import ClipScore, Submission
+from tuneforge.validator.challenges import make_challenge, miner_seed, round_seed
+from tuneforge.validator.config import ValidatorSettings
+from tuneforge.validator.ema import update_ema
+from tuneforge.validator.query import MinerClient, QueryOutcome
+from tuneforge.validator.state import MinerRoundResult, ValidatorState
+
+OUTBOX_ROUND = "round_result"
+OUTBOX_AUDIO = "track_audio"
+
+
+class RoundScorer(Protocol):
+    """What a round needs from the scoring engine (tuneforge.scoring.engine.ScoringEngine)."""
+
+    def score_round(
+        self, challenge: MusicGenerationSynapse, submissions: list[Submission]
+    ) -> list[ClipScore]: ...
+
+
+@dataclass
+class RoundReport:
+    round_number: int
+    challenge: MusicGenerationSynapse
+    outcomes: list[QueryOutcome]
+    scores: list[ClipScore]
+    emas: dict[tuple[int, str], float]
+    seconds: float
+
+
+def select_miners(
+    metagraph: Metagraph,
+    self_hotkey: str,
+    last_queried: Mapping[tuple[int, str], int],
+    sample_size: int,
+    seed: bytes,
+) -> list[Neuron]:
+    """Serving miners, least recently queried first (never queried = round 0).
+
+    Ties are broken by a hash of the round seed and the hotkey, so equal miners rotate fairly
+    without anyone being able to predict or choose their slot.
+    """
+    candidates = [n for n in metagraph.serving() if n.hotkey != self_hotkey]
+
+    def order(neuron: Neuron) -> tuple[int, bytes, int]:
+        tiebreak = hashlib.sha256(seed + neuron.hotkey.encode()).digest()
+        return last_queried.get((neuron.uid, neuron.hotkey), 0), tiebreak, neuron.uid
+
+    chosen = sorted(candidates, key=order)[:sample_size]
+    return sorted(chosen, key=lambda n: n.uid)
+
+
+def track_id(round_id: str, hotkey: str) -> str:
+    return "trk_" + hashlib.sha256(f"{round_id}|{hotkey}".encode()).hexdigest()[:32]
+
+
+class RoundRunner:
+    """Runs rounds against one state, one miner client and one scoring engine."""
+
+    def __init__(
+        self,
+        settings: ValidatorSettings,
+        hotkey: str,
+        state: ValidatorState,
+        client: MinerClient,
+        scorer: RoundScorer,
+    ) -> None:
+        self.settings = settings
+        self.hotkey = hotkey
+        self.state = state
+        self.client = client
+        self.scorer = scorer
+        self._secret = state.secret()
+
+    async def run_round(self, metagraph: Metagraph) -> RoundReport | None:
+        """Run the next round; None when there is nobody to query (nothing is counted)."""
+        neuron_settings = self.settings.neuron
+        round_number = self.state.rounds_completed() + 1
+        started = time.time()
+        attempt = self.state.begin_attempt(round_number)
+        seed = round_seed(self.hotkey, round_number, self._secret, attempt)
+        challenge = make_challenge(
+            seed, neuron_settings.min_challenge_seconds, neuron_settings.max_challenge_seconds
+        )
+        miners = select_miners(
+            metagraph, self.hotkey, self.state.last_queried(), neuron_settings.sample_size, seed
+        )
+        log = logger.bind(round=round_number)
+        if not miners:
+            log.warning("round {}: no serving miners on netuid {}", round_number, metagraph.netuid)
+            return None
+        deadline = request_deadline_s(
+            challenge.duration_seconds, neuron_settings.timeout, neuron_settings.timeout_per_second
+        )
+        log.info(
+            "round {} (attempt {}): {} miners, {} {:.0f}s {} bpm {}, deadline {:.1f}s",
+            round_number,
+            attempt,
+            len(miners),
+            challenge.genre,
+            challenge.duration_seconds,
+            challenge.tempo_bpm,
+            challenge.key,
+            deadline,
+        )
+        seeds = {n.hotkey: miner_seed(seed, n.hotkey) for n in miners}
+        outcomes = await self.client.query_many(miners, challenge, deadline, seeds)
+        submissions = [
+            Submission(
+                miner_hotkey=o.hotkey, audio=o.audio, generation_ms=o.generation_ms, error=o.error
+            )
+            for o in outcomes
+        ]
+        try:
+            # Scoring is CPU/GPU work: a worker thread keeps the event loop responsive.
+            scores = await asyncio.to_thread(self.scorer.score_round, challenge, submissions)
+        except BaseException:
+            self.state.discard_pending_history()
+            raise
+        if len(scores) != len(outcomes):
+            self.state.discard_pending_history()
+            raise RuntimeError(f"engine returned {len(scores)} scores for {len(outcomes)} clips")
+        emas = update_ema(
+            self.state.emas(),
+            {(o.uid, o.hotkey): s.final_score for o, s in zip(outcomes, scores, strict=True)},
+            neuron_settings.alpha,
+        )
+        results = [
+            MinerRoundResult(
+                uid=o.uid,
+                hotkey=o.hotkey,
+                final_score=s.final_score,
+                result={
+                    **s.to_dict(),
+                    "round": round_number,
+                    "challenge_id": challenge.challenge_id,
+                    "query": {**o.facts(), "seed": seeds[o.hotkey]},
+                },
+            )
+            for o, s in zip(outcomes, scores, strict=True)
+        ]
+        round_id = str(uuid.UUID(bytes=hashlib.sha256(b"round-id|" + seed).digest()[:16]))
+        outbox = self._publications(round_id, metagraph.block, challenge, outcomes, scores)
+        self.state.commit_round(
+            round_number,
+            challenge.model_dump(),
+            metagraph.block,
+            started,
+            results,
+            emas,
+            outbox,
+        )
+        seconds = time.time() - started
+        for o, s in zip(outcomes, scores, strict=True):
+            log.info(
+                "uid {} {} final {:.3f} ema {:.3f}{}",
+                o.uid,
+                o.hotkey[:8],
+                s.final_score,
+                emas[(o.uid, o.hotkey)],
+                f" ({o.error})" if o.error else "",
+            )
+        log.info("round {} done in {:.1f}s", round_number, seconds)
+        return RoundReport(round_number, challenge, outcomes, scores, emas, seconds)
+
+    def _publications(
+        self,
+        round_id: str,
+        block: int,
+        challenge: MusicGenerationSynapse,
+        outcomes: list[QueryOutcome],
+        scores: list[ClipScore],
+    ) -> list[tuple[str, dict[str, Any], bytes | None]]:
+        """Outbox items for the API (API.md `POST /scores` + one audio upload per track)."""
+        if not self.settings.api.publish:
+            return []
+        items: list[tuple[str, dict[str, Any], bytes | None]] = []
+        tracks = []
+        for outcome, score in zip(outcomes, scores, strict=True):
+            if outcome.audio is None or outcome.wav is None:
+                continue
+            trk = track_id(round_id, outcome.hotkey)
+            digest = hashlib.sha256(outcome.wav).hexdigest()
+            tracks.append(
+                {
+                    "track_id": trk,
+                    "miner_uid": outcome.uid,
+                    "miner_hotkey": outcome.hotkey,
+                    "final_score": score.final_score,
+                    "composite": score.composite,
+                    "score_breakdown": score.score_breakdown,
+                    "penalties": score.penalties,
+                    "generation_ms": outcome.generation_ms,
+                    "audio_sha256": digest,
+                    "duration_seconds": outcome.audio.duration_seconds,
+                    "sample_rate": outcome.audio.sample_rate,
+                }
+            )
+            items.append((OUTBOX_AUDIO, {"track_id": trk, "audio_sha256": digest}, outcome.wav))
+        round_payload = {
+            "round_id": round_id,
+            "block": block,
+            "challenge": challenge.model_dump(),
+            "results": tracks,
+        }
+        # The round goes first: audio uploads refer to its track ids.
+        return [(OUTBOX_ROUND, round_payload, None), *items]

@@ -1,0 +1,127 @@
+"""Start a validator: wallet → chain → state → scoring engine → loop until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from tuneforge.config import expand_path
+from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
+
+if TYPE_CHECKING:
+    from tuneforge.scoring.neural import NeuralModels
+    from tuneforge.validator.loop import ValidatorLoop
+
+
+class ValidatorStartupError(Exception):
+    """The validator cannot start; the message says what to fix."""
+
+
+def configure_logging(settings: ValidatorSettings) -> None:
+    logger.remove()
+    logger.add(sys.stderr, level=settings.logging.level.upper())
+    if settings.logging.logging_dir:
+        directory = expand_path(settings.logging.logging_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        logger.add(
+            directory / "validator.log",
+            level=settings.logging.level.upper(),
+            rotation="50 MB",
+            retention=5,
+        )
+
+
+def load_models(scoring: ScoringModelSettings) -> NeuralModels | None:
+    """Neural models when any path is configured; a model that cannot load stops the start-up
+    unless `allow_missing_models` (then its scorer is excluded, with the reason, every round)."""
+    if not any((scoring.clap, scoring.mert, scoring.whisper, scoring.mos, scoring.preference)):
+        logger.info("no neural scoring models configured: neural scorers are excluded")
+        return None
+    from tuneforge.scoring.neural import NeuralModels
+
+    try:
+        models = NeuralModels.load(
+            clap=scoring.clap or None,
+            mert=scoring.mert or None,
+            whisper=scoring.whisper or None,
+            mos=scoring.mos or None,
+            preference=scoring.preference or None,
+            device=scoring.device,
+            allow_missing=scoring.allow_missing_models,
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ValidatorStartupError(
+            f"a scoring model could not be loaded: {exc} (fix the path/id, or pass "
+            "--scoring.allow_missing_models to run without it)"
+        ) from exc
+    for name, description in models.describe().items():
+        logger.info("scoring model {}: {}", name, description)
+    return models
+
+
+async def _serve(validator: ValidatorLoop, stop: asyncio.Event) -> None:
+    """Run the loop; SIGTERM/SIGINT end it cleanly (an unfinished round is simply not counted)."""
+    running = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        running.add_signal_handler(signum, stop.set)
+    await validator.run(stop)
+
+
+def run(settings: ValidatorSettings) -> None:
+    """Run rounds until SIGTERM/SIGINT or `max_rounds`; resources are closed on the way out."""
+    from tuneforge.chain.factory import open_chain
+    from tuneforge.scoring.engine import ScoringEngine
+    from tuneforge.validator.loop import ValidatorLoop
+    from tuneforge.validator.query import MinerClient
+    from tuneforge.validator.round import RoundRunner
+    from tuneforge.validator.state import StateError, ValidatorState
+    from tuneforge.validator.status import StatusServer
+    from tuneforge.wallets import load_wallet
+
+    configure_logging(settings)
+    neuron = settings.neuron
+    if neuron.min_challenge_seconds > neuron.max_challenge_seconds:
+        raise ValidatorStartupError("--neuron.min_challenge_seconds exceeds max_challenge_seconds")
+    wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path)
+    hotkey = wallet.hotkey.ss58_address
+    state_path = expand_path(neuron.state_path)
+    try:
+        state = ValidatorState(state_path)
+    except StateError as exc:
+        raise ValidatorStartupError(str(exc)) from exc
+    state.set_weight_rule(neuron.weights_exponent, neuron.weights_top_k)
+    chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
+    status = StatusServer(state_path, neuron.status_port) if neuron.status_port else None
+    try:
+        models = load_models(settings.scoring)
+        engine = ScoringEngine.create(state.history(), models)
+        logger.info(
+            "validator {} on netuid {} ({}), state {} at round {}",
+            hotkey,
+            settings.netuid,
+            settings.network,
+            state_path,
+            state.rounds_completed(),
+        )
+        if status is not None:
+            status.start()
+
+        async def main() -> None:
+            client = MinerClient(wallet, neuron.max_response_bytes, neuron.max_audio_seconds)
+            try:
+                runner = RoundRunner(settings, hotkey, state, client, engine)
+                await _serve(ValidatorLoop(settings, hotkey, chain, state, runner), asyncio.Event())
+            finally:
+                await client.aclose()
+
+        asyncio.run(main())
+    finally:
+        if status is not None:
+            status.stop()
+        chain.close()
+        state.close()
+        logger.info("validator stopped")

@@ -1,0 +1,468 @@
+"""The validator's crash-safe state: ONE SQLite file (WAL), one transaction per round.
+
+Holds per-miner EMAs keyed by (uid, hotkey), the round counter, each miner's last result, the
+scoring history (embeddings + fingerprints, bounded per miner), the last weight-setting outcome
+and the publication outbox. `kill -9` at any point leaves either the whole round or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EMBEDDINGS_PER_MINER = 64
+FINGERPRINTS_PER_MINER = 64
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS miners (
+    uid INTEGER NOT NULL,
+    hotkey TEXT NOT NULL,
+    ema REAL NOT NULL DEFAULT 0,
+    rounds_queried INTEGER NOT NULL DEFAULT 0,
+    last_queried_round INTEGER NOT NULL DEFAULT 0,
+    last_queried_at REAL,
+    last_result TEXT,
+    PRIMARY KEY (uid, hotkey)
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY,
+    challenge TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    miners INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hotkey TEXT NOT NULL,
+    dtype TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS embeddings_hotkey ON embeddings (hotkey, id);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hotkey TEXT NOT NULL,
+    dtype TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fingerprints_hotkey ON fingerprints (hotkey, id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    blob BLOB,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL
+);
+"""
+
+
+class StateError(RuntimeError):
+    """The state file is unusable (newer schema, corrupt, not a TuneForge validator state)."""
+
+
+@dataclass(frozen=True)
+class MinerRecord:
+    uid: int
+    hotkey: str
+    ema: float
+    rounds_queried: int
+    last_queried_round: int
+    last_queried_at: float | None
+    last_result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class MinerRoundResult:
+    """What a round stores for one queried miner."""
+
+    uid: int
+    hotkey: str
+    final_score: float
+    result: dict[str, Any]  # ClipScore.to_dict() plus query facts (error code, bytes, timing)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    blob: bytes | None
+    created_at: float
+    attempts: int
+    next_attempt_at: float
+
+
+def _encode_array(array: np.ndarray) -> tuple[str, str, bytes]:
+    array = np.ascontiguousarray(array)
+    return array.dtype.str, json.dumps(list(array.shape)), array.tobytes()
+
+
+def _decode_array(dtype: str, shape: str, data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
+
+
+class ValidatorState:
+    """Thread-safe (one lock) access to the state file; scoring reads history from a worker."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed round survives power loss too, at a few ms per round.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"cannot open validator state {self.path}: {exc}") from exc
+        version = self._meta("schema_version")
+        if version is None:
+            self._set_meta_now("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path} has schema {version}, this validator knows {SCHEMA_VERSION}: upgrade"
+            )
+        self._pending_embeddings: list[tuple[str, np.ndarray]] = []
+        self._pending_fingerprints: list[tuple[str, np.ndarray]] = []
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _put_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _set_meta_now(self, key: str, value: str) -> None:
+        with self._transaction() as db:
+            self._put_meta(db, key, value)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- identity and counters --------------------------------------------------------------
+
+    def secret(self) -> bytes:
+        """This validator's private challenge secret, created once and kept in the state."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'challenge_secret'").fetchone()
+            if row is not None:
+                return bytes.fromhex(row[0])
+            value = secrets.token_bytes(32)
+            self._put_meta(db, "challenge_secret", value.hex())
+            return value
+
+    def set_secret(self, secret: bytes) -> None:
+        """Replace the challenge secret (tests that need reproducible rounds; a validator that
+        moves to a new state file and wants its challenges to stay unpredictable)."""
+        if len(secret) < 16:
+            raise ValueError("the challenge secret needs at least 128 bits")
+        self._set_meta_now("challenge_secret", secret.hex())
+
+    def rounds_completed(self) -> int:
+        value = self._meta("rounds_completed")
+        return int(value) if value is not None else 0
+
+    def begin_attempt(self, round_number: int) -> int:
+        """Count a start of `round_number` (its own transaction) and return the attempt number.
+
+        A round interrupted by a crash is retried with a fresh challenge: miners who saw the
+        first one cannot have prepared an answer for the second.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'attempt'").fetchone()
+            previous = json.loads(row[0]) if row else {"round": -1, "attempt": -1}
+            attempt = previous["attempt"] + 1 if previous["round"] == round_number else 0
+            self._put_meta(db, "attempt", json.dumps({"round": round_number, "attempt": attempt}))
+        return attempt
+
+    # -- miners -----------------------------------------------------------------------------
+
+    def miners(self) -> list[MinerRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT uid, hotkey, ema, rounds_queried, last_queried_round, last_queried_at, "
+                "last_result FROM miners ORDER BY uid"
+            ).fetchall()
+        return [
+            MinerRecord(
+                uid=int(r[0]),
+                hotkey=str(r[1]),
+                ema=float(r[2]),
+                rounds_queried=int(r[3]),
+                last_queried_round=int(r[4]),
+                last_queried_at=r[5],
+                last_result=json.loads(r[6]) if r[6] else None,
+            )
+            for r in rows
+        ]
+
+    def emas(self) -> dict[tuple[int, str], float]:
+        with self._lock:
+            rows = self._db.execute("SELECT uid, hotkey, ema FROM miners").fetchall()
+        return {(int(uid), str(hotkey)): float(ema) for uid, hotkey, ema in rows}
+
+    def last_queried(self) -> dict[tuple[int, str], int]:
+        with self._lock:
+            rows = self._db.execute("SELECT uid, hotkey, last_queried_round FROM miners").fetchall()
+        return {(int(uid), str(hotkey)): int(last) for uid, hotkey, last in rows}
+
+    def sync_registrations(self, registered: set[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Forget miners whose (uid, hotkey) is no longer registered, with their history.
+
+        A hotkey that replaced another on a uid therefore starts from a fresh EMA.
+        """
+        with self._transaction() as db:
+            rows = db.execute("SELECT uid, hotkey FROM miners").fetchall()
+            gone = [(int(u), str(h)) for u, h in rows if (int(u), str(h)) not in registered]
+            live_hotkeys = {hotkey for _, hotkey in registered}
+            for uid, hotkey in gone:
+                db.execute("DELETE FROM miners WHERE uid = ? AND hotkey = ?", (uid, hotkey))
+                if hotkey not in live_hotkeys:
+                    db.execute("DELETE FROM embeddings WHERE hotkey = ?", (hotkey,))
+                    db.execute("DELETE FROM fingerprints WHERE hotkey = ?", (hotkey,))
+        return gone
+
+    # -- the round transaction --------------------------------------------------------------
+
+    def commit_round(
+        self,
+        round_number: int,
+        challenge: dict[str, Any],
+        block: int,
+        started_at: float,
+        results: list[MinerRoundResult],
+        emas: dict[tuple[int, str], float],
+        outbox: Sequence[tuple[str, dict[str, Any], bytes | None]] = (),
+    ) -> None:
+        """Write everything a round produced in ONE transaction, then advance the counter."""
+        now = time.time()
+        with self._transaction() as db:
+            completed = self._read_counter(db)
+            if round_number != completed + 1:
+                raise StateError(f"round {round_number} does not follow completed {completed}")
+            for item in results:
+                db.execute(
+                    "INSERT INTO miners (uid, hotkey, ema, rounds_queried, last_queried_round, "
+                    "last_queried_at, last_result) VALUES (?, ?, ?, 1, ?, ?, ?) "
+                    "ON CONFLICT(uid, hotkey) DO UPDATE SET ema = excluded.ema, "
+                    "rounds_queried = rounds_queried + 1, "
+                    "last_queried_round = excluded.last_queried_round, "
+                    "last_queried_at = excluded.last_queried_at, "
+                    "last_result = excluded.last_result",
+                    (
+                        item.uid,
+                        item.hotkey,
+                        float(emas.get((item.uid, item.hotkey), 0.0)),
+                        round_number,
+                        now,
+                        json.dumps(item.result, default=_json_default),
+                    ),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO rounds (round, challenge, block, started_at, finished_at, "
+                "miners) VALUES (?, ?, ?, ?, ?, ?)",
+                (round_number, json.dumps(challenge), block, started_at, now, len(results)),
+            )
+            self._flush_history(db)
+            for kind, payload, blob in outbox:
+                self._enqueue(db, kind, payload, blob, now)
+            self._put_meta(db, "rounds_completed", str(round_number))
+
+    @staticmethod
+    def _read_counter(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM meta WHERE key = 'rounds_completed'").fetchone()
+        return int(row[0]) if row else 0
+
+    def last_round(self) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT round, challenge, block, started_at, finished_at, miners FROM rounds "
+                "ORDER BY round DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return {
+            "round": row[0],
+            "challenge": json.loads(row[1]),
+            "block": row[2],
+            "started_at": row[3],
+            "finished_at": row[4],
+            "miners": row[5],
+        }
+
+    # -- weights ----------------------------------------------------------------------------
+
+    def record_weights_outcome(self, outcome: dict[str, Any]) -> None:
+        self._set_meta_now("last_weights", json.dumps(outcome, default=_json_default))
+
+    def set_weight_rule(self, exponent: float, top_k: int) -> None:
+        """Remember the rule's parameters so `validator status` shows the same weights."""
+        self._set_meta_now("weight_rule", json.dumps({"exponent": exponent, "top_k": top_k}))
+
+    def weight_rule(self) -> dict[str, Any] | None:
+        value = self._meta("weight_rule")
+        return json.loads(value) if value else None
+
+    def last_weights_outcome(self) -> dict[str, Any] | None:
+        value = self._meta("last_weights")
+        return json.loads(value) if value else None
+
+    # -- scoring history (ScoringHistory, buffered until the round commits) ------------------
+
+    def history(self) -> StateHistory:
+        return StateHistory(self)
+
+    def discard_pending_history(self) -> None:
+        with self._lock:
+            self._pending_embeddings.clear()
+            self._pending_fingerprints.clear()
+
+    def _flush_history(self, db: sqlite3.Connection) -> None:
+        for table, pending, keep in (
+            ("embeddings", self._pending_embeddings, EMBEDDINGS_PER_MINER),
+            ("fingerprints", self._pending_fingerprints, FINGERPRINTS_PER_MINER),
+        ):
+            hotkeys = set()
+            for hotkey, array in pending:
+                db.execute(
+                    f"INSERT INTO {table} (hotkey, dtype, shape, data) VALUES (?, ?, ?, ?)",
+                    (hotkey, *_encode_array(array)),
+                )
+                hotkeys.add(hotkey)
+            for hotkey in hotkeys:
+                db.execute(
+                    f"DELETE FROM {table} WHERE hotkey = ? AND id NOT IN "
+                    f"(SELECT id FROM {table} WHERE hotkey = ? ORDER BY id DESC LIMIT ?)",
+                    (hotkey, hotkey, keep),
+                )
+            pending.clear()
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _enqueue(
+        db: sqlite3.Connection, kind: str, payload: dict[str, Any], blob: bytes | None, now: float
+    ) -> int:
+        cursor = db.execute(
+            "INSERT INTO outbox (kind, payload, blob, created_at, attempts, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, 0, ?)",
+            (kind, json.dumps(payload, default=_json_default), blob, now, now),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def enqueue(self, kind: str, payload: dict[str, Any], blob: bytes | None = None) -> int:
+        with self._transaction() as db:
+            return self._enqueue(db, kind, payload, blob, time.time())
+
+    def peek(self, limit: int = 10, now: float | None = None) -> list[OutboxItem]:
+        """Oldest items due for (re)sending; they stay queued until acked."""
+        due = time.time() if now is None else now
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, payload, blob, created_at, attempts, next_attempt_at FROM outbox "
+                "WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
+                (due, limit),
+            ).fetchall()
+        return [OutboxItem(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def ack(self, item_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    def retry_later(self, item_id: int, delay_s: float) -> None:
+        """Record a failed send: one more attempt, not due again before `delay_s`."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?",
+                (time.time() + delay_s, item_id),
+            )
+
+    def outbox_size(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+
+class StateHistory:
+    """`ScoringHistory` over the state DB; additions wait for the round's transaction."""
+
+    def __init__(self, state: ValidatorState) -> None:
+        self._state = state
+
+    def recent_embeddings(self, miner_hotkey: str, limit: int) -> list[np.ndarray]:
+        state = self._state
+        with state._lock:
+            pending = [a for h, a in reversed(state._pending_embeddings) if h == miner_hotkey]
+            rows = state._db.execute(
+                "SELECT dtype, shape, data FROM embeddings WHERE hotkey = ? ORDER BY id DESC "
+                "LIMIT ?",
+                (miner_hotkey, max(0, limit)),
+            ).fetchall()
+        return (pending + [_decode_array(*row) for row in rows])[: max(0, limit)]
+
+    def add_embedding(self, miner_hotkey: str, embedding: np.ndarray) -> None:
+        with self._state._lock:
+            self._state._pending_embeddings.append((miner_hotkey, np.array(embedding)))
+
+    def fingerprints(self, limit: int) -> list[tuple[str, np.ndarray]]:
+        state = self._state
+        with state._lock:
+            pending = [(h, a) for h, a in reversed(state._pending_fingerprints)]
+            rows = state._db.execute(
+                "SELECT hotkey, dtype, shape, data FROM fingerprints ORDER BY id DESC LIMIT ?",
+                (max(0, limit),),
+            ).fetchall()
+        stored = [(str(r[0]), _decode_array(r[1], r[2], r[3])) for r in rows]
+        return (pending + stored)[: max(0, limit)]
+
+    def add_fingerprint(self, miner_hotkey: str, fingerprint: np.ndarray) -> None:
+        with self._state._lock:
+            self._state._pending_fingerprints.append((miner_hotkey, np.array(fingerprint)))
+
+
+def _json_default(value: Any) -> Any:
+    """JSON for numpy scalars/arrays that scorers may leave in `details`."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

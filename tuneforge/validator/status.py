@@ -1,0 +1,99 @@
+"""The validator's status view (read from its state) and the optional loopback HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from tuneforge.validator.state import ValidatorState
+from tuneforge.validator.weights import DEFAULT_EXPONENT, compute_weights
+
+
+def status_snapshot(state: ValidatorState) -> dict[str, Any]:
+    """Miners (uid, hotkey, EMA, weight by the rule, last result), rounds run, last weights."""
+    rule = state.weight_rule() or {"exponent": DEFAULT_EXPONENT, "top_k": 0}
+    miners = state.miners()
+    weights = compute_weights(
+        {m.uid: m.ema for m in miners}, float(rule["exponent"]), int(rule["top_k"])
+    )
+    rows = []
+    for miner in miners:
+        last = miner.last_result or {}
+        rows.append(
+            {
+                "uid": miner.uid,
+                "hotkey": miner.hotkey,
+                "ema": miner.ema,
+                "weight": weights.get(miner.uid, 0.0),
+                "rounds_queried": miner.rounds_queried,
+                "last_round": miner.last_queried_round,
+                "last_final_score": last.get("final_score"),
+                "last_composite": last.get("composite"),
+                "score_breakdown": last.get("score_breakdown", {}),
+                "penalties": last.get("penalties", {}),
+                "reasons": last.get("reasons", {}),
+                "error": last.get("error"),
+                "query": last.get("query", {}),
+            }
+        )
+    return {
+        "rounds_completed": state.rounds_completed(),
+        "last_round": state.last_round(),
+        "weight_rule": rule,
+        "last_weights": state.last_weights_outcome(),
+        "outbox_size": state.outbox_size(),
+        "miners": rows,
+    }
+
+
+class StatusServer:
+    """GET /status on 127.0.0.1 only: JSON snapshot for operators and probes."""
+
+    def __init__(self, state_path: Path, port: int) -> None:
+        self.state_path = state_path
+        self.port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> int:
+        state_path = self.state_path
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+                if self.path not in ("/status", "/"):
+                    self._send(404, {"detail": "not found"})
+                    return
+                # A private connection per request: the loop's own connection stays its own.
+                state = ValidatorState(state_path)
+                try:
+                    self._send(200, status_snapshot(state))
+                finally:
+                    state.close()
+
+            def _send(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body, default=str).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                logger.debug("status: {}", format % args)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        port = int(self._server.server_address[1])
+        logger.info("status endpoint on http://127.0.0.1:{}/status", port)
+        return port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
