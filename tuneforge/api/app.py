@@ -21,7 +21,10 @@ from tuneforge.api import db as dbmod
 from tuneforge.api import deps
 from tuneforge.api.context import ApiContext
 from tuneforge.api.jobs import JobService
+from tuneforge.api.leaderboard import Leaderboard
+from tuneforge.api.leaderboard import router as leaderboard_router
 from tuneforge.api.metagraph import ChainSource, MetagraphCache
+from tuneforge.api.metrics import ApiMetrics, DatabaseCollector, MetricsMiddleware, leaf_routes
 from tuneforge.api.middleware import GuardMiddleware
 from tuneforge.api.ratelimit import rate_limiter_from_url
 from tuneforge.api.routes_customer import router as customer_router
@@ -31,6 +34,7 @@ from tuneforge.api.settings import ApiSettings
 from tuneforge.api.storage import AudioStore
 from tuneforge.chain.base import ChainView
 from tuneforge.config import expand_path
+from tuneforge.metrics import ClientAllowList, metrics_endpoint, new_registry
 from tuneforge.nonces import nonce_store_from_url
 
 SETTINGS_ENV = "TUNEFORGE_API_SETTINGS_JSON"
@@ -57,19 +61,27 @@ def build_context(settings: ApiSettings, chain: ChainSource, migrate: bool = Tru
     store = AudioStore(expand_path(settings.audio_dir))
     metagraph = MetagraphCache(chain, settings.metagraph_refresh_s)
     metagraph.refresh()
-    return ApiContext(
+    scores = ScoreService(database, store)
+    ctx = ApiContext(
         settings=settings,
         db=database,
         store=store,
         jobs=JobService(database, store, settings.job_lease_s, settings.job_deadline_s),
-        scores=ScoreService(database, store),
+        scores=scores,
         limiter=rate_limiter_from_url(settings.redis_url or None),
         # Nonces are remembered for twice the window: a nonce is fresh for ±window.
         nonces=nonce_store_from_url(
             settings.redis_url or None, "tuneforge:api:nonce", 2 * settings.nonce_window_s
         ),
         metagraph=metagraph,
+        # One registry per app, never the global one: several apps may share a process.
+        metrics=ApiMetrics(new_registry()),
+        leaderboard=Leaderboard(
+            scores, settings.leaderboard_cache_s, settings.leaderboard_max_miners
+        ),
     )
+    ctx.metrics.registry.register(DatabaseCollector(ctx))
+    return ctx
 
 
 def _sweeper(ctx: ApiContext, stop: threading.Event) -> None:
@@ -145,12 +157,23 @@ def create_app(
 
     app.include_router(customer_router)
     app.include_router(neuron_router)
+    app.include_router(leaderboard_router)
+    app.add_api_route(
+        "/metrics",
+        metrics_endpoint(ctx.metrics.registry, ClientAllowList.of(settings.metrics_allow)),
+        methods=["GET"],
+        include_in_schema=False,
+    )
     app.add_middleware(
         GuardMiddleware,
         limiter=ctx.limiter,
         anonymous_limit=settings.anonymous_rate_limit_per_minute,
         body_limit=ctx.body_limit,
     )
+    # Added last, so outermost: it also sees the guard's own 413 and 429 answers.
+    routers = (customer_router, neuron_router, leaderboard_router)
+    routes = leaf_routes([*app.router.routes, *(r for router in routers for r in router.routes)])
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=routes)
     return app
 
 

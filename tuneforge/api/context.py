@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tuneforge.api.db import Database
 from tuneforge.api.jobs import JobService
 from tuneforge.api.metagraph import MetagraphCache
+from tuneforge.api.metrics import ApiMetrics
 from tuneforge.api.ratelimit import RateLimiter
 from tuneforge.api.scores import ScoreService
 from tuneforge.api.settings import ApiSettings
 from tuneforge.api.storage import AudioStore
 from tuneforge.nonces import NonceStore
+
+if TYPE_CHECKING:  # the leaderboard routes import this module through deps
+    from tuneforge.api.leaderboard import Leaderboard
 
 
 @dataclass
@@ -24,6 +29,8 @@ class ApiContext:
     limiter: RateLimiter
     nonces: NonceStore
     metagraph: MetagraphCache
+    metrics: ApiMetrics
+    leaderboard: Leaderboard
 
     def body_limit(self, method: str, path: str) -> int:
         """Bytes a request body may have: WAV uploads, result bundles, or small JSON."""

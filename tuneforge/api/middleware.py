@@ -24,7 +24,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RATELIMIT_SCOPE_KEY = "tuneforge.ratelimit"
 # Never counted (monitoring and docs); they still report the caller's anonymous bucket.
-EXEMPT_PATHS = frozenset({"/health", "/api/v1/health", "/docs", "/openapi.json", "/redoc"})
+# /metrics is guarded by its own client allow-list instead (settings.metrics_allow).
+EXEMPT_PATHS = frozenset(
+    {"/health", "/api/v1/health", "/docs", "/openapi.json", "/redoc", "/metrics"}
+)
 
 
 class BodyTooLarge(HTTPException):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tuneforge.config import ChainSettings, LocalnetSettings, LoggingSettings, TuneForgeSettings
 
@@ -51,3 +51,22 @@ class ApiSettings(TuneForgeSettings):
         default=900.0, gt=0, description="after this a job fails and is refunded"
     )
     max_claim_jobs: int = Field(default=16, ge=1, le=256, description="jobs per claim at most")
+    metrics_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="client IPs/networks that may read /metrics (default loopback only; behind a "
+        "reverse proxy this is the X-Forwarded-For address uvicorn trusts); [] disables it",
+    )
+    leaderboard_cache_s: float = Field(
+        default=10.0, ge=0, description="how long /leaderboard.json is reused before recomputing"
+    )
+    leaderboard_max_miners: int = Field(
+        default=256, ge=1, le=4096, description="miners listed on the public leaderboard"
+    )
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from tuneforge.metrics import parse_networks
+
+        parse_networks(value)  # raises with the offending entry
+        return value
