@@ -1,0 +1,83 @@
+"""Generation settings: which backend, which model, on which device, and how the audio is finished.
+
+One settings object for every backend; a backend reads only the fields it needs. Miners embed it
+as the `generation` section of their settings (`--generation.backend synth`, env
+`TUNEFORGE_GENERATION__BACKEND`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tuneforge.audio import DEFAULT_TARGET_LUFS, DEFAULT_TRUE_PEAK_DBFS
+from tuneforge.protocol import MAX_DURATION_S
+
+BackendName = Literal["musicgen", "synth", "audiocraft"]
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+DtypeName = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+class GenerationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: BackendName = Field(
+        default="musicgen", description="musicgen | synth (weight-free) | audiocraft (optional)"
+    )
+    model: str = Field(
+        default="facebook/musicgen-small", description="model id on the hub or a local directory"
+    )
+    device: DeviceName = Field(default="auto", description="auto = cuda when available, else cpu")
+    dtype: DtypeName = Field(
+        default="auto", description="auto = bf16/fp16 on CUDA, fp32 on CPU; or fp32 | fp16 | bf16"
+    )
+    # Sampling defaults are MusicGen's own (audiocraft: top_k 250, cfg 3.0).
+    guidance_scale: float = Field(default=3.0, ge=0.0, le=20.0, description="classifier-free cfg")
+    temperature: float = Field(default=1.0, gt=0.0, le=5.0, description="sampling temperature")
+    top_k: int = Field(default=250, ge=0, le=4096, description="top-k sampling (0 = off)")
+    target_lufs: float = Field(
+        default=DEFAULT_TARGET_LUFS, ge=-40.0, le=-5.0, description="loudness target (LUFS)"
+    )
+    true_peak_dbfs: float = Field(
+        default=DEFAULT_TRUE_PEAK_DBFS, ge=-12.0, le=0.0, description="true-peak ceiling (dBTP)"
+    )
+    window_seconds: float = Field(
+        default=30.0, gt=0.0, le=120.0, description="longest stretch one model call generates"
+    )
+    overlap_seconds: float = Field(
+        default=10.0, ge=0.0, le=60.0, description="audio prompt carried into the next window"
+    )
+    max_duration_seconds: float = Field(
+        default=MAX_DURATION_S, gt=0.0, le=MAX_DURATION_S, description="longest accepted request"
+    )
+    use_static_cache: bool = Field(
+        default=False, description="static KV cache (needed for --generation.compile)"
+    )
+    compile: bool = Field(
+        default=False, description="let transformers compile decoding (CUDA, with static cache)"
+    )
+    variant: int = Field(
+        default=0,
+        ge=0,
+        le=2**16,
+        description="mixed into every seed so miners sharing a backend differ (0 = seed as is)",
+    )
+    cpu_threads: int = Field(
+        default=0, ge=0, le=256, description="torch CPU threads, process-wide (0 = torch default)"
+    )
+
+    def seed_for(self, request_seed: int) -> int:
+        """The seed a backend uses: the request's, or a distinct one per `variant`."""
+        if self.variant == 0:
+            return request_seed
+        mixed = np.random.SeedSequence([request_seed, self.variant]).generate_state(1)[0]
+        return int(mixed) % 2**31
+
+    @model_validator(mode="after")
+    def _overlap_fits_window(self) -> GenerationSettings:
+        # A continuation window must add new audio beyond the prompt it is fed.
+        if self.overlap_seconds >= self.window_seconds:
+            raise ValueError("overlap_seconds must be shorter than window_seconds")
+        return self
