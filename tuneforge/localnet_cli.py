@@ -1,10 +1,100 @@
-"""`tuneforge localnet`: the whole network on 127.0.0.1 (DESIGN.md §8)."""
+"""`tuneforge localnet`: the whole network on 127.0.0.1 (DESIGN.md §8).
+
+Only typer is imported here; the orchestrator (and through it bittensor, httpx) loads when the
+command runs, so `tuneforge --help` stays fast.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 
-def localnet_command() -> None:
-    typer.echo("localnet is not built yet")
-    raise typer.Exit(code=2)
+def localnet_command(
+    miners: Annotated[int, typer.Option("--miners", help="number of miners", min=1, max=32)] = 3,
+    rounds: Annotated[
+        int, typer.Option("--rounds", help="validator rounds before the report", min=1)
+    ] = 2,
+    backend: Annotated[
+        str, typer.Option("--backend", help="synth (weight-free) | musicgen (needs --model)")
+    ] = "synth",
+    model: Annotated[
+        str, typer.Option("--model", help="MusicGen directory (or an id already cached)")
+    ] = "",
+    models_dir: Annotated[
+        str,
+        typer.Option(
+            "--models-dir",
+            help="directory with scoring models (clap/, mert/, whisper/, mos/, preference/); "
+            "the Hugging Face cache is searched too; nothing is downloaded",
+        ),
+    ] = "",
+    duration: Annotated[
+        float,
+        typer.Option(
+            "--duration",
+            help="seconds of audio per challenge (below ~12 s the copy check misfires)",
+            min=1,
+            max=60,
+        ),
+    ] = 12.0,
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--workdir", help="keep chain, wallets, state and logs here (default: temp)"),
+    ] = None,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="leave the network up until Ctrl-C")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="give up after this many seconds", min=1)
+    ] = 600.0,
+) -> None:
+    """Start LocalChain, the API, N miners and a validator on 127.0.0.1; run rounds; request a
+    track as a customer; print the leaderboard. Ctrl-C stops every process."""
+    from tuneforge.localnet import (
+        Localnet,
+        LocalnetError,
+        LocalnetOptions,
+        LocalnetStopped,
+        format_report,
+        quiet_logs,
+    )
+
+    options = LocalnetOptions(
+        miners=miners,
+        rounds=rounds,
+        backend=backend,
+        model=model,
+        models_dir=models_dir,
+        duration=duration,
+        workdir=str(workdir) if workdir else "",
+        keep_running=keep_running,
+        timeout=timeout,
+    )
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def emit(report: dict[str, Any]) -> None:
+        if as_json:
+            typer.echo(json.dumps(report, default=str))
+        else:
+            typer.echo(format_report(report))
+        sys.stdout.flush()
+
+    with quiet_logs():
+        try:
+            Localnet(options, progress).run(emit)
+        except LocalnetError as exc:
+            if as_json:
+                typer.echo(json.dumps({"error": str(exc)}))
+            typer.echo(f"localnet failed: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        except (KeyboardInterrupt, LocalnetStopped):
+            typer.echo("localnet interrupted; every process was stopped", err=True)
+            raise typer.Exit(code=130) from None

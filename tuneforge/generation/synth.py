@@ -116,6 +116,12 @@ def render(
     tonic, mode = parse_key(key)
     scale = SCALES[mode]
     progression = PROGRESSIONS[mode][rng.integers(4)]
+    # Where in the progression the piece opens and how the pad is voiced both vary by seed: with
+    # every piece opening on the same tonic pad, short clips of different seeds fingerprinted as
+    # copies of each other (chroma is dominated by the pad).
+    opening = int(rng.integers(4))
+    inversion = int(rng.integers(3))
+    pad_octave = 4
     beat = 60.0 / tempo_bpm
     bar = 4 * beat
     # Whole bars, the last one stretched to the end so the final tonic chord is heard.
@@ -136,10 +142,12 @@ def render(
     for b in range(n_bars):
         t0 = b * bar
         last = b == n_bars - 1
-        root = 0 if last else progression[b % 4]
-        for degree in (root, root + 2, root + 4):  # pad: the triad, held for the bar
+        root = 0 if last else progression[(b + opening) % 4]
+        triad = (root, root + 2, root + 4)
+        voicing = [d + 7 if i < inversion else d for i, d in enumerate(triad)]
+        for degree in voicing:  # pad: the triad, held for the bar
             held = last_beats * beat if last else bar * 1.02
-            tone = _tone(_hz(midi(degree, 4)), held, 2.0, 0.08, 0.3)
+            tone = _tone(_hz(midi(degree, pad_octave)), held, 2.0, 0.08, 0.3)
             score.add(tone, t0, 0.09, pan=-0.5 + 0.5 * ((degree - root) // 2))
         for offset, length in ((0, last_beats),) if last else bass_pattern:
             score.add(

@@ -20,6 +20,10 @@ from tuneforge.scoring.clip import Clip
 
 CHROMAPRINT_ITEM_S = 4096 / 3 / 11025  # chromaprint's sub-fingerprint hop (≈0.124 s)
 MIN_OVERLAP_S = 4.0  # a match must cover at least this much audio (or the shorter clip)
+# Chromaprint emits its first item only after ~2.6 s of audio, so a 3-4 s clip yields 3-11 items
+# and unrelated short pieces then "match" by chance (measured: synth seeds at 4 s, similarity
+# 1.0). Fewer items than this cannot be judged: such pairs count as no match.
+MIN_CHROMAPRINT_ITEMS = 16
 # similarity = 1 - BER/0.5 over the best overlap, so unrelated audio ≈ 0. Measured: copies
 # shifted, rescaled, low-passed or with noise down to 10 dB SNR ≥ 0.86; independent synth pieces
 # in the same key, tempo and genre ≤ 0.5 (they share accompaniment patterns). Threshold between.
@@ -111,6 +115,8 @@ def _chromaprint_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
     Agreeing bits at every offset at once: the ±1 bit planes cross-correlated by FFT."""
     n, m = len(a), len(b)
+    if min(n, m) < MIN_CHROMAPRINT_ITEMS:
+        return 0.0
     min_items = max(1, int(min(MIN_OVERLAP_S / CHROMAPRINT_ITEM_S, n, m)))
     size = 1 << int(np.ceil(np.log2(n + m)))
     spectrum_a = np.fft.rfft(_signed_bits(a), size, axis=0)

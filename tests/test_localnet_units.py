@@ -1,0 +1,253 @@
+"""localnet's parts that need no network: model discovery, the leaderboard, the report text,
+option checks, and the supervisor stopping real process groups."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tuneforge.cli import app
+from tuneforge.localnet import (
+    Child,
+    Localnet,
+    LocalnetError,
+    LocalnetOptions,
+    Supervisor,
+    discover_models,
+    format_report,
+    leaderboard,
+    pid_alive,
+)
+
+
+def _hf_snapshot(cache: Path, hub_id: str, revision: str, with_ref: bool = True) -> Path:
+    repo = cache / ("models--" + hub_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    if with_ref:
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+def test_models_come_from_models_dir_or_the_hf_cache_and_absent_ones_say_why(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "hub"
+    clap = _hf_snapshot(cache, "laion/clap-htsat-fused", "abc123")
+    _hf_snapshot(cache, "openai/whisper-base", "0000", with_ref=False)
+    # A snapshot without config.json is an interrupted download: not a model.
+    (cache / "models--m-a-p--MERT-v1-95M" / "snapshots" / "partial").mkdir(parents=True)
+    models = tmp_path / "models"
+    (models / "mos").mkdir(parents=True)
+    (models / "mos" / "head.safetensors").write_bytes(b"\0")
+    (models / "preference").mkdir()  # empty: not a model
+
+    found, missing = discover_models(str(models), hub_cache=cache)
+
+    assert found["clap"] == str(clap.resolve())
+    assert found["whisper"].endswith("/snapshots/0000")
+    assert found["mos"] == str((models / "mos").resolve())
+    assert set(missing) == {"mert", "preference"}
+    assert "m-a-p/MERT-v1-95M" in missing["mert"] and "never downloads" in missing["mert"]
+
+
+def test_models_dir_copy_wins_over_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "hub"
+    _hf_snapshot(cache, "laion/clap-htsat-fused", "abc")
+    local = tmp_path / "models" / "clap-htsat-fused"  # the hub repo's own name also works
+    local.mkdir(parents=True)
+    (local / "config.json").write_text("{}")
+    found, _ = discover_models(str(tmp_path / "models"), hub_cache=cache)
+    assert found["clap"] == str(local.resolve())
+
+
+def _miner(uid: int, ema: float, breakdown: dict[str, float], reasons: dict[str, str]) -> dict:
+    return {
+        "uid": uid,
+        "hotkey": f"5hotkey{uid}",
+        "ema": ema,
+        "last_final_score": ema,
+        "score_breakdown": breakdown,
+        "penalties": {"fingerprint_penalty": 1.0},
+        "reasons": reasons,
+        "rounds_queried": 2,
+        "error": None,
+    }
+
+
+def test_leaderboard_ranks_by_ema_and_leaves_excluded_scorers_out_of_best_and_worst() -> None:
+    breakdown = {"clap": 0.0, "melody": 0.9, "speed": 1.0, "timbral": 0.2, "quality": 0.5}
+    reasons = {"clap": "excluded: no CLAP model", "timbral": "thin attacks"}
+    rows = leaderboard(
+        [_miner(1, 0.2, breakdown, reasons), _miner(2, 0.6, breakdown, reasons)], {2: 0.8, 1: 0.2}
+    )
+    assert [r["uid"] for r in rows] == [2, 1]
+    assert rows[0]["weight"] == 0.8
+    assert list(rows[0]["top_scorers"]) == ["speed", "melody", "quality"]
+    assert list(rows[0]["bottom_scorers"]) == ["timbral", "quality", "melody"]
+    assert "clap" not in rows[0]["bottom_scorers"]
+    assert rows[0]["score_breakdown"] == breakdown
+
+
+def test_report_text_shows_leaderboard_weights_job_and_urls() -> None:
+    rows = leaderboard([_miner(3, 0.4, {"melody": 0.7, "speed": 1.0}, {})], {3: 1.0})
+    report = {
+        "miners": 1,
+        "backend": "synth",
+        "rounds": 2,
+        "wall_s": 12.5,
+        "leaderboard": rows,
+        "weights_set": {"validator_uid": 0, "count": 2, "weights": {"3": 1.0}},
+        "published": {"count": 0, "note": "publishing is not built"},
+        "customer_job": {"status": "skipped", "reason": "no claiming yet"},
+        "excluded_scorers": {"clap": "clap model not found locally"},
+        "urls": {"api": "http://127.0.0.1:9/api/v1"},
+        "workdir": "/tmp/x",
+        "running": False,
+        "miner_variants": True,
+    }
+    text = format_report(report)
+    assert "2 rounds" in text and "5hotkey3" in text and "0.400" in text
+    assert "set 2 time(s) by validator uid 0" in text
+    assert "customer job: skipped — no claiming yet" in text
+    assert "clap: clap model not found locally" in text
+    assert "http://127.0.0.1:9/api/v1  (stopped now)" in text
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"backend": "musicgen"}, "--model"),
+        ({"backend": "audiocraft"}, "--backend"),
+        ({"miners": 0}, "--miners"),
+        ({"duration": 0.5}, "--duration"),
+    ],
+)
+def test_invalid_options_are_refused_before_anything_starts(
+    changes: dict[str, object], message: str
+) -> None:
+    options = LocalnetOptions(**changes)  # type: ignore[arg-type]
+    with pytest.raises(LocalnetError, match=message):
+        options.validate()
+
+
+def test_cli_reports_a_refused_option_as_json_and_exit_code_1() -> None:
+    result = CliRunner().invoke(app, ["localnet", "--backend", "musicgen", "--json"])
+    assert result.exit_code == 1
+    assert "--model" in json.loads(result.stdout.splitlines()[0])["error"]
+
+
+# A child that ignores SIGTERM and has a grandchild in its session: the worst case for cleanup.
+_STUBBORN = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+open(sys.argv[1], "w").write(str(grandchild.pid))
+time.sleep(120)
+"""
+
+
+def test_supervisor_kills_a_child_that_ignores_sigterm_and_its_grandchildren(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "grandchild.pid"
+    supervisor = Supervisor(pids_file=tmp_path / "pids.json")
+    child = supervisor.start(
+        Child(
+            "miner0",
+            [sys.executable, "-c", _STUBBORN, str(marker)],
+            tmp_path / "miner0.log",
+            dict(os.environ),
+            tmp_path,
+        )
+    )
+    deadline = time.monotonic() + 20
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline, child.log_tail()
+        time.sleep(0.05)
+    grandchild = int(marker.read_text())
+    assert json.loads((tmp_path / "pids.json").read_text()) == {"miner0": child.pid}
+    assert pid_alive(child.pid) and pid_alive(grandchild)
+
+    started = time.monotonic()
+    supervisor.stop_all(grace_s=0.5)
+
+    assert time.monotonic() - started < 10
+    assert child.exited() == -9
+    deadline = time.monotonic() + 5
+    while pid_alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(grandchild)
+
+
+def test_supervisor_names_a_child_that_died_with_its_log_tail(tmp_path: Path) -> None:
+    supervisor = Supervisor()
+    child = supervisor.start(
+        Child(
+            "api",
+            [sys.executable, "-c", "import sys; print('port in use'); sys.exit(3)"],
+            tmp_path / "api.log",
+            dict(os.environ),
+            tmp_path,
+        )
+    )
+    assert child.popen is not None
+    child.popen.wait(timeout=20)
+    with pytest.raises(LocalnetError, match=r"api exited with code 3(.|\n)*port in use"):
+        supervisor.check_alive()
+    supervisor.stop_all()
+
+
+def test_pid_alive_is_false_for_a_reaped_process() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert proc.wait(timeout=20) == 0
+    assert not pid_alive(proc.pid)
+    assert pid_alive(os.getpid())
+
+
+def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> None:
+    from tuneforge.config import parse_settings
+    from tuneforge.miner.config import MinerSettings
+    from tuneforge.validator.config import ValidatorSettings
+
+    models = tmp_path / "models"
+    (models / "clap").mkdir(parents=True)
+    (models / "clap" / "config.json").write_text("{}")
+    options = LocalnetOptions(
+        miners=2, rounds=3, backend="musicgen", model="/models/musicgen", duration=6.0,
+        models_dir=str(models),
+    )  # fmt: skip
+    net = Localnet(options)
+    net.workdir = tmp_path
+    net.net.chain_path = tmp_path / "chain.db"
+    net.net.api_url = "http://127.0.0.1:4321"
+    net.net.state_path = tmp_path / "validator" / "state.db"
+    net.net.models_found, _ = discover_models(str(models), hub_cache=tmp_path / "no-cache")
+    net.probe_role_flags()  # the real `--help` of neurons/miner.py and neurons/validator.py
+
+    miner = parse_settings(MinerSettings, net.miner_argv(1, 5555)[2:])
+    assert miner.network == "localnet" and miner.localnet.path == str(tmp_path / "chain.db")
+    assert (miner.axon.ip, miner.axon.port) == ("127.0.0.1", 5555)
+    assert miner.wallet.name == "miner1" and miner.wallet.path == str(tmp_path / "wallets")
+    assert miner.generation.backend == "musicgen"
+    assert miner.generation.model == "/models/musicgen"
+    assert miner.generation.variant == 1
+
+    validator = parse_settings(ValidatorSettings, net.validator_argv(6666)[2:])
+    assert validator.network == "localnet" and validator.wallet.name == "validator"
+    assert validator.neuron.status_port == 6666 and validator.neuron.sample_size == 2
+    # It claims customer jobs, so it keeps running rounds until localnet stops it.
+    assert validator.api.jobs and validator.neuron.max_rounds == 0
+    assert validator.neuron.min_challenge_seconds == validator.neuron.max_challenge_seconds == 6
+    assert validator.scoring.clap == str((models / "clap").resolve())
+    assert validator.scoring.mert == "" and validator.scoring.allow_missing_models
+    assert validator.api.url == "http://127.0.0.1:4321" and validator.api.publish
