@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tuneforge.protocol import MusicGenerationSynapse
+
+# What a customer may choose; id and seed are always the validator's (see challenge_for_job).
+CONTENT_FIELDS = (
+    "prompt", "genre", "mood", "tempo_bpm", "key", "instruments", "vocals", "lyrics",
+    "duration_seconds",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,29 @@ def challenge_id_from_seed(seed: bytes) -> str:
     return "ch_" + hashlib.sha256(b"tuneforge-challenge-id|" + seed).hexdigest()[:32]
 
 
+def synapse_seed(seed: bytes) -> int:
+    """The `seed` field of a synapse built from `seed` (challenges and jobs alike)."""
+    return int.from_bytes(hashlib.sha256(b"tuneforge-seed|" + seed).digest()[:4], "big") % 2**31
+
+
+def job_seed(validator_hotkey: str, request_id: str, secret: bytes) -> bytes:
+    """32 bytes for a customer job, mixed with the same private secret as round seeds."""
+    material = f"tuneforge-job|{validator_hotkey}|{request_id}|".encode()
+    return hashlib.sha256(material + secret).digest()
+
+
+def challenge_for_job(seed: bytes, request: Mapping[str, Any]) -> MusicGenerationSynapse:
+    """A customer job as miners see it: the content of the customer's request, the id and seed
+    derived from `seed` exactly as `make_challenge` derives them, so a job cannot be told from
+    a challenge by its id format or seed. Raises pydantic.ValidationError on bad content."""
+    if len(seed) < 16:
+        raise ValueError("challenge seed must carry at least 128 bits")
+    content = {name: request[name] for name in CONTENT_FIELDS if name in request}
+    return MusicGenerationSynapse(
+        challenge_id=challenge_id_from_seed(seed), seed=synapse_seed(seed), **content
+    )
+
+
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -165,5 +196,5 @@ def make_challenge(
         vocals=vocals,
         lyrics=lyrics,
         duration_seconds=duration,
-        seed=int.from_bytes(hashlib.sha256(b"tuneforge-seed|" + seed).digest()[:4], "big") % 2**31,
+        seed=synapse_seed(seed),
     )

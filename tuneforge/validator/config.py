@@ -65,6 +65,26 @@ class ScoringModelSettings(BaseModel):
 class ApiPublishSettings(BaseModel):
     url: str = Field(default="", description="TuneForge API base URL")
     publish: bool = Field(default=False, description="publish round results to the API")
+    jobs: bool = Field(default=False, description="claim and serve customer jobs from the API")
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="per API request")
+    retry_base_s: float = Field(
+        default=2.0, gt=0, description="first retry delay; doubles per failure (with jitter)"
+    )
+    retry_max_s: float = Field(default=300.0, gt=0, description="longest delay between retries")
+    outbox_max_mb: float = Field(
+        default=1024.0, gt=0, description="outbox size cap; oldest audio uploads dropped first"
+    )
+    outbox_max_items: int = Field(default=100_000, ge=10, description="outbox item cap")
+    jobs_poll_interval_s: float = Field(
+        default=5.0, gt=0, description="how often to claim customer jobs between rounds"
+    )
+    jobs_top_k: int = Field(
+        default=3, ge=1, le=64, description="miners (best EMAs first) asked per customer job"
+    )
+    jobs_max_claim: int = Field(default=2, ge=1, le=64, description="jobs claimed per poll")
+    jobs_tracks: int = Field(
+        default=1, ge=1, le=16, description="best tracks delivered per customer job"
+    )
 
 
 class ValidatorSettings(TuneForgeSettings):

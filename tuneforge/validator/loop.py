@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainErrorCode, ChainView, Metagraph
 from tuneforge.protocol import SPEC_VERSION_KEY
 from tuneforge.validator.config import ValidatorSettings
+from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.round import RoundReport, RoundRunner
 from tuneforge.validator.state import ValidatorState
 from tuneforge.validator.weights import compute_weights
+
+if TYPE_CHECKING:
+    from tuneforge.validator.jobs import JobWorker
 
 
 class ValidatorLoop:
@@ -29,12 +34,19 @@ class ValidatorLoop:
         chain: ChainView,
         state: ValidatorState,
         runner: RoundRunner,
+        jobs: JobWorker | None = None,
+        on_round: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.hotkey = hotkey
         self.chain = chain
         self.state = state
         self.runner = runner
+        self.metrics = runner.metrics if runner is not None else ValidatorMetrics()
+        # Customer jobs are served between rounds, never during one: the engine's history
+        # buffer belongs to the round in flight.
+        self.jobs = jobs
+        self.on_round = on_round  # e.g. wake the publisher: a round just queued publications
         self._metagraph: Metagraph | None = None
         self._warned_permit = False
         # Only the latest round is kept: a report holds every answer's audio.
@@ -51,6 +63,7 @@ class ValidatorLoop:
             dropped = self.state.sync_registrations({(n.uid, n.hotkey) for n in metagraph.neurons})
             for uid, hotkey in dropped:
                 logger.info("uid {} hotkey {} left the subnet: its EMA is dropped", uid, hotkey)
+            self.metrics.set_emas(self.state.emas())
             me = metagraph.by_hotkey(self.hotkey)
             if me is None:
                 logger.warning(
@@ -136,6 +149,7 @@ class ValidatorLoop:
         outcome = {"ok": ok, "at": time.time(), **fields}
         if "code" in outcome:
             outcome["code"] = str(outcome["code"])
+        self.metrics.weights.labels(outcome="ok" if ok else outcome.get("code", "error")).inc()
         self.state.record_weights_outcome(outcome)
         if ok:
             logger.info(
@@ -177,6 +191,7 @@ class ValidatorLoop:
             if report is not None:
                 self.last_report = report
                 done += 1
+                self.on_round()
             try:
                 self.maybe_set_weights()
             except ChainError as exc:
@@ -185,7 +200,33 @@ class ValidatorLoop:
                 break
             # An empty or failed round waits at least a second: no busy loop on an empty subnet.
             pause = neuron_settings.round_interval_s
-            await self._pause(stop, pause if report is not None else max(1.0, pause))
+            await self._idle(stop, pause if report is not None else max(1.0, pause))
+
+    async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
+        """The pause between rounds; with customer jobs on, poll them at least once in it and
+        then every `jobs_poll_interval_s` until the next round is due."""
+        if self.jobs is None:
+            await self._pause(stop, seconds)
+            return
+        end = time.monotonic() + seconds
+        while not stop.is_set():
+            await self.serve_jobs()
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            await self._pause(stop, min(remaining, self.settings.api.jobs_poll_interval_s))
+
+    async def serve_jobs(self) -> int:
+        """One claim-and-serve pass; failures are logged, never fatal to the loop."""
+        if self.jobs is None:
+            return 0
+        try:
+            return await self.jobs.poll_once(self.metagraph())
+        except ChainError as exc:
+            logger.warning("jobs skipped, chain error: {} ({})", exc, exc.remediation)
+        except Exception:
+            logger.exception("serving customer jobs failed")
+        return 0
 
     @staticmethod
     async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from loguru import logger
 
@@ -22,11 +22,13 @@ from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.validator.challenges import make_challenge, miner_seed, round_seed
 from tuneforge.validator.config import ValidatorSettings
 from tuneforge.validator.ema import update_ema
+from tuneforge.validator.metrics import ValidatorMetrics
+from tuneforge.validator.publisher import ROUND_RESULT, TRACK_AUDIO, round_group
 from tuneforge.validator.query import MinerClient, QueryOutcome
-from tuneforge.validator.state import MinerRoundResult, ValidatorState
+from tuneforge.validator.state import MinerRoundResult, OutboxEntry, ValidatorState
 
-OUTBOX_ROUND = "round_result"
-OUTBOX_AUDIO = "track_audio"
+OUTBOX_ROUND = ROUND_RESULT
+OUTBOX_AUDIO = TRACK_AUDIO
 
 
 class RoundScorer(Protocol):
@@ -83,13 +85,47 @@ class RoundRunner:
         state: ValidatorState,
         client: MinerClient,
         scorer: RoundScorer,
+        metrics: ValidatorMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.hotkey = hotkey
         self.state = state
         self.client = client
         self.scorer = scorer
+        self.metrics = metrics or ValidatorMetrics()
         self._secret = state.secret()
+
+    @property
+    def secret(self) -> bytes:
+        return self._secret
+
+    async def score(
+        self,
+        challenge: MusicGenerationSynapse,
+        outcomes: list[QueryOutcome],
+        purpose: str,
+    ) -> list[ClipScore]:
+        """Score answers in a worker thread (CPU/GPU work keeps off the event loop); the
+        engine's pending history is discarded on failure. Used by rounds and customer jobs."""
+        submissions = [
+            Submission(
+                miner_hotkey=o.hotkey, audio=o.audio, generation_ms=o.generation_ms, error=o.error
+            )
+            for o in outcomes
+        ]
+        started = time.perf_counter()
+        try:
+            scores = await asyncio.to_thread(self.scorer.score_round, challenge, submissions)
+        except BaseException:
+            self.state.discard_pending_history()
+            raise
+        self.metrics.scoring_seconds.labels(purpose=purpose).observe(time.perf_counter() - started)
+        if len(scores) != len(outcomes):
+            self.state.discard_pending_history()
+            raise RuntimeError(f"engine returned {len(scores)} scores for {len(outcomes)} clips")
+        for outcome in outcomes:
+            self.metrics.queries.labels(purpose=purpose, outcome=outcome.code or "ok").inc()
+        return scores
 
     async def run_round(self, metagraph: Metagraph) -> RoundReport | None:
         """Run the next round; None when there is nobody to query (nothing is counted)."""
@@ -124,21 +160,7 @@ class RoundRunner:
         )
         seeds = {n.hotkey: miner_seed(seed, n.hotkey) for n in miners}
         outcomes = await self.client.query_many(miners, challenge, deadline, seeds)
-        submissions = [
-            Submission(
-                miner_hotkey=o.hotkey, audio=o.audio, generation_ms=o.generation_ms, error=o.error
-            )
-            for o in outcomes
-        ]
-        try:
-            # Scoring is CPU/GPU work: a worker thread keeps the event loop responsive.
-            scores = await asyncio.to_thread(self.scorer.score_round, challenge, submissions)
-        except BaseException:
-            self.state.discard_pending_history()
-            raise
-        if len(scores) != len(outcomes):
-            self.state.discard_pending_history()
-            raise RuntimeError(f"engine returned {len(scores)} scores for {len(outcomes)} clips")
+        scores = await self.score(challenge, outcomes, "round")
         emas = update_ema(
             self.state.emas(),
             {(o.uid, o.hotkey): s.final_score for o, s in zip(outcomes, scores, strict=True)},
@@ -170,6 +192,9 @@ class RoundRunner:
             outbox,
         )
         seconds = time.time() - started
+        self.metrics.rounds.inc()
+        self.metrics.round_seconds.observe(seconds)
+        self.metrics.set_emas(self.state.emas())
         for o, s in zip(outcomes, scores, strict=True):
             log.info(
                 "uid {} {} final {:.3f} ema {:.3f}{}",
@@ -189,11 +214,13 @@ class RoundRunner:
         challenge: MusicGenerationSynapse,
         outcomes: list[QueryOutcome],
         scores: list[ClipScore],
-    ) -> list[tuple[str, dict[str, Any], bytes | None]]:
-        """Outbox items for the API (API.md `POST /scores` + one audio upload per track)."""
+    ) -> list[OutboxEntry]:
+        """Outbox items for the API (API.md `POST /scores` + one audio upload per track), one
+        group per round so the audio follows the acknowledged round."""
         if not self.settings.api.publish:
             return []
-        items: list[tuple[str, dict[str, Any], bytes | None]] = []
+        group = round_group(round_id)
+        items: list[OutboxEntry] = []
         tracks = []
         for outcome, score in zip(outcomes, scores, strict=True):
             if outcome.audio is None or outcome.wav is None:
@@ -215,12 +242,21 @@ class RoundRunner:
                     "sample_rate": outcome.audio.sample_rate,
                 }
             )
-            items.append((OUTBOX_AUDIO, {"track_id": trk, "audio_sha256": digest}, outcome.wav))
+            items.append(
+                (
+                    OUTBOX_AUDIO,
+                    {"round_id": round_id, "track_id": trk, "audio_sha256": digest},
+                    outcome.wav,
+                    group,
+                )
+            )
         round_payload = {
             "round_id": round_id,
             "block": block,
             "challenge": challenge.model_dump(),
             "results": tracks,
         }
+        if not tracks:
+            return []  # nobody answered: the API refuses a round without results
         # The round goes first: audio uploads refer to its track ids.
-        return [(OUTBOX_ROUND, round_payload, None), *items]
+        return [(OUTBOX_ROUND, round_payload, None, group), *items]

@@ -15,6 +15,9 @@ from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
 if TYPE_CHECKING:
     from tuneforge.scoring.neural import NeuralModels
     from tuneforge.validator.loop import ValidatorLoop
+    from tuneforge.validator.publisher import Publisher
+
+FLUSH_ON_EXIT_S = 10.0
 
 
 class ValidatorStartupError(Exception):
@@ -63,19 +66,38 @@ def load_models(scoring: ScoringModelSettings) -> NeuralModels | None:
     return models
 
 
-async def _serve(validator: ValidatorLoop, stop: asyncio.Event) -> None:
-    """Run the loop; SIGTERM/SIGINT end it cleanly (an unfinished round is simply not counted)."""
+async def _serve(
+    validator: ValidatorLoop, stop: asyncio.Event, publisher: Publisher | None = None
+) -> None:
+    """Run the loop (and the publisher beside it); SIGTERM/SIGINT end it cleanly (an unfinished
+    round is simply not counted, unsent publications stay in the outbox)."""
     running = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         running.add_signal_handler(signum, stop.set)
-    await validator.run(stop)
+    publishing = asyncio.ensure_future(publisher.run(stop)) if publisher is not None else None
+    try:
+        await validator.run(stop)
+        if publisher is not None and not stop.is_set():
+            # max_rounds reached: give queued publications a short chance to leave now.
+            await publisher.flush(FLUSH_ON_EXIT_S)
+    finally:
+        stop.set()
+        if publishing is not None:
+            try:
+                await asyncio.wait_for(publishing, timeout=FLUSH_ON_EXIT_S)
+            except TimeoutError:
+                logger.info("publisher stopped mid-send; the item stays queued")
 
 
 def run(settings: ValidatorSettings) -> None:
     """Run rounds until SIGTERM/SIGINT or `max_rounds`; resources are closed on the way out."""
     from tuneforge.chain.factory import open_chain
     from tuneforge.scoring.engine import ScoringEngine
+    from tuneforge.validator.api_client import ApiClient
+    from tuneforge.validator.jobs import JobWorker
     from tuneforge.validator.loop import ValidatorLoop
+    from tuneforge.validator.metrics import ValidatorMetrics
+    from tuneforge.validator.publisher import Publisher
     from tuneforge.validator.query import MinerClient
     from tuneforge.validator.round import RoundRunner
     from tuneforge.validator.state import StateError, ValidatorState
@@ -86,6 +108,9 @@ def run(settings: ValidatorSettings) -> None:
     neuron = settings.neuron
     if neuron.min_challenge_seconds > neuron.max_challenge_seconds:
         raise ValidatorStartupError("--neuron.min_challenge_seconds exceeds max_challenge_seconds")
+    api_settings = settings.api
+    if (api_settings.publish or api_settings.jobs) and not api_settings.url:
+        raise ValidatorStartupError("--api.publish / --api.jobs need --api.url (the API base URL)")
     wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path)
     hotkey = wallet.hotkey.ss58_address
     state_path = expand_path(neuron.state_path)
@@ -95,7 +120,14 @@ def run(settings: ValidatorSettings) -> None:
         raise ValidatorStartupError(str(exc)) from exc
     state.set_weight_rule(neuron.weights_exponent, neuron.weights_top_k)
     chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
-    status = StatusServer(state_path, neuron.status_port) if neuron.status_port else None
+    metrics = ValidatorMetrics()
+    metrics.watch_outbox(state.outbox_depth)
+    metrics.set_emas(state.emas())
+    status = (
+        StatusServer(state_path, neuron.status_port, metrics.registry)
+        if neuron.status_port
+        else None
+    )
     try:
         models = load_models(settings.scoring)
         engine = ScoringEngine.create(state.history(), models)
@@ -112,11 +144,37 @@ def run(settings: ValidatorSettings) -> None:
 
         async def main() -> None:
             client = MinerClient(wallet, neuron.max_response_bytes, neuron.max_audio_seconds)
+            api: ApiClient | None = None
+            if api_settings.publish or api_settings.jobs:
+                try:
+                    api = ApiClient(api_settings.url, wallet, api_settings.timeout_s)
+                except ValueError as exc:
+                    raise ValidatorStartupError(str(exc)) from exc
             try:
-                runner = RoundRunner(settings, hotkey, state, client, engine)
-                await _serve(ValidatorLoop(settings, hotkey, chain, state, runner), asyncio.Event())
+                runner = RoundRunner(settings, hotkey, state, client, engine, metrics)
+                publisher = None
+                if api is not None:
+                    publisher = Publisher(
+                        state,
+                        api,
+                        metrics,
+                        api_settings.retry_base_s,
+                        api_settings.retry_max_s,
+                        int(api_settings.outbox_max_mb * 1024 * 1024),
+                        api_settings.outbox_max_items,
+                    )
+                wake = publisher.wake.set if publisher is not None else (lambda: None)
+                jobs = (
+                    JobWorker(settings, hotkey, runner, api, on_enqueued=wake)
+                    if api is not None and api_settings.jobs
+                    else None
+                )
+                loop = ValidatorLoop(settings, hotkey, chain, state, runner, jobs, on_round=wake)
+                await _serve(loop, asyncio.Event(), publisher)
             finally:
                 await client.aclose()
+                if api is not None:
+                    await api.aclose()
 
         asyncio.run(main())
     finally:

@@ -106,6 +106,11 @@ class OutboxItem:
     created_at: float
     attempts: int
     next_attempt_at: float
+    group: str | None = None
+
+
+# (kind, payload, blob, group) as written to the outbox
+OutboxEntry = tuple[str, dict[str, Any], bytes | None, str | None]
 
 
 def _encode_array(array: np.ndarray) -> tuple[str, str, bytes]:
@@ -133,6 +138,7 @@ class ValidatorState:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open validator state {self.path}: {exc}") from exc
         version = self._meta("schema_version")
@@ -146,6 +152,14 @@ class ValidatorState:
         self._pending_fingerprints: list[tuple[str, np.ndarray]] = []
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Additive columns for state files written by an earlier validator (same schema 1)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)").fetchall()}
+        if "grp" not in columns:
+            # The publication group: items of one group are sent strictly in id order.
+            self._db.execute("ALTER TABLE outbox ADD COLUMN grp TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_grp ON outbox (grp, id)")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -272,7 +286,7 @@ class ValidatorState:
         started_at: float,
         results: list[MinerRoundResult],
         emas: dict[tuple[int, str], float],
-        outbox: Sequence[tuple[str, dict[str, Any], bytes | None]] = (),
+        outbox: Sequence[OutboxEntry | tuple[str, dict[str, Any], bytes | None]] = (),
     ) -> None:
         """Write everything a round produced in ONE transaction, then advance the counter."""
         now = time.time()
@@ -304,8 +318,8 @@ class ValidatorState:
                 (round_number, json.dumps(challenge), block, started_at, now, len(results)),
             )
             self._flush_history(db)
-            for kind, payload, blob in outbox:
-                self._enqueue(db, kind, payload, blob, now)
+            for kind, payload, blob, *group in outbox:
+                self._enqueue(db, kind, payload, blob, now, group[0] if group else None)
             self._put_meta(db, "rounds_completed", str(round_number))
 
     @staticmethod
@@ -381,29 +395,121 @@ class ValidatorState:
 
     @staticmethod
     def _enqueue(
-        db: sqlite3.Connection, kind: str, payload: dict[str, Any], blob: bytes | None, now: float
+        db: sqlite3.Connection,
+        kind: str,
+        payload: dict[str, Any],
+        blob: bytes | None,
+        now: float,
+        group: str | None = None,
     ) -> int:
         cursor = db.execute(
-            "INSERT INTO outbox (kind, payload, blob, created_at, attempts, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, 0, ?)",
-            (kind, json.dumps(payload, default=_json_default), blob, now, now),
+            "INSERT INTO outbox (kind, payload, blob, created_at, attempts, next_attempt_at, grp) "
+            "VALUES (?, ?, ?, ?, 0, ?, ?)",
+            (kind, json.dumps(payload, default=_json_default), blob, now, now, group),
         )
         return int(cursor.lastrowid or 0)
 
-    def enqueue(self, kind: str, payload: dict[str, Any], blob: bytes | None = None) -> int:
+    def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        blob: bytes | None = None,
+        group: str | None = None,
+    ) -> int:
         with self._transaction() as db:
-            return self._enqueue(db, kind, payload, blob, time.time())
+            return self._enqueue(db, kind, payload, blob, time.time(), group)
+
+    def enqueue_many(self, items: Sequence[OutboxEntry]) -> list[int]:
+        """Several items in ONE transaction (a job's audio and its result: all or nothing)."""
+        now = time.time()
+        with self._transaction() as db:
+            return [self._enqueue(db, k, p, b, now, g) for k, p, b, g in items]
+
+    def peek_sendable(self, limit: int = 10, now: float | None = None) -> list[OutboxItem]:
+        """Due items that head their group: a later item never overtakes an earlier one of the
+        same group (a round's audio waits for the round itself to be acknowledged)."""
+        due = time.time() if now is None else now
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, payload, blob, created_at, attempts, next_attempt_at, grp "
+                "FROM outbox o WHERE next_attempt_at <= ? AND (grp IS NULL OR NOT EXISTS "
+                "(SELECT 1 FROM outbox p WHERE p.grp = o.grp AND p.id < o.id)) "
+                "ORDER BY id LIMIT ?",
+                (due, limit),
+            ).fetchall()
+        return [
+            OutboxItem(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows
+        ]
+
+    def next_due_at(self) -> float | None:
+        """When the earliest queued item becomes due (None: the outbox is empty)."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(next_attempt_at) FROM outbox").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def drop_group(self, group: str) -> int:
+        """Remove every queued item of a group (its head was refused for good)."""
+        with self._transaction() as db:
+            return int(db.execute("DELETE FROM outbox WHERE grp = ?", (group,)).rowcount)
+
+    def outbox_depth(self) -> dict[str, int]:
+        """Queued items by kind."""
+        with self._lock:
+            rows = self._db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall()
+        return {str(kind): int(count) for kind, count in rows}
+
+    def outbox_bytes(self) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(LENGTH(payload) + COALESCE(LENGTH(blob), 0)), 0) FROM outbox"
+            ).fetchone()
+        return int(row[0])
+
+    def trim_outbox(self, max_bytes: int, max_items: int, droppable_first: str) -> dict[str, int]:
+        """Bound the outbox: drop the oldest `droppable_first` items (audio uploads) until it
+        fits in `max_bytes` and `max_items`, then, only if still over, the oldest of any kind.
+
+        Returns how many items of each kind were dropped. One transaction.
+        """
+        dropped: dict[str, int] = {}
+        with self._transaction() as db:
+            for only_kind in (droppable_first, None):
+                count, size = db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + COALESCE(LENGTH(blob), 0)), 0)"
+                    " FROM outbox"
+                ).fetchone()
+                if count <= max_items and size <= max_bytes:
+                    break
+                where = "WHERE kind = ?" if only_kind else ""
+                params: tuple[Any, ...] = (only_kind,) if only_kind else ()
+                rows = db.execute(
+                    "SELECT id, kind, LENGTH(payload) + COALESCE(LENGTH(blob), 0) FROM outbox "
+                    f"{where} ORDER BY id",
+                    params,
+                ).fetchall()
+                doomed = []
+                for item_id, kind, item_size in rows:
+                    if count <= max_items and size <= max_bytes:
+                        break
+                    doomed.append(item_id)
+                    dropped[kind] = dropped.get(kind, 0) + 1
+                    count -= 1
+                    size -= item_size
+                db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in doomed])
+        return dropped
 
     def peek(self, limit: int = 10, now: float | None = None) -> list[OutboxItem]:
         """Oldest items due for (re)sending; they stay queued until acked."""
         due = time.time() if now is None else now
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, kind, payload, blob, created_at, attempts, next_attempt_at FROM outbox "
-                "WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
+                "SELECT id, kind, payload, blob, created_at, attempts, next_attempt_at, grp "
+                "FROM outbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
                 (due, limit),
             ).fetchall()
-        return [OutboxItem(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+        return [
+            OutboxItem(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows
+        ]
 
     def ack(self, item_id: int) -> None:
         with self._transaction() as db:

@@ -7,9 +7,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from loguru import logger
+from prometheus_client import CollectorRegistry
 
+from tuneforge.metrics import METRICS_PATH, negotiate
 from tuneforge.validator.state import ValidatorState
 from tuneforge.validator.weights import DEFAULT_EXPONENT, compute_weights
 
@@ -47,25 +50,39 @@ def status_snapshot(state: ValidatorState) -> dict[str, Any]:
         "weight_rule": rule,
         "last_weights": state.last_weights_outcome(),
         "outbox_size": state.outbox_size(),
+        "outbox_by_kind": state.outbox_depth(),
         "miners": rows,
     }
 
 
 class StatusServer:
-    """GET /status on 127.0.0.1 only: JSON snapshot for operators and probes."""
+    """GET /status (JSON snapshot) and GET /metrics (Prometheus) on 127.0.0.1 only."""
 
-    def __init__(self, state_path: Path, port: int) -> None:
+    def __init__(
+        self, state_path: Path, port: int, registry: CollectorRegistry | None = None
+    ) -> None:
         self.state_path = state_path
         self.port = port
+        self.registry = registry
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> int:
         state_path = self.state_path
+        registry = self.registry
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-                if self.path not in ("/status", "/"):
+                path = urlsplit(self.path).path
+                if path == METRICS_PATH and registry is not None:
+                    body, content_type = negotiate(registry, self.headers.get("Accept", ""))
+                    self.send_response(200)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                if path not in ("/status", "/"):
                     self._send(404, {"detail": "not found"})
                     return
                 # A private connection per request: the loop's own connection stays its own.
@@ -90,7 +107,7 @@ class StatusServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         port = int(self._server.server_address[1])
-        logger.info("status endpoint on http://127.0.0.1:{}/status", port)
+        logger.info("status endpoint on http://127.0.0.1:{}/status (and /metrics)", port)
         return port
 
     def stop(self) -> None:
