@@ -105,6 +105,20 @@ def test_publishing_a_round_is_idempotent_and_different_content_is_409(client, a
     assert publish(client, neurons.validator, bad).status_code == 400
 
 
+def test_simultaneous_identical_publications_are_both_answered_as_success(client, api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    neurons = api[2]
+    audio = wav_bytes(freq=320)
+    for _ in range(3):  # the race is timing-dependent: try it a few times
+        body = round_body([result(uid("t"), 0.6, audio), result(uid("t"), 0.3, audio)])
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda _: publish(client, neurons.validator, body), range(4)))
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes == [200, 200, 200, 201], [a.text for a in answers]
+        assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
+
+
 def test_a_reader_without_permit_is_refused_on_every_write_endpoint(client, api) -> None:
     reader = api[2].reader
     audio = wav_bytes()

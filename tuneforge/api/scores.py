@@ -25,6 +25,14 @@ MAX_EXPORT_LIMIT = 500
 MAX_BEST_LIMIT = 100
 
 
+class _TrackTaken(Exception):
+    """A track id of the round is already stored (by this round's twin, or by another round)."""
+
+    def __init__(self, track_id: str) -> None:
+        super().__init__(track_id)
+        self.track_id = track_id
+
+
 class ScoresNotFound(Exception):
     pass
 
@@ -129,7 +137,7 @@ class ScoreService:
                     )
                 ).first()
                 if taken is not None:
-                    raise ScoresConflict(f"track_id {taken} was already published")
+                    raise _TrackTaken(taken)
                 round_ = Round(
                     public_id=new_id("rnd"),
                     validator_hotkey=validator_hotkey,
@@ -153,12 +161,15 @@ class ScoreService:
                         )
                     )
                 public_id = round_.public_id
-        except IntegrityError:
-            # A concurrent identical publication won the race: answer as a retry.
+        except (IntegrityError, _TrackTaken) as exc:
+            # A concurrent identical publication won the race (its rows are what we collided
+            # with): answer as a retry. Anything else really is a conflict.
             existing = self._existing(validator_hotkey, body, digest)
-            if existing is None:
-                raise
-            return False, existing
+            if existing is not None:
+                return False, existing
+            if isinstance(exc, _TrackTaken):
+                raise ScoresConflict(f"track_id {exc.track_id} was already published") from None
+            raise
         logger.info(
             "round {} of {} published with {} results",
             body.round_id,
