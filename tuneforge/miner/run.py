@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import signal
-import sys
 import threading
 
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainView
-from tuneforge.config import expand_path
+from tuneforge.logs import configure_logging
 from tuneforge.miner.config import MinerSettings
 from tuneforge.miner.ip_watch import (
     IpSource,
@@ -33,20 +32,6 @@ class _Stopped(Exception):
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise _Stopped()
-
-
-def configure_logging(settings: MinerSettings) -> None:
-    logger.remove()
-    logger.add(sys.stderr, level=settings.logging.level.upper())
-    if settings.logging.logging_dir:
-        directory = expand_path(settings.logging.logging_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        logger.add(
-            directory / "miner.log",
-            level=settings.logging.level.upper(),
-            rotation="50 MB",
-            retention=5,
-        )
 
 
 def published_address(settings: MinerSettings) -> tuple[str, int]:
@@ -107,7 +92,7 @@ def run(settings: MinerSettings) -> None:
     from tuneforge.miner.app import create_app
     from tuneforge.wallets import load_wallet
 
-    configure_logging(settings)
+    configure_logging(settings.logging, "miner.log")
     wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path)
     hotkey = wallet.hotkey.ss58_address
     source = ip_source(settings)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from tuneforge.config import expand_path
+from tuneforge.logs import configure_logging
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
 
 if TYPE_CHECKING:
@@ -22,20 +22,6 @@ FLUSH_ON_EXIT_S = 10.0
 
 class ValidatorStartupError(Exception):
     """The validator cannot start; the message says what to fix."""
-
-
-def configure_logging(settings: ValidatorSettings) -> None:
-    logger.remove()
-    logger.add(sys.stderr, level=settings.logging.level.upper())
-    if settings.logging.logging_dir:
-        directory = expand_path(settings.logging.logging_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        logger.add(
-            directory / "validator.log",
-            level=settings.logging.level.upper(),
-            rotation="50 MB",
-            retention=5,
-        )
 
 
 def load_models(scoring: ScoringModelSettings) -> NeuralModels | None:
@@ -104,7 +90,7 @@ def run(settings: ValidatorSettings) -> None:
     from tuneforge.validator.status import StatusServer
     from tuneforge.wallets import load_wallet
 
-    configure_logging(settings)
+    configure_logging(settings.logging, "validator.log")
     neuron = settings.neuron
     if neuron.min_challenge_seconds > neuron.max_challenge_seconds:
         raise ValidatorStartupError("--neuron.min_challenge_seconds exceeds max_challenge_seconds")
