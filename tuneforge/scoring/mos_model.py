@@ -9,32 +9,17 @@ A checkpoint is a directory with `config.json` and `model.safetensors`, loaded w
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+from tuneforge.scoring.head_checkpoint import read_head, save_head, single_thread
+
 MOS_MIN, MOS_MAX = 1.0, 5.0
 EMBEDDINGS = ("clap_embedding", "mert_embedding")
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Train the tiny heads on one thread: thousands of microsecond-sized steps lose far more to
-    thread hand-offs (and to contention with numba/OpenMP pools) than they gain."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class MosModelError(ValueError):
@@ -80,30 +65,15 @@ class MosHead(nn.Module):
             return self(torch.from_numpy(x)).numpy().astype(np.float64)
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE))
-        (path / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2))
-        return path
+        return save_head(directory, self, self.config)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> MosHead:
-        from safetensors.torch import load_file
-
-        path = Path(directory)
-        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
-            raise MosModelError(f"{path} is not a MOS checkpoint ({CONFIG_FILE}, {WEIGHTS_FILE})")
-        try:
-            config = MosConfig(**json.loads((path / CONFIG_FILE).read_text()))
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise MosModelError(f"bad {CONFIG_FILE} in {path}: {exc}") from exc
+        config, weights = read_head(directory, MosConfig, MosModelError, "MOS")
         if config.embedding not in EMBEDDINGS:
             raise MosModelError(f"embedding must be one of {EMBEDDINGS}, got {config.embedding}")
         head = cls(config)
-        head.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+        head.load_state_dict(weights)
         return head.eval()
 
 

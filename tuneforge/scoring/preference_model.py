@@ -8,18 +8,14 @@ accuracy is refused: the preference weight (2% at 0.55 -> 20% at 0.80, weights.p
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from tuneforge.scoring.mos_model import single_thread
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+from tuneforge.scoring.head_checkpoint import read_head, save_head, single_thread
 
 
 class PreferenceModelError(ValueError):
@@ -86,30 +82,15 @@ class PreferenceModel:
         return 1.0 / (1.0 + np.exp(-z))
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.utility_net.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE))
-        (path / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2))
-        return path
+        return save_head(directory, self.utility_net, self.config)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> PreferenceModel:
-        from safetensors.torch import load_file
-
-        path = Path(directory)
-        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
-            raise PreferenceModelError(f"{path} is not a preference checkpoint")
-        try:
-            config = PreferenceConfig(**json.loads((path / CONFIG_FILE).read_text()))
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise PreferenceModelError(f"bad {CONFIG_FILE} in {path}: {exc}") from exc
+        config, weights = read_head(directory, PreferenceConfig, PreferenceModelError, "preference")
         if config.heldout_accuracy is None:
-            raise PreferenceModelError(f"{path} has no held-out accuracy: not trained")
+            raise PreferenceModelError(f"{directory} has no held-out accuracy: not trained")
         utility = _Utility(config)
-        utility.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+        utility.load_state_dict(weights)
         return cls(config, utility)
 
 
