@@ -113,7 +113,7 @@ def test_simultaneous_identical_publications_are_both_answered_as_success(client
     for _ in range(3):  # the race is timing-dependent: try it a few times
         body = round_body([result(uid("t"), 0.6, audio), result(uid("t"), 0.3, audio)])
         with ThreadPoolExecutor(max_workers=4) as pool:
-            answers = list(pool.map(lambda _: publish(client, neurons.validator, body), range(4)))
+            answers = list(pool.map(lambda b: publish(client, neurons.validator, b), [body] * 4))
         codes = sorted(answer.status_code for answer in answers)
         assert codes == [200, 200, 200, 201], [a.text for a in answers]
         assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
