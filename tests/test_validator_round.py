@@ -73,7 +73,7 @@ def test_an_echoed_challenge_cannot_change_what_a_miner_is_scored_against(
     [outcome], [score] = report.outcomes, report.scores
     assert outcome.wav is not None
     audio = decode_wav(outcome.wav)
-    submission = [Submission(outcome.hotkey, audio, outcome.generation_ms)]
+    submission = [Submission(outcome.hotkey, audio, outcome.elapsed_ms)]
     # The same audio scored afresh against the validator's own challenge: the same number.
     own = ScoringEngine.create(InMemoryHistory(), None).score_round(report.challenge, submission)
     assert own[0].final_score == pytest.approx(score.final_score, abs=1e-9)
@@ -90,3 +90,16 @@ def test_an_echoed_challenge_cannot_change_what_a_miner_is_scored_against(
     )
     echoed = ScoringEngine.create(InMemoryHistory(), None).score_round(claimed, submission)
     assert echoed[0].final_score != pytest.approx(score.final_score, abs=1e-6)
+
+
+def test_speed_is_scored_on_the_validators_measured_time_not_the_miners_claim(
+    tmp_path: Path,
+) -> None:
+    report = _one_round(tmp_path, ["echo"])
+    [outcome], [score] = report.outcomes, report.scores
+    measured_factor = outcome.elapsed_ms / 1000.0 / report.challenge.duration_seconds
+    assert score.details["speed"]["realtime_factor"] == pytest.approx(measured_factor, abs=1e-3)
+    # The fake miner claims 12 ms in its header; the round trip measured here is longer.
+    assert outcome.generation_ms == 12.0
+    assert score.details["speed"]["generation_ms"] == pytest.approx(outcome.elapsed_ms, abs=0.1)
+    assert outcome.elapsed_ms > 12.0

@@ -64,7 +64,7 @@ def _track(outcome: QueryOutcome, score: ClipScore) -> dict[str, Any]:
         "composite": score.composite,
         "score_breakdown": score.score_breakdown,
         "penalties": score.penalties,
-        "generation_ms": outcome.generation_ms,
+        "generation_ms": outcome.elapsed_ms,  # measured here, not the miner's claim
         "audio_sha256": hashlib.sha256(outcome.wav).hexdigest(),
         "duration_seconds": outcome.audio.duration_seconds,
         "sample_rate": outcome.audio.sample_rate,

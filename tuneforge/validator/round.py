@@ -107,9 +107,14 @@ class RoundRunner:
     ) -> list[ClipScore]:
         """Score answers in a worker thread (CPU/GPU work keeps off the event loop); the
         engine's pending history is discarded on failure. Used by rounds and customer jobs."""
+        # Speed is judged on the time this validator measured (request sent -> last byte read),
+        # never on the miner's own X-TuneForge-Generation-Ms claim, which a miner could fake.
         submissions = [
             Submission(
-                miner_hotkey=o.hotkey, audio=o.audio, generation_ms=o.generation_ms, error=o.error
+                miner_hotkey=o.hotkey,
+                audio=o.audio,
+                generation_ms=o.elapsed_ms if o.audio is not None else None,
+                error=o.error,
             )
             for o in outcomes
         ]
@@ -236,7 +241,7 @@ class RoundRunner:
                     "composite": score.composite,
                     "score_breakdown": score.score_breakdown,
                     "penalties": score.penalties,
-                    "generation_ms": outcome.generation_ms,
+                    "generation_ms": outcome.elapsed_ms,
                     "audio_sha256": digest,
                     "duration_seconds": outcome.audio.duration_seconds,
                     "sample_rate": outcome.audio.sample_rate,
