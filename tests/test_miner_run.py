@@ -20,8 +20,14 @@ from tuneforge.audio import decode_wav
 from tuneforge.bench.cli import app as bench_app
 from tuneforge.chain.local import LocalChain
 from tuneforge.config import parse_settings
+from tuneforge.generation.settings import GenerationSettings
 from tuneforge.miner.config import MinerSettings
-from tuneforge.miner.run import MinerStartupError, check_registered, published_address
+from tuneforge.miner.run import (
+    MinerStartupError,
+    check_registered,
+    load_backend,
+    published_address,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,6 +70,19 @@ def test_unregistered_miner_hotkey_is_refused_at_startup(tmp_path: Path) -> None
     chain = LocalChain.create(tmp_path / "chain.db")
     with pytest.raises(MinerStartupError, match="not registered"):
         check_registered(chain, make_wallet(tmp_path, "m").hotkey.ss58_address, "localnet", 234)
+
+
+def test_the_model_is_loaded_at_startup_and_a_missing_model_stops_the_miner(
+    tmp_path: Path,
+) -> None:
+    from tests.helpers.tiny_musicgen import build_tiny_musicgen
+
+    model_dir = build_tiny_musicgen(tmp_path / "tiny")
+    backend = load_backend(GenerationSettings(backend="musicgen", model=str(model_dir)))
+    assert backend.loaded  # type: ignore[attr-defined]
+    missing = GenerationSettings(backend="musicgen", model=str(tmp_path / "no-such-model"))
+    with pytest.raises(MinerStartupError, match="could not load the musicgen backend"):
+        load_backend(missing)
 
 
 @pytest.mark.slow

@@ -22,6 +22,10 @@ class Backend(Protocol):
     sample_rate: int
     max_duration_seconds: float
 
+    def load(self) -> None:
+        """Load weights now (miners call it at start-up so no request pays for it)."""
+        ...
+
     def generate(self, request: MusicGenerationSynapse) -> Audio:
         """Blocking generation (called from a worker thread, never the event loop)."""
         ...

@@ -6,10 +6,13 @@ import contextlib
 import ipaddress
 import signal
 import threading
+import time
 
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainView
+from tuneforge.generation.base import Backend, GenerationError
+from tuneforge.generation.settings import GenerationSettings
 from tuneforge.logs import configure_logging
 from tuneforge.miner.config import MinerSettings
 from tuneforge.miner.ip_watch import (
@@ -83,12 +86,31 @@ def check_registered(chain: ChainView, hotkey: str, network: str, netuid: int) -
     return uid
 
 
+def load_backend(settings: GenerationSettings) -> Backend:
+    """Create the backend and load its model before the axon is published: a first validator
+    request must not pay minutes of loading (or downloading) and miss its deadline."""
+    from tuneforge.generation.factory import create_backend
+
+    started = time.perf_counter()
+    try:
+        backend = create_backend(settings)
+        backend.load()
+    except GenerationError as exc:
+        raise MinerStartupError(f"could not load the {settings.backend} backend: {exc}") from exc
+    logger.info(
+        "{} backend ready with {} in {:.1f} s",
+        backend.name,
+        backend.model_id,
+        time.perf_counter() - started,
+    )
+    return backend
+
+
 def run(settings: MinerSettings) -> None:
     """Serve until SIGINT/SIGTERM; the chain client is opened once and closed on the way out."""
     import uvicorn
 
     from tuneforge.chain.factory import open_chain
-    from tuneforge.generation.factory import create_backend
     from tuneforge.miner.app import create_app
     from tuneforge.wallets import load_wallet
 
@@ -101,7 +123,7 @@ def run(settings: MinerSettings) -> None:
     watcher: IpWatcher | None = None
     try:
         uid = check_registered(chain, hotkey, settings.network, settings.netuid)
-        backend = create_backend(settings.generation)
+        backend = load_backend(settings.generation)
         app = create_app(settings, backend, chain, wallet)
         try:
             chain.serve(ip, port)
