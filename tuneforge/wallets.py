@@ -29,8 +29,8 @@ def load_wallet(name: str, hotkey: str, path: str) -> bt.Wallet:
     if not hotkey_file.exists_on_device():
         raise WalletError(
             f"hotkey {hotkey!r} of wallet {name!r} not found at {hotkey_file.path}; create it "
-            f"with `btcli wallet new-hotkey --wallet.name {name} --wallet.hotkey {hotkey} "
-            f"--wallet.path {path}` or pass the right --wallet.name/--wallet.hotkey/--wallet.path"
+            f"with `btcli wallet new-hotkey -w {name} -H {hotkey} "
+            f"--wallet-path {path}` or pass the right --wallet.name/--wallet.hotkey/--wallet.path"
         )
     if not hotkey_file.is_readable():
         raise WalletError(f"hotkey file {hotkey_file.path} is not readable by this user")

@@ -55,7 +55,7 @@ def translate_sdk_error(exc: BaseException, netuid: int) -> ChainError:
         return ChainError(
             ChainErrorCode.UNAVAILABLE,
             f"chain endpoint unreachable: {exc}",
-            "check --chain.network (finney | test | local | ws://host:port) and connectivity",
+            "check --network (finney | test | local | ws://host:port) and connectivity",
         )
     if isinstance(exc, bt.ChainError):
         code = _CODE_MAP.get(exc.code, ChainErrorCode.UNAVAILABLE)
@@ -142,7 +142,7 @@ class BittensorChain:
             raise ChainError(
                 ChainErrorCode.INVALID,
                 f"subnet {self.netuid} does not exist on {self.network}",
-                "check --chain.netuid and --chain.network",
+                "check --netuid and --network",
             )
         neurons = tuple(
             Neuron(
