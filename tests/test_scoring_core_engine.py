@@ -174,3 +174,15 @@ def test_a_scorer_returning_the_wrong_type_is_excluded(piece: Audio) -> None:
 def test_score_result_values_are_clamped_and_nan_becomes_zero() -> None:
     assert ScoreResult(1.7).value == 1.0 and ScoreResult(-3).value == 0.0
     assert ScoreResult(float("nan")).value == 0.0
+
+
+def test_warm_up_scores_a_clip_without_touching_the_callers_history() -> None:
+    from tuneforge.scoring.engine import ScoringEngine
+    from tuneforge.scoring.history import InMemoryHistory
+
+    history = InMemoryHistory()
+    engine = ScoringEngine.create(history=history)
+    assert engine.warm_up() > 0.0
+    assert engine.history is history
+    assert history.recent_embeddings("warm-up", 10) == []
+    assert history.fingerprints(10) == []

@@ -117,6 +117,7 @@ def run(settings: ValidatorSettings) -> None:
     try:
         models = load_models(settings.scoring)
         engine = ScoringEngine.create(state.history(), models)
+        logger.info("scoring engine warmed up in {:.1f} s", engine.warm_up())
         logger.info(
             "validator {} on netuid {} ({}), state {} at round {}",
             hotkey,
