@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,13 +10,14 @@ from typing import Any
 import bittensor as bt
 import httpx
 import numpy as np
-import uvicorn
 from fastapi import FastAPI
 
 from tests.helpers.wallets import make_wallet
 from tuneforge.audio import Audio
 from tuneforge.auth import sign_request
 from tuneforge.chain.local import LocalChain
+from tuneforge.loopback import free_port as free_port  # re-exported for the tests
+from tuneforge.loopback import serve_in_thread
 from tuneforge.miner.app import create_app
 from tuneforge.miner.config import MinerSection, MinerSettings
 from tuneforge.protocol import GENERATE_PATH, HEADER_SPEC_VERSION, INFO_PATH, SPEC_VERSION
@@ -70,30 +67,9 @@ class CountingBackend:
         return Audio(np.tile(tone, (self.channels, 1)), self.sample_rate)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve_app(app: FastAPI) -> Iterator[str]:
+def serve_app(app: FastAPI) -> Any:
     """Run `app` under uvicorn in a thread; yields its base URL and stops it on exit."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return serve_in_thread(app, start_timeout_s=15)
 
 
 @dataclass

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from tuneforge.loopback import serve_in_thread
 
 BASE64_PATH = "/bench/generate-base64"
 CLIP_SECONDS = 15.0
@@ -51,35 +50,6 @@ class _FixedClipBackend:
 
     def generate(self, request: Any) -> Any:
         return self.clip
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _serving(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    port = _free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="bench-miner", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the benchmark miner did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _add_base64_endpoint(app: Any) -> None:
@@ -149,7 +119,7 @@ def measure(requests: int = 50, warmup: int = 3) -> dict[str, Any]:
                 headers["Content-Type"] = "application/json"
                 return headers
 
-            with _serving(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+            with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
 
                 def raw_round_trip() -> int:
                     response = client.post(
