@@ -114,7 +114,7 @@ def measure(cache: Path, split: str, renders: int | None, fadtk: bool = True) ->
     fakes = {kind: Tally() for kind in FAKES if split == "heldout" or kind not in HELDOUT_KINDS}
     twins = {(kind, name): Tally() for kind, (_, names) in TWINS.items() for name in names}
     musicgen_vs_synth = Tally()
-    key_right = tempo_right = renders_seen = 0
+    key_right = tempo_right = renders_seen = keys_seen = 0
     artifact_fp = fad_fp = 0
     misses: dict[str, list[str]] = {"key": [], "tempo": [], "artifact": [], "fad": []}
     for number, piece in enumerate(pieces, 1):
@@ -137,9 +137,11 @@ def measure(cache: Path, split: str, renders: int | None, fadtk: bool = True) ->
         attribute = real.details.get("attribute") or {}
         detected_key = attribute.get("detected_key")
         detected_tempo = float(attribute.get("raw_tempo_bpm") or 0.0)
-        key_right += int(detected_key == piece.true_key)
         tempo_right += int(tempo_is_right(detected_tempo, piece.true_tempo_bpm or 0.0))
-        if detected_key != piece.true_key:
+        if piece.key_certain:  # an excerpt whose own notes contradict its signature: no truth
+            keys_seen += 1
+            key_right += int(detected_key == piece.true_key)
+        if piece.key_certain and detected_key != piece.true_key:
             misses["key"].append(f"{piece.piece_id}: {detected_key} (true {piece.true_key})")
         if not tempo_is_right(detected_tempo, piece.true_tempo_bpm or 0.0):
             misses["tempo"].append(f"{piece.piece_id}: {detected_tempo} ({piece.true_tempo_bpm})")
@@ -154,7 +156,8 @@ def measure(cache: Path, split: str, renders: int | None, fadtk: bool = True) ->
         "renders": renders_seen,
         "fakes": {kind: tally.summary() for kind, tally in fakes.items()},
         "twins": {f"{name} vs {kind}": tally.summary() for (kind, name), tally in twins.items()},
-        "key_exact": round(key_right / renders_seen, 3) if renders_seen else None,
+        "key_exact": round(key_right / keys_seen, 3) if keys_seen else None,
+        "key_pieces": keys_seen,
         "tempo_accuracy": round(tempo_right / renders_seen, 3) if renders_seen else None,
         "artifact_false_positive_rate": round(artifact_fp / n, 3) if n else None,
         "fad_false_positive_rate": round(fad_fp / n, 3) if n else None,

@@ -64,7 +64,8 @@ def markov_piece(challenge: MusicGenerationSynapse) -> Audio:
         bar = beats_per_bar * beat
         for voice in (0, 2, 4):  # chord tones on each beat after the first (comping)
             for b in range(1, beats_per_bar):
-                _add(out, _fm(hz(midi(chord + voice, 48)), beat * 0.9, 1.2, 2.5), at + b * beat, 0.1)
+                tone = _fm(hz(midi(chord + voice, 48)), beat * 0.9, 1.2, 2.5)
+                _add(out, tone, at + b * beat, 0.1)
         _add(out, _fm(hz(midi(chord, 36)), bar * 0.95, 0.8, 1.0), at, 0.35)  # bass on the downbeat
         _add(out, kick, at, 0.5)
         for b in range(beats_per_bar):
@@ -73,7 +74,8 @@ def markov_piece(challenge: MusicGenerationSynapse) -> Audio:
         while position < beats_per_bar - 1e-9:
             length = float(rng.choice((0.5, 1.0, 1.0, 1.5, 2.0)))
             length = min(length, beats_per_bar - position)
-            melody_degree = int(np.clip(melody_degree + rng.choice((-2, -1, -1, 1, 1, 2, 0)), 3, 12))
+            step = int(rng.choice((-2, -1, -1, 1, 1, 2, 0)))
+            melody_degree = int(np.clip(melody_degree + step, 3, 12))
             if position == 0:  # downbeats land on a chord tone
                 tones = [chord + v for v in (0, 2, 4, 7, 9, 11)]
                 melody_degree = min(tones, key=lambda d: abs(d - melody_degree))

@@ -83,7 +83,8 @@ def fadtk_wheel(cache: Path, download: bool = True) -> Path:
                 check=True, capture_output=True, timeout=600,
             )  # fmt: skip
         except (OSError, subprocess.SubprocessError) as error:
-            raise CalibrationUnavailable(f"cannot download fadtk {FADTK_VERSION}: {error}") from error
+            reason = f"cannot download fadtk {FADTK_VERSION}: {error}"
+            raise CalibrationUnavailable(reason) from error
     if not wheel.is_file():
         raise CalibrationUnavailable(f"fadtk wheel not in {cache}")
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -334,10 +335,10 @@ def render_piece(path: str, cache: Path) -> RealPiece:
         audio,
         challenge,
         split_of(piece_id),
-        true_key,
-        float(tempo_text),
-        float(bar_text),
-        certain == "certain",
+        true_key=true_key,
+        key_certain=certain == "certain",
+        true_tempo_bpm=float(tempo_text),
+        bar_seconds=float(bar_text),
     )
 
 

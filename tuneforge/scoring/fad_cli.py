@@ -124,42 +124,27 @@ def distance(
         )
 
 
-@app.command("synth-corpus")
-def synth_corpus(
+@app.command("real-corpus")
+def real_corpus(
     directory: Path = typer.Argument(..., file_okay=False),
-    count: int = typer.Option(64, "--count", min=1, max=10_000),
-    seconds: float = typer.Option(15.0, "--seconds", min=1.0, max=60.0),
-    first_seed: int = typer.Option(0, "--first-seed", min=0),
+    split: str = typer.Option("tune", "--split", help="tune | heldout | all"),
+    cache: Path | None = typer.Option(None, "--cache", help="calibration cache directory"),
 ) -> None:
-    """Render `count` SynthBackend pieces (genres, keys, tempi and instruments cycled by seed):
-    the corpus the shipped DSP reference is built from."""
+    """Write the calibration set's REAL clips (fadtk's real generations and the music21 renders)
+    of one split as WAVs: the corpus the shipped DSP reference is built from. Never audio this
+    repository generates: a reference built from our own synth rewards sounding like it."""
     from tuneforge.audio import encode_wav
-    from tuneforge.generation.synth import SynthBackend
-    from tuneforge.protocol import MusicGenerationSynapse
+    from tuneforge.bench.reward import load_pieces
+    from tuneforge.calibration.real import CalibrationUnavailable, cache_dir
 
-    genres = ["pop", "rock", "techno", "jazz", "ambient", "hip hop", "funk", "classical"]
-    keys = [
-        "C major",
-        "A minor",
-        "G major",
-        "E minor",
-        "F major",
-        "D minor",
-        "Bb major",
-        "F# minor",
-    ]
-    instruments = [["piano"], ["synth", "bass"], ["guitar"], ["piano", "strings"], []]
-    backend = SynthBackend()
+    if split not in ("tune", "heldout", "all"):
+        raise typer.BadParameter("--split must be tune, heldout or all")
+    try:
+        pieces = load_pieces(cache_dir(cache), split, None, fadtk=True)
+    except CalibrationUnavailable as error:
+        typer.echo(f"calibration set unavailable: {error}", err=True)
+        raise typer.Exit(2) from error
     directory.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        seed = first_seed + i
-        request = MusicGenerationSynapse(
-            prompt="reference piece",
-            genre=genres[seed % len(genres)],
-            key=keys[(seed // len(genres)) % len(keys)],
-            instruments=instruments[seed % len(instruments)],
-            duration_seconds=seconds,
-            seed=seed,
-        )
-        (directory / f"synth_{seed:05d}.wav").write_bytes(encode_wav(backend.generate(request)))
-    typer.echo(f"{count} pieces in {directory}")
+    for piece in pieces:
+        (directory / f"{piece.piece_id}.wav").write_bytes(encode_wav(piece.audio))
+    typer.echo(f"{len(pieces)} real clips in {directory}")

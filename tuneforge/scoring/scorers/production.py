@@ -40,6 +40,9 @@ PLR_LOW, PLR_GOOD_LOW, PLR_GOOD_HIGH, PLR_HIGH = 4.0, 8.0, 18.0, 26.0
 # Spectral tilt of the long-term spectrum, dB per octave from 100 Hz to 8 kHz: released music
 # is roughly -3 to -8; flat (white) or steeper than -12 sounds harsh or dull.
 TILT_GOOD_LOW, TILT_GOOD_HIGH, TILT_MARGIN = -9.0, -2.5, 5.0
+# Hiss under the music (features.floor_snr_db): a mastered clip keeps its floor far under the
+# music; the credit rises over the whole range so more hiss always costs something.
+NOISE_FLOOR_RANGE_DB = (10.0, 45.0)
 
 
 def genre_target_lufs(genre: str | None) -> float:
@@ -85,7 +88,7 @@ def stereo_image(clip: Clip) -> tuple[float, float]:
 
 class ProductionScorer:
     """Weighted mean: loudness vs genre target 0.35, dynamics (PLR) 0.25, spectral balance 0.25,
-    stereo image 0.15 (stereo clips only; mono clips reweight the other three)."""
+    clean noise floor 0.2, stereo image 0.15 (stereo clips only; mono clips reweight the rest)."""
 
     name = "production"
 
@@ -108,6 +111,10 @@ class ProductionScorer:
         )
         parts = {"loudness": (loud_score, 0.35), "dynamics": (dyn_score, 0.25)}
         parts["balance"] = (balance_score, 0.25)
+        floor_db = features.floor_snr_db(clip)
+        clean_score = float(np.clip((floor_db - NOISE_FLOOR_RANGE_DB[0]) / (
+            NOISE_FLOOR_RANGE_DB[1] - NOISE_FLOOR_RANGE_DB[0]), 0.0, 1.0))  # fmt: skip
+        parts["clean"] = (clean_score, 0.2)
         details: dict[str, object] = {
             "integrated_lufs": round(level.integrated_lufs, 2),
             "target_lufs": target,
@@ -115,6 +122,7 @@ class ProductionScorer:
             "true_peak_dbfs": round(peak, 2),
             "plr_db": round(plr, 2),
             "spectral_tilt_db_per_octave": round(tilt, 2),
+            "floor_snr_db": round(floor_db, 1),
         }
         complaints = []
         if loud_score < 1:
