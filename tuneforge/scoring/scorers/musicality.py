@@ -88,7 +88,9 @@ class MusicalityScorer:
         )
 
         beat = pulse(clip)
-        rhythm = ramp(beat.strength, 0.1, 0.8) * (0.5 + 0.5 * beat.beat_regularity)
+        # Full pulse credit from 0.55: real ensembles without a drum kit pulse at ~0.65 (median,
+        # calibration set), a drum machine at ~0.85; both are a clear pulse.
+        rhythm = ramp(beat.strength, 0.1, 0.55) * (0.5 + 0.5 * beat.beat_regularity)
 
         value = (tonal + harmonic + rhythm) / 3.0
         details = {
