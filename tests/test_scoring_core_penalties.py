@@ -50,9 +50,33 @@ def test_duration_penalty_follows_the_curve(piece: Audio) -> None:
 
 
 def test_clean_music_has_no_artifacts(piece: Audio) -> None:
-    value, reason, details = _artifact(piece)
+    value, reason, details = _artifact(signals.in_room(piece))
     assert value == 1.0 and reason == ""
     assert details["loop_correlation"] < 0.9
+
+
+def test_dry_notes_that_stop_dead_are_an_artifact(piece: Audio) -> None:
+    room, dry = _artifact(signals.in_room(piece)), _artifact(piece)
+    assert dry[0] < room[0] == 1.0
+    assert "stop dead" in dry[1]
+
+
+def test_clipping_is_found_at_whatever_level_the_clipped_signal_ends_up() -> None:
+    clean = signals.in_room(signals.tonal_piece("A minor", tempo_bpm=100, seconds=8))
+    quiet_clipped = signals.scaled(signals.clipped(clean, drive=4.0), 0.3)  # flat tops at 0.3
+    value, reason, details = _artifact(quiet_clipped)
+    assert details["clipped_fraction"] > 0.01
+    assert value < 0.9 and "clipping" in reason
+    assert _artifact(signals.scaled(clean, 0.3))[2]["clipped_fraction"] == 0.0
+
+
+def test_drum_hits_are_not_clicks_but_impulses_in_silence_are() -> None:
+    drums = signals.in_room(signals.drum_pattern(tempo_bpm=120, seconds=8))
+    assert _artifact(drums)[2]["clicks"] == 0
+    impulses = np.zeros(8 * 32_000, dtype=np.float32)
+    impulses[:: 32_000 // 4] = 0.8  # four clicks a second
+    value, reason, details = _artifact(Audio(impulses, 32_000))
+    assert details["clicks"] >= 30 and "clicks" in reason
 
 
 def test_silence_and_steady_noise_are_zeroed_with_reasons() -> None:

@@ -218,3 +218,21 @@ def stereo(audio: Audio, width: float = 0.3, delay_ms: float = 7.0) -> Audio:
 
 def scaled(audio: Audio, gain: float) -> Audio:
     return Audio(np.clip(audio.samples * gain, -1.0, 1.0), audio.sample_rate)
+
+
+def in_room(audio: Audio, rt60_s: float = 0.8, wet: float = 0.5, seed: int = 0) -> Audio:
+    """The same audio played in a room: convolved with an exponentially decaying noise tail
+    (reverberation time `rt60_s`), mixed `wet` with the dry signal, peak kept. Real recordings
+    and renders decay like this; dry synthesised notes stop dead."""
+    from scipy.signal import fftconvolve
+
+    sr = audio.sample_rate
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rt60_s * sr)) / sr
+    response = rng.standard_normal(len(t)) * 10.0 ** (-3.0 * t / rt60_s)
+    response /= np.sqrt(np.sum(response**2))
+    dry = audio.samples.astype(np.float64)
+    tail = np.stack([fftconvolve(ch, response)[: dry.shape[1]] for ch in dry])
+    mix = (1.0 - wet) * dry + wet * tail
+    peak = float(np.max(np.abs(mix))) or 1.0
+    return Audio((mix * float(np.max(np.abs(dry))) / peak).astype(np.float32), sr)
