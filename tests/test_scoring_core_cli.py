@@ -62,7 +62,8 @@ def test_score_json_prints_one_object_per_file_with_the_agreed_keys(wavs: list[P
     assert piece["final_score"] == 0.0 == copy["final_score"]  # one round: the copy is caught
     assert "near-copy" in copy["reasons"]["fingerprint_penalty"]
     assert broken["error"] and broken["final_score"] == 0.0
-    assert piece["reasons"]["clap"].startswith("excluded: ")
+    assert piece["score_breakdown"]["clap"] is None and piece["degraded"] is True
+    assert piece["reasons"]["clap"].startswith("not measured on this validator: ")
 
 
 def test_score_independent_does_not_compare_files(wavs: list[Path]) -> None:
@@ -76,7 +77,7 @@ def test_score_independent_does_not_compare_files(wavs: list[Path]) -> None:
 def test_score_table_names_excluded_scorers_and_why(wavs: list[Path]) -> None:
     result = runner.invoke(app, ["score", str(wavs[0])])
     assert result.exit_code == 0, result.output
-    assert "excluded scorers/penalties:" in result.stdout
+    assert "not measured here" in result.stdout and " n/a " in result.stdout
     assert "final" in result.stdout and "artifact_penalty" in result.stdout
 
 

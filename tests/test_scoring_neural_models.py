@@ -111,8 +111,8 @@ def test_clap_scorer_is_in_range_deterministic_and_uses_the_prompt(models):
     clips = _clips()
     context = _context(clips, models)
     scorer = ClapScorer(models=models)
-    results = [scorer.score(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
-    again = [scorer.score(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    results = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    again = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     other = CHALLENGE.model_copy(update={"prompt": "aggressive drum and bass", "genre": "dnb"})
     cosines = {r.details["cosine"] for r in results}
     for r, r2 in zip(results, again, strict=True):
@@ -120,7 +120,7 @@ def test_clap_scorer_is_in_range_deterministic_and_uses_the_prompt(models):
         assert -1.0 <= r.details["cosine"] <= 1.0
         assert r.details == r2.details
     assert len(cosines) == 3
-    assert scorer.score(clips[0], other, context, 0).details != results[0].details
+    assert scorer.measure(clips[0], other, context, 0).details != results[0].details
 
 
 def test_challenge_text_names_every_requested_attribute():
@@ -142,8 +142,8 @@ def test_neural_quality_is_in_range_and_deterministic(models):
     clips = _clips()
     context = _context(clips, models)
     scorer = NeuralQualityScorer(models=models)
-    first = [scorer.score(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
-    second = [scorer.score(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    first = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    second = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     for a, b in zip(first, second, strict=True):
         assert 0.0 <= a.value <= 1.0
         assert a.value == b.value
@@ -179,10 +179,10 @@ def test_vocal_lyrics_scores_each_kind_of_request(models):
     sung = CHALLENGE.model_copy(update={"vocals": True, "lyrics": "hold me close tonight"})
     hummed = CHALLENGE.model_copy(update={"vocals": True, "lyrics": None})
     for challenge in (sung, hummed, CHALLENGE):
-        result = scorer.score(clips[0], challenge, context, 0)
+        result = scorer.measure(clips[0], challenge, context, 0)
         assert 0.0 <= result.value <= 1.0
         assert "transcript" in result.details
-    assert "wer" in scorer.score(clips[0], sung, context, 0).details
+    assert "wer" in scorer.measure(clips[0], sung, context, 0).details
 
 
 def test_word_error_rate_counts_word_edits_and_ignores_music_tags():
@@ -222,8 +222,11 @@ def test_engine_runs_the_neural_scorers_and_excludes_absent_ones_with_reasons(mo
         for name in ("clap", "neural_quality", "vocal_lyrics"):
             assert not result.reasons[name].startswith("excluded"), result.reasons[name]
             assert result.effective_weights[name] > 0
-        assert result.reasons["learned_mos"].startswith("excluded: mos model not configured")
-        assert result.reasons["preference"] == "excluded: not trained"
-        assert result.effective_weights["preference"] == 0.0
+        # untrained heads are inactive on every validator: null, weight 0, with the reason
+        for name in ("learned_mos", "preference"):
+            assert result.score_breakdown[name] is None
+            assert result.reasons[name].startswith("inactive network-wide")
+            assert result.effective_weights[name] == 0.0
+        assert not result.degraded  # CLAP, MERT and Whisper loaded: the whole active set
         assert 0.0 <= result.penalties["fad_penalty"] <= 1.0
         assert result.details["fad_penalty"]["embedding"] == "dsp-v1"

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tuneforge.audio import Audio, resample
+from tuneforge.audio import Audio, checked_audio, resample
 
 ANALYSIS_RATE = 22_050  # every DSP feature is computed on mono audio at this rate
 
@@ -19,6 +19,8 @@ class Clip:
     """`original` keeps channels and rate (stereo/fidelity checks); `y` is mono at ANALYSIS_RATE."""
 
     def __init__(self, audio: Audio) -> None:
+        # Range-checked and clipped here too: a Clip is the scoring boundary, whatever the caller.
+        audio = checked_audio(audio)
         self.original = audio
         self.sr = ANALYSIS_RATE
         self.y: np.ndarray = resample(

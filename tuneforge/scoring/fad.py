@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import linalg
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, Penalty, RoundContext, ScoreResult
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
+    from tuneforge.scoring.neural import NeuralModels
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 DSP_EMBEDDING = "dsp-v1"
@@ -235,7 +236,7 @@ def _absent(_clip: Clip) -> np.ndarray:
     raise KeyError("mert_fad_frames")
 
 
-class FadPenalty:
+class FadPenalty(Penalty):
     """`fad_penalty`: FAD of the miner's recent frame window vs the reference of the same
     embedding, through that embedding's calibrated curve."""
 
@@ -243,10 +244,12 @@ class FadPenalty:
 
     def __init__(
         self,
+        models: NeuralModels | None = None,
         references: dict[str, ReferenceStats] | None = None,
         window_clips: int = WINDOW_CLIPS,
         curves: dict[str, FadCurve] | None = None,
     ) -> None:
+        super().__init__(models)
         self.references = load_references() if references is None else references
         self.window_clips = window_clips
         self.curves = CURVES if curves is None else curves
@@ -260,7 +263,7 @@ class FadPenalty:
         )
         return clip_fad_frames(clip, prefer_mert)
 
-    def penalty(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         embedding, frames = self._embedding_for(clip, context)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tuneforge.scoring import features
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.keys import KeyParseError, key_relation, key_similarity, parse_key
 from tuneforge.scoring.music_features import (
     VoiceDetectorUnavailable,
@@ -83,10 +83,10 @@ def instrument_ranks(
     return (ref_sim[None, :] < req_sim[:, None]).mean(axis=1)
 
 
-class AttributeScorer:
+class AttributeScorer(Scorer):
     name = "attribute"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         reason = unscorable_reason(clip)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.neural import ensure_feature, require_model
 
 if TYPE_CHECKING:
@@ -44,13 +44,13 @@ def challenge_text(challenge: Challenge) -> str:
     return ", ".join(parts)
 
 
-class ClapScorer:
+class ClapScorer(Scorer):
     name = "clap"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = require_model(models, "clap")
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = require_model(context.models or self.models, "clap")

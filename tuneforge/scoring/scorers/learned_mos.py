@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult, ScorerUnavailable
 from tuneforge.scoring.mos_model import MOS_MAX, MOS_MIN
 from tuneforge.scoring.neural import ensure_feature, require_model
 
@@ -16,13 +16,13 @@ if TYPE_CHECKING:
 _SOURCE = {"clap_embedding": "clap", "mert_embedding": "mert"}
 
 
-class LearnedMosScorer:
+class LearnedMosScorer(Scorer):
     name = "learned_mos"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = _check(models)
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = _check(context.models or self.models)

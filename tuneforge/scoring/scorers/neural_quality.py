@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.neural import ensure_feature, require_model
 
 if TYPE_CHECKING:
@@ -40,13 +40,13 @@ def layer_coherence(segments: np.ndarray) -> float:
     return (adjacent - baseline) / max(1e-6, 1.0 - baseline)
 
 
-class NeuralQualityScorer:
+class NeuralQualityScorer(Scorer):
     name = "neural_quality"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = require_model(models, "mert")
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = require_model(context.models or self.models, "mert")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult, ScorerUnavailable
 from tuneforge.scoring.neural import ensure_feature
 
 if TYPE_CHECKING:
@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 _SOURCE = {"clap_embedding": "clap", "mert_embedding": "mert"}
 
 
-class PreferenceScorer:
+class PreferenceScorer(Scorer):
     name = "preference"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = _check(models)
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = _check(context.models or self.models)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tuneforge.scoring import features
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.music_features import (
     frame_weights,
     pool,
@@ -96,10 +96,10 @@ def edge_levels_db(clip: Clip) -> tuple[float, float, float]:
     return db(y[:edge]), db(y[-edge:]), fade
 
 
-class StructuralScorer:
+class StructuralScorer(Scorer):
     name = "structural"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         reason = unscorable_reason(clip)
