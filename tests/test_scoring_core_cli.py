@@ -88,3 +88,17 @@ def test_bench_scoring_json_reports_cpu_seconds_per_scorer() -> None:
     assert set(report["per_scorer_cpu_s"]) == {*SCORER_NAMES, *PENALTY_NAMES}
     assert 0.0 < report["total_cpu_s"] <= report["target_cpu_s"]
     assert report["per_scorer_cpu_s"]["artifact_penalty"] > 0.0
+
+
+def test_score_on_a_wav_of_huge_finite_floats_reports_zero_and_exits_cleanly(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path / "huge.wav"
+    sf.write(path, np.full(32_000, 1e20, dtype=np.float32), 16_000, subtype="FLOAT")
+    result = runner.invoke(app, ["score", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert record["final_score"] == 0.0 and "out of range" in record["error"]

@@ -169,15 +169,13 @@ def test_mert_frames_use_the_mert_reference_when_dimensions_match():
     ref = ReferenceStats(MERT_EMBEDDING, np.zeros(8), np.eye(8), 1000, "test")
     penalty = FadPenalty(references={MERT_EMBEDDING: ref})
     clip = Clip(signals.tonal_piece(seconds=2))
-    clip.put_feature("mert_fad_frames", rng.standard_normal((40, 8)).astype(np.float32))
+    clip.neural.mert_fad_frames = rng.standard_normal((40, 8)).astype(np.float32)
     context = RoundContext([clip], ["m"], [None], InMemoryHistory(), None)
     near = penalty.measure(clip, CHALLENGE, context, 0)
     assert near.details["embedding"] == MERT_EMBEDDING and near.value == 1.0
-    np.testing.assert_array_equal(
-        clip.feature("fad_window_frames", None), clip.feature("mert_fad_frames", None)
-    )
+    np.testing.assert_array_equal(clip.fad_frames_used, clip.neural.mert_fad_frames)
     far = Clip(signals.tonal_piece(seconds=2))
-    far.put_feature("mert_fad_frames", (rng.standard_normal((40, 8)) * 30 + 50).astype(np.float32))
+    far.neural.mert_fad_frames = (rng.standard_normal((40, 8)) * 30 + 50).astype(np.float32)
     context = RoundContext([far], ["m"], [None], InMemoryHistory(), None)
     assert penalty.measure(far, CHALLENGE, context, 0).value == pytest.approx(
         CURVES[MERT_EMBEDDING].floor

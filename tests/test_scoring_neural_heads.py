@@ -113,8 +113,8 @@ def test_learned_mos_scorer_loads_a_trained_head_by_directory(tmp_path: Path, cl
     scorer = LearnedMosScorer(models=models)
     results = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     for clip, result in zip(clips, results, strict=True):
-        assert 1.0 <= clip.feature("mos", None) <= 5.0
-        assert result.value == pytest.approx((clip.feature("mos", None) - 1.0) / 4.0)
+        assert 1.0 <= clip.neural.mos <= 5.0
+        assert result.value == pytest.approx((clip.neural.mos - 1.0) / 4.0)
     assert len({r.value for r in results}) == 3
 
 

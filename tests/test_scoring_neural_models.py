@@ -53,19 +53,17 @@ def test_prepare_round_stores_normalised_clap_and_pooled_mert_features(models):
     clips = _clips()
     models.prepare_round(clips)
     for clip in clips:
-        clap = clip.feature("clap_embedding", None)
+        clap = clip.neural.clap_embedding
         assert clap.shape == (16,)
         assert np.linalg.norm(clap) == pytest.approx(1.0, abs=1e-5)
-        layers = clip.feature("mert_layer_means", None)
+        layers = clip.neural.mert_layer_means
         assert layers.shape == (3, 32)  # one row per hooked encoder layer
-        np.testing.assert_allclose(clip.feature("mert_embedding", None), layers.mean(axis=0))
-        segments = clip.feature("mert_segments", None)
+        np.testing.assert_allclose(clip.neural.mert_embedding, layers.mean(axis=0))
+        segments = clip.neural.mert_segments
         assert segments.shape[0] == 3 and segments.shape[2] == 32
         assert abs(segments.shape[1] - round(clip.duration_seconds)) <= 1  # ~1 s segments
-        assert clip.feature("mert_fad_frames", None).shape[1] == 32
-    assert not np.allclose(
-        clips[0].feature("clap_embedding", None), clips[1].feature("clap_embedding", None)
-    )
+        assert clip.neural.mert_fad_frames.shape[1] == 32
+    assert not np.allclose(clips[0].neural.clap_embedding, clips[1].neural.clap_embedding)
 
 
 def test_embeddings_are_deterministic_and_independent_of_the_batch(models):
@@ -77,7 +75,7 @@ def test_embeddings_are_deterministic_and_independent_of_the_batch(models):
     reloaded.prepare_round([alone])
     for name in ("clap_embedding", "mert_embedding"):
         np.testing.assert_allclose(
-            together[0].feature(name, None), alone.feature(name, None), rtol=1e-4, atol=1e-5
+            together[0].neural.embedding(name), alone.neural.embedding(name), rtol=1e-4, atol=1e-5
         )
 
 
@@ -164,7 +162,7 @@ def test_whisper_transcribes_the_round_once_in_one_batch(models):
     clips = _clips()
     transcript = models.transcript(clips[1], clips)
     assert isinstance(transcript, Transcript)
-    assert all(c.has_feature("transcript") for c in clips)  # batched over the round
+    assert all(c.neural.transcript is not None for c in clips)  # batched over the round
     assert 0.0 <= transcript.no_speech_prob <= 1.0
     assert transcript.avg_logprob <= 0.0
     assert models.transcript(clips[1], clips) is transcript  # cached, not recomputed

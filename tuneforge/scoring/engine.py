@@ -44,10 +44,6 @@ from tuneforge.scoring.weights import (
     preference_weight,
 )
 
-# Frames the FAD penalty measured (fad.USED_FRAMES_FEATURE) come first: history must hold the
-# embedding the penalty actually compares, even when MERT frames of another size were present.
-FAD_FRAME_FEATURES = ("fad_window_frames", "mert_fad_frames", "fad_dsp_frames")
-
 
 @dataclass
 class Outcome:
@@ -278,11 +274,13 @@ class ScoringEngine:
     def _record(self, clip: Clip, hotkey: str) -> None:
         """Store a scored clip's embedding(s) and fingerprint for later rounds."""
         self.history.add_embedding(hotkey, diversity_embedding(clip)[1])
-        for name in FAD_FRAME_FEATURES:
-            if clip.has_feature(name):
-                frames = np.asarray(clip.feature(name, _absent))
-                self.history.add_embedding(hotkey, frames)
-                break
+        # The frames the FAD penalty compared come first: history must hold the embedding it
+        # actually uses, even when MERT frames of another size were present.
+        frames = clip.fad_frames_used
+        if frames is None:
+            frames = clip.neural.mert_fad_frames
+        if frames is not None:
+            self.history.add_embedding(hotkey, np.asarray(frames))
         self.history.add_fingerprint(hotkey, fingerprint(clip))
 
     # ---- clips that are not scored ----------------------------------------------------------
@@ -333,7 +331,3 @@ def composite_score(
     shares = {name: weight / total for name, weight in weights.items()}
     composite = sum(shares[name] * values[name] for name in weights)
     return float(min(1.0, max(0.0, composite))), {k: round(v, 6) for k, v in shares.items()}
-
-
-def _absent(_clip: Clip) -> Any:
-    raise KeyError("feature")

@@ -87,7 +87,7 @@ def loop_correlation(clip: Clip) -> tuple[float, float]:
         k = int(np.argmax(r))
         return float(np.clip(r[k], 0.0, 1.0)), float((lo + k) / c.sr)
 
-    return clip.feature("loop_correlation", compute)
+    return clip.feature(compute)
 
 
 def click_count(clip: Clip) -> int:
@@ -108,7 +108,7 @@ def click_count(clip: Clip) -> int:
             return 0
         return 1 + int(np.sum(np.diff(hits) > int(0.005 * c.sr)))
 
-    return clip.feature("click_count", compute)
+    return clip.feature(compute)
 
 
 def spectral_holes(clip: Clip) -> list[tuple[float, float]]:
@@ -138,7 +138,7 @@ def spectral_holes(clip: Clip) -> list[tuple[float, float]]:
             if e - s >= min_bins
         ]
 
-    return clip.feature("spectral_holes", compute)
+    return clip.feature(compute)
 
 
 def noise_likeness(clip: Clip) -> tuple[float, float, float]:

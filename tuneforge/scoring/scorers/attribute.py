@@ -155,7 +155,8 @@ class AttributeScorer(Scorer):
         if models is None or not models.has("clap"):
             details["instruments_note"] = "no CLAP model loaded"
             return None
-        if not clip.has_feature("clap_embedding"):
+        clap_embedding = clip.neural.clap_embedding
+        if clap_embedding is None:
             details["instruments_note"] = "clip has no CLAP embedding"
             return None
         requested = [instrument_prompt(i) for i in instruments]
@@ -164,7 +165,7 @@ class AttributeScorer(Scorer):
         embeddings = np.asarray(
             models.clap_text_embeddings(requested + references), dtype=np.float64
         )
-        audio = np.asarray(clip.feature("clap_embedding", lambda c: None), dtype=np.float64)
+        audio = np.asarray(clap_embedding, dtype=np.float64)
         ranks = instrument_ranks(audio.reshape(-1), embeddings[: len(requested)],
                                  embeddings[len(requested) :])  # fmt: skip
         details["instrument_ranks"] = {

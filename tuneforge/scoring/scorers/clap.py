@@ -54,14 +54,10 @@ class ClapScorer(Scorer):
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = require_model(context.models or self.models, "clap")
-        ensure_feature(models, clip, context.clips, "clap_embedding")
-        audio = np.asarray(clip.feature("clap_embedding", _absent), dtype=np.float32)
+        prepared = ensure_feature(models, clip, context.clips, lambda c: c.neural.clap_embedding)
+        audio = np.asarray(prepared, dtype=np.float32)
         text = challenge_text(challenge)
         cosine = float(models.clap_text_embeddings([text])[0] @ audio)
         value = (cosine - CLAP_FLOOR) / (CLAP_CEILING - CLAP_FLOOR)
         reason = "" if value > 0 else f"audio does not match the prompt (cosine {cosine:.3f})"
         return ScoreResult(value, reason=reason, details={"cosine": round(cosine, 4)})
-
-
-def _absent(_clip: Clip) -> np.ndarray:
-    raise KeyError("feature was expected to be prepared")

@@ -20,16 +20,13 @@ FULL_DISTANCE = {"clap_embedding": 0.25, "mert_embedding": 0.25, "dsp_embedding"
 def diversity_embedding(clip: Clip) -> tuple[str, np.ndarray]:
     """(kind, L2-normalised 1-D embedding): CLAP, else MERT, else DSP."""
     for kind in ("clap_embedding", "mert_embedding"):
-        if clip.has_feature(kind):
-            vector = np.asarray(clip.feature(kind, _absent), dtype=np.float32)
+        prepared = clip.neural.embedding(kind)
+        if prepared is not None:
+            vector = np.asarray(prepared, dtype=np.float32)
             if vector.ndim == 1 and vector.size:
                 norm = float(np.linalg.norm(vector))
                 return kind, vector / norm if norm > 0 else vector
     return "dsp_embedding", dsp_embedding(clip)
-
-
-def _absent(_clip: Clip) -> np.ndarray:
-    raise KeyError("embedding")
 
 
 def _min_distance(vector: np.ndarray, others: list[np.ndarray]) -> float | None:

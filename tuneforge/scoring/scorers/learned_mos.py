@@ -26,8 +26,7 @@ class LearnedMosScorer(Scorer):
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = _check(context.models or self.models)
-        ensure_feature(models, clip, context.clips, "mos")
-        mos = float(clip.feature("mos", _absent))
+        mos = float(ensure_feature(models, clip, context.clips, lambda c: c.neural.mos))
         value = (mos - MOS_MIN) / (MOS_MAX - MOS_MIN)
         return ScoreResult(value, details={"mos": round(mos, 3)})
 
@@ -39,7 +38,3 @@ def _check(models: NeuralModels | None) -> NeuralModels:
     if not models.has(source):
         raise ScorerUnavailable(f"MOS head reads {source} embeddings: {models.reason(source)}")
     return models
-
-
-def _absent(_clip: Clip) -> float:
-    raise KeyError("mos")

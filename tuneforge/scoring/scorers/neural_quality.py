@@ -50,8 +50,8 @@ class NeuralQualityScorer(Scorer):
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = require_model(context.models or self.models, "mert")
-        ensure_feature(models, clip, context.clips, "mert_segments")
-        segments = np.asarray(clip.feature("mert_segments", _absent), dtype=np.float64)
+        prepared = ensure_feature(models, clip, context.clips, lambda c: c.neural.mert_segments)
+        segments = np.asarray(prepared, dtype=np.float64)
         if segments.shape[1] < MIN_SEGMENTS:
             return ScoreResult(
                 0.0, reason=f"too short for coherence ({segments.shape[1]} segments)"
@@ -63,7 +63,3 @@ class NeuralQualityScorer(Scorer):
             reason="" if coherence > 0 else "no temporal coherence",
             details={"coherence": round(coherence, 4), "layers": len(per_layer)},
         )
-
-
-def _absent(_clip: Clip) -> np.ndarray:
-    raise KeyError("mert_segments")

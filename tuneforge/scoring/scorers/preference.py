@@ -31,8 +31,10 @@ class PreferenceScorer(Scorer):
         models = _check(context.models or self.models)
         model = models.preference
         assert model is not None
-        ensure_feature(models, clip, context.clips, model.embedding)
-        embedding = np.asarray(clip.feature(model.embedding, _absent), dtype=np.float32)
+        prepared = ensure_feature(
+            models, clip, context.clips, lambda c: c.neural.embedding(model.embedding)
+        )
+        embedding = np.asarray(prepared, dtype=np.float32)
         value = float(model.score(embedding[None, :])[0])
         return ScoreResult(value, details={"heldout_accuracy": model.heldout_accuracy})
 
@@ -44,7 +46,3 @@ def _check(models: NeuralModels | None) -> NeuralModels:
     if not models.has(source):
         raise ScorerUnavailable(f"preference head reads {source} embeddings: not loaded")
     return models
-
-
-def _absent(_clip: Clip) -> np.ndarray:
-    raise KeyError("embedding")

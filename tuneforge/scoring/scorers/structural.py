@@ -41,7 +41,7 @@ def self_similarity(clip: Clip) -> np.ndarray:
         unit = stacked / np.maximum(np.linalg.norm(stacked, axis=0), 1e-10)[None, :]
         return unit.T @ unit
 
-    return clip.feature("structural_ssm", compute)
+    return clip.feature(compute)
 
 
 def repetition_strength(similarity: np.ndarray, min_lag: int) -> tuple[float, int]:
