@@ -124,6 +124,14 @@ def test_vocal_challenge_without_lyrics_gets_written_ones(backend: _Recording) -
     assert backend.sung[-1].startswith("[verse]\n")
 
 
+def test_untagged_lyrics_are_sung_as_a_verse(backend: _Recording) -> None:
+    request = _song(lyrics="row row row your boat\ngently down the stream")
+    assert (
+        backend.lyrics_for(request, seed=1)
+        == "[verse]\nrow row row your boat\ngently down the stream"
+    )
+
+
 def test_duration_limits(tiny_dir: Path) -> None:
     short = _Recording(_settings(tiny_dir, max_duration_seconds=3.0))
     with pytest.raises(GenerationError, match="exceeds"):

@@ -96,7 +96,9 @@ class AceStepBackend:
         if not request.vocals:
             return INSTRUMENTAL_LYRICS
         if request.lyrics and request.lyrics.strip():
-            return request.lyrics.strip()
+            given = request.lyrics.strip()
+            # ACE-Step was trained on structured lyrics; untagged words are sung as one verse.
+            return given if given.startswith("[") else f"[verse]\n{given}"
         if self._lyrics is None:
             return fallback_lyrics(request.duration_seconds)
         return self._lyrics.write(request, seed)
