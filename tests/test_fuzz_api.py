@@ -41,7 +41,7 @@ from tuneforge.api import settings as api_settings
 from tuneforge.api.app import create_app
 from tuneforge.hotkey_auth import sign_hotkey_headers
 
-EXAMPLES = int(os.environ.get("TUNEFORGE_FUZZ_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("TUNEFORGE_FUZZ_EXAMPLES", "20"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

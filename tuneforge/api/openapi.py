@@ -13,7 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from tuneforge.api.schemas import API_KEY_PATTERN, ErrorBody
+from tuneforge.api.accounts import KEY_PATTERN
+from tuneforge.api.schemas import ErrorBody
 
 _DESCRIPTIONS = {
     400: "Invalid parameters or body",
@@ -73,7 +74,7 @@ def install(app: FastAPI) -> None:
                 "type": "http",
                 "scheme": "bearer",
                 "description": f"Customer API key, `Authorization: Bearer <key>` with the key "
-                f"matching `{API_KEY_PATTERN}`",
+                f"matching `{KEY_PATTERN.pattern}`",
             },
             "Hotkey": {"type": "apiKey", "in": "header", "name": "X-Validator-Hotkey"},
             "HotkeyNonce": {"type": "apiKey", "in": "header", "name": "X-Validator-Nonce"},

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import WithJsonSchema
 
 from tuneforge.api import deps
 from tuneforge.api.audio_owners import AudioNotYours
@@ -37,10 +38,12 @@ from tuneforge.api.storage import StagedUpload
 
 router = APIRouter(prefix="/api/v1")
 
-# ISO-8601 date-time as the schema's `format: date-time` means it: a string, never a number.
+# ISO-8601 / RFC 3339 date-time, as the schema's `format: date-time` means it: a string, never
+# a number. Fractions beyond microseconds are accepted and truncated.
 _ISO_DATETIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$"
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?$"
 )
+_BEYOND_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
 _SIGNED = {"security": HOTKEY_SECURITY}
 
 
@@ -89,7 +92,8 @@ def parse_since(value: str | None) -> datetime | None:
     if not _ISO_DATETIME.match(value):
         raise HTTPException(400, "since: must be an ISO-8601 date-time")
     try:
-        since = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        text = _BEYOND_MICROSECONDS.sub(r"\1", value).upper().replace("Z", "+00:00")
+        since = datetime.fromisoformat(text)
         if since.tzinfo is not None:
             since = since.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
@@ -100,13 +104,23 @@ def parse_since(value: str | None) -> datetime | None:
 @router.get("/scores/export", tags=["scores"], responses=errors(401, 403), openapi_extra=_SIGNED)
 def export(
     request: Request,
-    since: str | None = Query(
-        None,
-        max_length=40,
-        pattern=_ISO_DATETIME.pattern,
-        description="ISO-8601 date-time; results created at or after",
-        json_schema_extra={"format": "date-time"},
-    ),
+    since: Annotated[
+        str | None,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {
+                        "type": "string",
+                        "format": "date-time",
+                        "pattern": _ISO_DATETIME.pattern,
+                        "maxLength": 40,
+                    },
+                    {"type": "null"},
+                ]
+            }
+        ),
+        Query(max_length=40, description="ISO-8601 date-time; results created at or after"),
+    ] = None,
     cursor: str | None = Query(
         None, pattern=CURSOR_PATTERN, max_length=128, description="opaque, from next_cursor"
     ),

@@ -26,8 +26,6 @@ CURSOR_PATTERN = r"^[A-Za-z0-9_\-]{1,128}$"
 # Printable, no NUL: what PostgreSQL text columns can hold and a log line can show.
 SAFE_TEXT_PATTERN = r"^[^\u0000-\u001f]*$"
 MUSICAL_KEY_PATTERN = r"^[A-G](#|b)? (major|minor)$"
-# `Authorization: Bearer tf_<43 url-safe characters>` (accounts.create_key); documentation only.
-API_KEY_PATTERN = r"^tf_[A-Za-z0-9_\-]{32,128}$"
 MAX_BREAKDOWN_ENTRIES = 64
 MAX_EXCLUDED_ENTRIES = 32
 MAX_EXCLUDED_REASON_CHARS = 300

@@ -23,11 +23,6 @@ def is_sha256(value: str) -> bool:
     return bool(_SHA256_PATTERN.match(value))
 
 
-def looks_like_wav(data: bytes) -> bool:
-    """RIFF/WAVE header check: cheap and enough to refuse non-audio uploads."""
-    return len(data) >= 44 and data[:4] == b"RIFF" and data[8:12] == b"WAVE"
-
-
 class AudioStore:
     def __init__(self, root: Path) -> None:
         self.root = root
