@@ -128,9 +128,17 @@ class GuardMiddleware:
                 await self._json(send, 429, "Rate limit exceeded", result.headers())
                 return
 
+        async def charge_address_unless_charged() -> None:
+            # Whatever ended the request before authentication (413, a malformed body, an
+            # unknown route, a public page with credential-shaped headers) counts per address.
+            if not exempt and not holder["charged"]:
+                holder["charged"] = True
+                await self._call(self.limiter.hit, client_key(scope), self.anonymous_limit)
+
         limit = self.body_limit(method, path)
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await charge_address_unless_charged()
             await self._json(
                 send, 413, f"Request body larger than {limit} bytes", await current_limits()
             )
@@ -163,9 +171,9 @@ class GuardMiddleware:
 
         try:
             await self.app(scope, counting_receive, guarded_send)
-            if not exempt and not holder["charged"]:
-                await self._call(self.limiter.hit, client_key(scope), self.anonymous_limit)
+            await charge_address_unless_charged()
         except BodyTooLarge:
+            await charge_address_unless_charged()
             if not started:
                 await self._json(
                     send, 413, f"Request body larger than {limit} bytes", await current_limits()

@@ -162,6 +162,7 @@ class AudioUpload(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     uploader_hotkey: Mapped[str] = mapped_column(String(64), primary_key=True)
     purpose: Mapped[str] = mapped_column(String(8), primary_key=True)
-    # The job (request id) or published track id that uses it; None until first used.
+    # For job audio, the job (request id) it was delivered for; None until then. Round audio is
+    # never bound: a validator may publish the same clip for several of its own tracks.
     bound_to: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
