@@ -75,7 +75,13 @@ def api(tmp_path_factory) -> Iterator[tuple[ServerThread, ApiSettings, Neurons]]
             client,
             neurons,
             [
-                result(0.6, {"clap": None, "melody": 0.4}, excluded=EXCLUDED, degraded=True),
+                result(
+                    0.6,
+                    {"clap": None, "melody": 0.4},
+                    excluded=EXCLUDED,
+                    degraded=True,
+                    penalties={"duration_penalty": 1.0, "fad_penalty": None},
+                ),
                 result(0.8, {"clap": None, "melody": 0.8}, excluded=EXCLUDED, degraded=True),
             ],
         )
@@ -98,6 +104,10 @@ def test_null_excluded_and_degraded_are_served_wherever_results_are(client, api)
         for row in rows:
             assert row["score_breakdown"]["clap"] is None
             assert row["excluded"] == EXCLUDED and row["degraded"] is True
+    penalties = sorted(str(row["penalties"]) for row in export)
+    assert penalties == sorted(
+        [str({"duration_penalty": 1.0}), str({"duration_penalty": 1.0, "fad_penalty": None})]
+    )
 
 
 def test_means_skip_nulls_and_a_never_measured_scorer_is_null(client, api) -> None:

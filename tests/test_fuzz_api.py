@@ -143,6 +143,7 @@ def load_schema(client: SigningClient) -> Any:
 @dataclass
 class Report:
     cases: int = 0
+    per_operation: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
 
@@ -160,6 +161,7 @@ def fuzz(operation: Any, mode: GenerationMode, report: Report) -> None:
     @given(operation.as_strategy(generation_mode=mode))
     def run(case: schemathesis.Case) -> None:
         report.cases += 1
+        report.per_operation[operation.label] += 1
         try:
             response = case.call_and_validate(checks=CHECKS)
             report.statuses[response.status_code] += 1
@@ -182,6 +184,7 @@ def test_no_server_error_and_no_schema_violation_on_any_operation(fuzzed) -> Non
     elapsed = time.monotonic() - started
     print(
         f"\nfuzz: {report.cases} cases in {elapsed:.1f} s over {len(operations)} operations;"
-        f" statuses {dict(sorted(report.statuses.items()))}"
+        f" statuses {dict(sorted(report.statuses.items()))}; per operation"
+        f" {dict(sorted(report.per_operation.items()))}"
     )
     assert not report.failures, "\n\n".join(report.failures[:10])

@@ -25,9 +25,10 @@ _DESCRIPTIONS = {
     409: "Conflict (same id, different content; or state changed)",
     413: "Body too large",
     429: "Rate limited",
+    431: "Request header fields too large",
 }
 # What the guard may answer on any route, before the route runs.
-GUARD_CODES = (413, 429)
+GUARD_CODES = (413, 429, 431)
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -130,14 +130,14 @@ class ScoredTrackFields(_Strict):
     miner_hotkey: str = Field(pattern=HOTKEY_PATTERN)
     final_score: Score
     composite: Score
-    # null = the scorer did not run (not measured), never the same as 0.
+    # null = the scorer or penalty did not run (not measured), never the same as 0.
     score_breakdown: dict[ScorerName, Score | None] = Field(
         default_factory=dict, max_length=MAX_BREAKDOWN_ENTRIES
     )
-    penalties: dict[ScorerName, Score] = Field(
+    penalties: dict[ScorerName, Score | None] = Field(
         default_factory=dict, max_length=MAX_BREAKDOWN_ENTRIES
     )
-    # Why a scorer is null: {scorer: reason}.
+    # Why a scorer or penalty is null: {name: reason}.
     excluded: dict[ScorerName, Annotated[str, Field(max_length=MAX_EXCLUDED_REASON_CHARS)]] = Field(
         default_factory=dict, max_length=MAX_EXCLUDED_ENTRIES
     )
