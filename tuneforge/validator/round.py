@@ -130,6 +130,9 @@ class RoundRunner:
             raise RuntimeError(f"engine returned {len(scores)} scores for {len(outcomes)} clips")
         for outcome in outcomes:
             self.metrics.queries.labels(purpose=purpose, outcome=outcome.code or "ok").inc()
+        for score in scores:
+            for check in score.failures:
+                self.metrics.check_failures.labels(check=check).inc()
         return scores
 
     async def run_round(self, metagraph: Metagraph) -> RoundReport | None:
