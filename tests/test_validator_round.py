@@ -54,14 +54,14 @@ def test_a_round_with_misbehaving_miners_completes_with_reasons(tmp_path: Path) 
     assert len(report.outcomes) == len(EXPECTED_CODES)
     by_hotkey = {o.hotkey: (o, s) for o, s in zip(report.outcomes, report.scores, strict=True)}
     miners = make_fake_miners(tmp_path, list(EXPECTED_CODES))  # same wallets (idempotent)
-    good = by_hotkey[miners.hotkey("good")][1].final_score
     for behaviour, code in EXPECTED_CODES.items():
         outcome, score = by_hotkey[miners.hotkey(behaviour)]
         assert outcome.code == code, (behaviour, outcome.reason)
         assert len(score.score_breakdown) == 16
         if code is None and behaviour in HOSTILE_SAMPLES:
-            # decodable but degenerate: scored like any clip, never above an ordinary answer
-            assert 0.0 <= score.final_score <= good, behaviour
+            # decodable but degenerate: scored like any clip (that no such clip outscores music
+            # is the property tests/test_fuzz_scoring.py checks), and the round went on
+            assert 0.0 <= score.final_score <= 1.0 and score.error is None, behaviour
         elif code is None:
             assert score.final_score > 0.0
             assert report.emas[(outcome.uid, outcome.hotkey)] > 0.0
