@@ -30,6 +30,7 @@ from tests.helpers.api_server import (
 from tuneforge.api.models import utcnow
 from tuneforge.api.settings import ApiSettings
 from tuneforge.chain.local import LocalChain
+from tuneforge.hotkey_auth import sign_hotkey_headers
 
 MINER = Keypair.create_from_uri("//JobsMiner").ss58_address
 SECOND_VALIDATOR = Keypair.create_from_uri("//JobsValidator2")
@@ -121,8 +122,16 @@ def test_a_job_is_claimed_delivered_and_downloaded_by_its_owner_only(client, api
     assert missing.status_code == 400 and digest in missing.json()["detail"]
 
     upload_path = f"/api/v1/validator/audio/{digest}"
+    # Signed over other bytes than the path names: refused before the body is read.
     wrong = signed_request(client, neurons.validator, "PUT", upload_path, wav_bytes(freq=221))
-    assert wrong.status_code == 409
+    assert wrong.status_code == 401
+    # Signed over the path's hash, other bytes sent: refused once they hash differently.
+    swapped = client.put(
+        upload_path,
+        content=wav_bytes(freq=221),
+        headers=sign_hotkey_headers(neurons.validator, "PUT", upload_path, audio),
+    )
+    assert swapped.status_code == 409
     fake = b"x" * 100
     not_wav = signed_request(
         client,

@@ -188,7 +188,10 @@ def test_headless_chromium_renders_rows_and_chart_on_a_phone_sized_window(
         assert f'data-hotkey="{hotkey}"' in html
     assert html.index(f'data-hotkey="{TOP}"') < html.index(f'data-hotkey="{LOW}"')
     assert '<svg id="chart"' in html
-    assert len(re.findall(r'<rect class="bar"', html)) == 3  # one bar per scorer
+    # The selected (top) miner was measured on clap only: one bar, and "n/a" (no bar) for the
+    # scorers never measured for it.
+    assert len(re.findall(r'<rect class="bar"', html)) == 1
+    assert html.count('<g class="scorer not-measured"') == 2 and "n/a" in html
     assert 'class="miner-row selected"' in html  # the top miner is selected by default
     # The hostile scorer name is text in the chart, never an element; its handler never ran.
     assert "&lt;img src=x" in html

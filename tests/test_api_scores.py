@@ -189,10 +189,15 @@ def test_published_audio_upload_checks_the_hash_and_serves_signed_neurons(client
     path = f"/api/v1/scores/audio/{track_id}"
     listen = f"/api/v1/music/audio/{track_id}.wav"
     assert signed_request(client, neurons.reader, "GET", listen).status_code == 404  # not yet
-    mismatch = signed_request(
-        client, neurons.validator, "PUT", path, wav_bytes(freq=501), "audio/wav"
-    )
-    assert mismatch.status_code == 409 and "does not match" in mismatch.json()["detail"]
+    # Signed over the bytes sent, which are not the published audio: the signature is checked
+    # over the published hash before the body is read, so it cannot verify.
+    other = wav_bytes(freq=501)
+    mismatch = signed_request(client, neurons.validator, "PUT", path, other, "audio/wav")
+    assert mismatch.status_code == 401 and "signature" in mismatch.json()["detail"]
+    # Signed over the published hash, but other bytes sent: refused once they hash differently.
+    headers = sign_hotkey_headers(neurons.validator, "PUT", path, audio)
+    swapped = client.put(path, content=other, headers={**headers, "Content-Type": "audio/wav"})
+    assert swapped.status_code == 409 and "does not match" in swapped.json()["detail"]
     first = signed_request(client, neurons.validator, "PUT", path, audio, "audio/wav")
     assert first.status_code == 201
     assert first.json()["audio_sha256"] == hashlib.sha256(audio).hexdigest()

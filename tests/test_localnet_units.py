@@ -84,9 +84,9 @@ def _miner(uid: int, ema: float, breakdown: dict[str, float], reasons: dict[str,
     }
 
 
-def test_leaderboard_ranks_by_ema_and_leaves_excluded_scorers_out_of_best_and_worst() -> None:
-    breakdown = {"clap": 0.0, "melody": 0.9, "speed": 1.0, "timbral": 0.2, "quality": 0.5}
-    reasons = {"clap": "excluded: no CLAP model", "timbral": "thin attacks"}
+def test_leaderboard_ranks_by_ema_and_leaves_unmeasured_scorers_out_of_best_and_worst() -> None:
+    breakdown = {"clap": None, "melody": 0.9, "speed": 1.0, "timbral": 0.2, "quality": 0.5}
+    reasons = {"clap": "not measured on this validator: no CLAP model", "timbral": "thin"}
     rows = leaderboard(
         [_miner(1, 0.2, breakdown, reasons), _miner(2, 0.6, breakdown, reasons)], {2: 0.8, 1: 0.2}
     )
@@ -249,5 +249,5 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     assert validator.api.jobs and validator.neuron.max_rounds == 0
     assert validator.neuron.min_challenge_seconds == validator.neuron.max_challenge_seconds == 6
     assert validator.scoring.clap == str((models / "clap").resolve())
-    assert validator.scoring.mert == "" and validator.scoring.allow_missing_models
+    assert validator.scoring.mert == "" and validator.scoring.allow_missing
     assert validator.api.url == "http://127.0.0.1:4321" and validator.api.publish

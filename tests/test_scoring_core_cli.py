@@ -62,7 +62,8 @@ def test_score_json_prints_one_object_per_file_with_the_agreed_keys(wavs: list[P
     assert piece["final_score"] == 0.0 == copy["final_score"]  # one round: the copy is caught
     assert "near-copy" in copy["reasons"]["fingerprint_penalty"]
     assert broken["error"] and broken["final_score"] == 0.0
-    assert piece["reasons"]["clap"].startswith("excluded: ")
+    assert piece["score_breakdown"]["clap"] is None and piece["degraded"] is True
+    assert piece["reasons"]["clap"].startswith("not measured on this validator: ")
 
 
 def test_score_independent_does_not_compare_files(wavs: list[Path]) -> None:
@@ -76,7 +77,7 @@ def test_score_independent_does_not_compare_files(wavs: list[Path]) -> None:
 def test_score_table_names_excluded_scorers_and_why(wavs: list[Path]) -> None:
     result = runner.invoke(app, ["score", str(wavs[0])])
     assert result.exit_code == 0, result.output
-    assert "excluded scorers/penalties:" in result.stdout
+    assert "not measured here" in result.stdout and " n/a " in result.stdout
     assert "final" in result.stdout and "artifact_penalty" in result.stdout
 
 
@@ -87,3 +88,17 @@ def test_bench_scoring_json_reports_cpu_seconds_per_scorer() -> None:
     assert set(report["per_scorer_cpu_s"]) == {*SCORER_NAMES, *PENALTY_NAMES}
     assert 0.0 < report["total_cpu_s"] <= report["target_cpu_s"]
     assert report["per_scorer_cpu_s"]["artifact_penalty"] > 0.0
+
+
+def test_score_on_a_wav_of_huge_finite_floats_reports_zero_and_exits_cleanly(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path / "huge.wav"
+    sf.write(path, np.full(32_000, 1e20, dtype=np.float32), 16_000, subtype="FLOAT")
+    result = runner.invoke(app, ["score", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    [record] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert record["final_score"] == 0.0 and "out of range" in record["error"]

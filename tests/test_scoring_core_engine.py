@@ -10,7 +10,9 @@ from tuneforge.audio import Audio
 from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import (
     Challenge,
+    Penalty,
     RoundContext,
+    Scorer,
     ScoreResult,
     ScorerUnavailable,
     Submission,
@@ -19,7 +21,7 @@ from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.engine import ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory
 from tuneforge.scoring.penalties import ArtifactPenalty, DurationPenalty, FingerprintPenalty
-from tuneforge.scoring.registry import Loaded
+from tuneforge.scoring.registry import Loaded, ScorerSet
 from tuneforge.scoring.scorers.production import ProductionScorer
 from tuneforge.scoring.scorers.quality import QualityScorer
 from tuneforge.scoring.scorers.speed import SpeedScorer
@@ -48,34 +50,46 @@ def engine_round(piece: Audio) -> tuple[ScoringEngine, list[Submission], list]:
     return engine, submissions, engine.score_round(CHALLENGE, submissions)
 
 
-class BrokenScorer:
+class BrokenScorer(Scorer):
     """A scorer with a bug: it raises on every clip."""
 
     name = "musicality"
 
-    def score(self, clip: Clip, challenge: Challenge, context: RoundContext, index: int) -> None:
+    def measure(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
         raise RuntimeError(f"index {index} out of range")
 
 
-class NeedsModelScorer:
+class NeedsModelScorer(Scorer):
     name = "melody"
 
-    def score(self, clip: Clip, challenge: Challenge, context: RoundContext, index: int) -> None:
+    def measure(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
         raise ScorerUnavailable("pitch model missing")
 
 
-def _engine_with(scorers: dict[str, object], history: InMemoryHistory) -> ScoringEngine:
+def _engine_with(
+    scorers: dict[str, Scorer],
+    history: InMemoryHistory,
+    penalties: dict[str, Penalty] | None = None,
+) -> ScoringEngine:
     loaded = {
         name: Loaded(name, scorers[name]) if name in scorers else Loaded(name, None, "not here")
         for name in SCORER_NAMES
     }
-    penalties = {
-        "duration_penalty": Loaded("duration_penalty", DurationPenalty()),
-        "artifact_penalty": Loaded("artifact_penalty", ArtifactPenalty()),
-        "fad_penalty": Loaded("fad_penalty", None, "module tuneforge.scoring.fad not found"),
-        "fingerprint_penalty": Loaded("fingerprint_penalty", FingerprintPenalty()),
+    chosen = {
+        "duration_penalty": DurationPenalty(),
+        "artifact_penalty": ArtifactPenalty(),
+        "fingerprint_penalty": FingerprintPenalty(),
+        **(penalties or {}),
     }
-    return ScoringEngine(history, None, loaded, penalties)
+    loaded_penalties = {
+        name: Loaded(name, chosen[name]) if name in chosen else Loaded(name, None, "no module")
+        for name in PENALTY_NAMES
+    }
+    return ScoringEngine(history, None, ScorerSet(loaded, loaded_penalties))
 
 
 def test_composite_and_final_follow_the_formula_over_available_scorers(piece: Audio) -> None:
@@ -91,26 +105,34 @@ def test_composite_and_final_follow_the_formula_over_available_scorers(piece: Au
     (score,) = engine.score_round(CHALLENGE, [Submission("m", short, generation_ms=16000.0)])
     b = score.score_breakdown
     w = SCORER_WEIGHTS
-    expected = (w["production"] * b["production"] + w["quality"] * b["quality"]) + w["speed"] * b[
-        "speed"
-    ]
-    expected /= w["production"] + w["quality"] + w["speed"]
+    # The two scorers that raised count with 0 at their full weight: failures close.
+    expected = w["production"] * b["production"] + w["quality"] * b["quality"]
+    expected += w["speed"] * b["speed"]
+    expected /= w["production"] + w["quality"] + w["speed"] + w["musicality"] + w["melody"]
     assert score.composite == pytest.approx(expected, abs=1e-5)
     assert b["speed"] == pytest.approx(0.65)  # 2x real time
     assert score.penalties["duration_penalty"] == pytest.approx(1 - 0.15 / 0.45, abs=1e-3)
     assert score.final_score == pytest.approx(
-        score.composite * np.prod(list(score.penalties.values())), abs=1e-5
+        score.composite * np.prod([v for v in score.penalties.values() if v is not None]), abs=1e-5
     )
-    assert score.effective_weights["production"] == pytest.approx(5 / 9, abs=1e-5)
-    assert sum(score.effective_weights.values()) == pytest.approx(1.0)
+    assert score.effective_weights["production"] == pytest.approx(5 / 24, abs=1e-5)
+    assert sum(score.effective_weights.values()) == pytest.approx(1.0, abs=1e-5)
 
-    # crashes and missing models are excluded with their reason, never a neutral value
-    assert b["musicality"] == 0.0 and score.effective_weights["musicality"] == 0.0
-    assert score.reasons["musicality"] == "excluded: error RuntimeError: index 0 out of range"
-    assert score.reasons["melody"] == "excluded: pitch model missing"
-    assert score.reasons["clap"] == "excluded: not here"
-    assert score.penalties["fad_penalty"] == 1.0
-    assert score.reasons["fad_penalty"].startswith("excluded: module")
+    # a crash on the clip scores 0 with the error as the reason, never a neutral value
+    assert b["musicality"] == 0.0 and score.effective_weights["musicality"] > 0.0
+    assert score.reasons["musicality"] == "failed: RuntimeError: index 0 out of range"
+    assert b["melody"] == 0.0 and score.reasons["melody"] == (
+        "failed: ScorerUnavailable: pitch model missing"
+    )
+    assert score.failures == {
+        "musicality": "RuntimeError: index 0 out of range",
+        "melody": "ScorerUnavailable: pitch model missing",
+    }
+    # what was not set up at start-up is null (not zero), weight 0, and the result is degraded
+    assert b["clap"] is None and score.effective_weights["clap"] == 0.0
+    assert score.reasons["clap"] == "not measured on this validator: not here"
+    assert score.penalties["fad_penalty"] is None and score.degraded
+    assert score.not_measured["fad_penalty"] == "not measured on this validator: no module"
 
 
 def test_every_result_reports_all_16_scorers_and_4_penalties(engine_round: tuple) -> None:
@@ -120,12 +142,15 @@ def test_every_result_reports_all_16_scorers_and_4_penalties(engine_round: tuple
         assert list(score.score_breakdown) == list(SCORER_NAMES)
         assert list(score.penalties) == list(PENALTY_NAMES)
         for value in [*score.score_breakdown.values(), *score.penalties.values()]:
-            assert 0.0 <= value <= 1.0
+            assert value is None or 0.0 <= value <= 1.0
+        assert score.score_breakdown["learned_mos"] is None
+        assert score.score_breakdown["preference"] is None
     good = scores[0]
     assert good.final_score > 0.2 and good.error is None
     assert set(good.timings_ms) >= {*SCORER_NAMES, *PENALTY_NAMES, "total"}
     for name, reason in engine.excluded.items():
-        assert good.reasons[name] == f"excluded: {reason}"
+        assert good.reasons[name] == f"not measured on this validator: {reason}"
+        assert good.score_breakdown.get(name, good.penalties.get(name)) is None
 
 
 def test_silence_and_white_noise_score_about_zero_with_reasons(engine_round: tuple) -> None:
@@ -140,7 +165,8 @@ def test_failed_and_tiny_submissions_get_zero_with_their_reason(engine_round: tu
     _, _, scores = engine_round
     failed, tiny = scores[3], scores[4]
     assert failed.final_score == 0.0 and failed.error == "deadline exceeded after 28 s"
-    assert failed.reasons["clap"] == "no audio: deadline exceeded after 28 s"
+    assert failed.reasons["musicality"] == "no audio: deadline exceeded after 28 s"
+    assert failed.score_breakdown["musicality"] == 0.0 and failed.score_breakdown["clap"] is None
     assert tiny.final_score == 0.0 and "shorter than 0.5 s" in (tiny.error or "")
 
 
@@ -158,17 +184,89 @@ def test_scored_clips_are_remembered_and_a_replay_is_caught_next_round(
     assert "good" in score.reasons["fingerprint_penalty"]
 
 
-def test_a_scorer_returning_the_wrong_type_is_excluded(piece: Audio) -> None:
-    class Sloppy:
+def test_a_scorer_returning_the_wrong_type_scores_zero(piece: Audio) -> None:
+    class Sloppy(Scorer):
         name = "timbral"
 
-        def score(self, clip: Clip, *_: object) -> float:
-            return float(np.max(np.abs(clip.y)))
+        def measure(self, clip: Clip, *_: object) -> ScoreResult:
+            return float(np.max(np.abs(clip.y)))  # type: ignore[return-value]
 
     engine = _engine_with({"timbral": Sloppy(), "quality": QualityScorer()}, InMemoryHistory())
     (score,) = engine.score_round(CHALLENGE, [Submission("m", piece)])
-    assert score.reasons["timbral"].startswith("excluded: error TypeError")
-    assert score.composite == pytest.approx(score.score_breakdown["quality"], abs=1e-6)
+    assert score.reasons["timbral"].startswith("failed: TypeError")
+    w = SCORER_WEIGHTS
+    expected = w["quality"] * score.score_breakdown["quality"] / (w["quality"] + w["timbral"])
+    assert score.composite == pytest.approx(expected, abs=1e-6)
+
+
+class RaisesOnLoud(Scorer):
+    """Crafted to break on one clip only (the loud one), like a miner targeting a check."""
+
+    name = "quality"
+
+    def measure(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        if float(np.max(np.abs(clip.y))) > 0.5:
+            raise FloatingPointError("overflow in a feature")
+        return ScoreResult(0.8)
+
+
+class PenaltyRaisesOnLoud(Penalty):
+    name = "artifact_penalty"
+
+    def measure(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        if float(np.max(np.abs(clip.y))) > 0.5:
+            raise ValueError("Input must be finite")
+        return ScoreResult(1.0)
+
+
+def test_a_scorer_that_raises_on_one_clip_scores_it_zero_and_keeps_the_weights(
+    piece: Audio,
+) -> None:
+    other = signals.tonal_piece("D major", tempo_bpm=120, seconds=8)  # not a copy of `piece`
+    quiet = Audio(piece.samples * (0.4 / np.abs(piece.samples).max()), piece.sample_rate)
+    loud = Audio(other.samples * (0.9 / np.abs(other.samples).max()), other.sample_rate)
+    engine = _engine_with({"quality": RaisesOnLoud(), "speed": SpeedScorer()}, InMemoryHistory())
+    ok, broken = engine.score_round(
+        CHALLENGE,
+        [Submission("ok", quiet, generation_ms=1.0), Submission("x", loud, generation_ms=1.0)],
+    )
+    assert broken.score_breakdown["quality"] == 0.0
+    assert broken.reasons["quality"] == "failed: FloatingPointError: overflow in a feature"
+    assert broken.effective_weights == ok.effective_weights  # never renormalised per clip
+    assert broken.final_score < ok.final_score
+
+
+def test_a_penalty_that_raises_applies_in_full(piece: Audio) -> None:
+    loud = Audio(piece.samples * (0.9 / np.abs(piece.samples).max()), piece.sample_rate)
+    engine = _engine_with(
+        {"quality": QualityScorer()},
+        InMemoryHistory(),
+        {"artifact_penalty": PenaltyRaisesOnLoud()},
+    )
+    (score,) = engine.score_round(CHALLENGE, [Submission("x", loud, generation_ms=1.0)])
+    assert score.penalties["artifact_penalty"] == 0.0 and score.final_score == 0.0
+    assert score.reasons["artifact_penalty"] == "failed: ValueError: Input must be finite"
+    assert score.failures == {"artifact_penalty": "ValueError: Input must be finite"}
+
+
+def test_a_clip_that_breaks_recording_scores_zero_and_the_round_completes(piece: Audio) -> None:
+    class PoisonedHistory(InMemoryHistory):
+        def add_fingerprint(self, miner_hotkey: str, fingerprint: np.ndarray) -> None:
+            if miner_hotkey == "poison":
+                raise ValueError("Input must be finite")
+            super().add_fingerprint(miner_hotkey, fingerprint)
+
+    engine = _engine_with({"quality": QualityScorer()}, PoisonedHistory())
+    other = signals.tonal_piece("D major", tempo_bpm=120, seconds=8)  # not a copy of `piece`
+    good, poisoned = engine.score_round(
+        CHALLENGE, [Submission("good", piece), Submission("poison", other)]
+    )
+    assert good.final_score > 0.0 and poisoned.final_score == 0.0
+    assert "recording failed: ValueError" in (poisoned.error or "")
 
 
 def test_score_result_values_are_clamped_and_nan_becomes_zero() -> None:

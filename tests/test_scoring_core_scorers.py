@@ -7,7 +7,7 @@ import pytest
 from tests.helpers import signals
 from tuneforge.audio import Audio, resample
 from tuneforge.protocol import MusicGenerationSynapse
-from tuneforge.scoring.base import RoundContext, ScorerUnavailable
+from tuneforge.scoring.base import RoundContext
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.features import dsp_embedding
 from tuneforge.scoring.history import InMemoryHistory
@@ -35,7 +35,7 @@ def _context(clips: list[Clip], **kwargs: object) -> RoundContext:
 
 def _score(scorer: object, audio: Audio) -> float:
     clip = Clip(audio)
-    return scorer.score(clip, CHALLENGE, _context([clip]), 0).value  # type: ignore[attr-defined]
+    return scorer.measure(clip, CHALLENGE, _context([clip]), 0).value  # type: ignore[attr-defined]
 
 
 def test_original_beats_clipped_and_noisy_versions_on_quality(piece: Audio) -> None:
@@ -51,7 +51,7 @@ def test_original_beats_clipped_and_noisy_versions_on_quality(piece: Audio) -> N
 def test_quality_gives_silence_and_white_noise_zero_with_reasons() -> None:
     for audio, word in ((signals.silence(4), "silent"), (signals.white_noise(4), "noise floor")):
         clip = Clip(audio)
-        result = QualityScorer().score(clip, CHALLENGE, _context([clip]), 0)
+        result = QualityScorer().measure(clip, CHALLENGE, _context([clip]), 0)
         assert result.value == 0.0 and word in result.reason
 
 
@@ -61,12 +61,12 @@ def test_production_rewards_genre_loudness_and_judges_stereo(piece: Audio) -> No
     quiet, mastered = _score(production, piece), _score(production, signals.scaled(piece, 2.5))
     assert mastered > quiet  # -20 LUFS -> ~-12 LUFS, nearer pop's -10
     stereo = Clip(signals.stereo(piece))
-    result = production.score(stereo, CHALLENGE, _context([stereo]), 0)
+    result = production.measure(stereo, CHALLENGE, _context([stereo]), 0)
     assert "lr_correlation" in result.details and result.details["parts"]["stereo"] >= 0.8
     samples = stereo.original.samples.copy()
     samples[1] = -samples[0]  # right channel inverted: vanishes in mono
     inverted = Clip(Audio(samples, 32000))
-    bad = production.score(inverted, CHALLENGE, _context([inverted]), 0)
+    bad = production.measure(inverted, CHALLENGE, _context([inverted]), 0)
     assert bad.details["parts"]["stereo"] == 0.0 and "stereo correlation" in bad.reason
 
 
@@ -75,15 +75,15 @@ def test_speed_follows_generation_time_over_requested_duration(
     piece: Audio, ms: float, expected: float
 ) -> None:
     clip = Clip(piece)
-    result = SpeedScorer().score(clip, CHALLENGE, _context([clip], generation_ms=[ms]), 0)
+    result = SpeedScorer().measure(clip, CHALLENGE, _context([clip], generation_ms=[ms]), 0)
     assert result.value == pytest.approx(expected)
     assert result.details["realtime_factor"] == pytest.approx(ms / 10000.0)
 
 
-def test_speed_without_a_generation_time_is_excluded(piece: Audio) -> None:
+def test_speed_without_a_measured_generation_time_scores_zero(piece: Audio) -> None:
     clip = Clip(piece)
-    with pytest.raises(ScorerUnavailable):
-        SpeedScorer().score(clip, CHALLENGE, _context([clip]), 0)
+    result = SpeedScorer().measure(clip, CHALLENGE, _context([clip]), 0)
+    assert result.value == 0.0 and "no generation time" in result.reason
 
 
 def test_diversity_punishes_repeating_own_history_and_copying_the_round(piece: Audio) -> None:
@@ -91,19 +91,19 @@ def test_diversity_punishes_repeating_own_history_and_copying_the_round(piece: A
     history = InMemoryHistory()
     history.add_embedding("m0", dsp_embedding(Clip(piece)))
     repeat = Clip(signals.shifted(piece, 0.7))
-    repeated = scorer.score(repeat, CHALLENGE, _context([repeat], history=history), 0)
+    repeated = scorer.measure(repeat, CHALLENGE, _context([repeat], history=history), 0)
     fresh = Clip(signals.tonal_piece("D major", 140, 10, seed=5))
-    novel = scorer.score(fresh, CHALLENGE, _context([fresh], history=history), 0)
+    novel = scorer.measure(fresh, CHALLENGE, _context([fresh], history=history), 0)
     assert repeated.value < 0.3 < 0.9 < novel.value
     assert "recent clips" in repeated.reason
 
     twins = [Clip(piece), Clip(signals.scaled(piece, 0.8)), fresh]
     context = _context(twins)
-    values = [scorer.score(c, CHALLENGE, context, i).value for i, c in enumerate(twins)]
+    values = [scorer.measure(c, CHALLENGE, context, i).value for i, c in enumerate(twins)]
     assert values[0] < 0.3 and values[1] < 0.3 and values[2] > 0.9
 
 
-def test_diversity_with_nothing_to_compare_is_excluded(piece: Audio) -> None:
+def test_diversity_with_nothing_to_compare_is_full_novelty(piece: Audio) -> None:
     clip = Clip(piece)
-    with pytest.raises(ScorerUnavailable, match="nothing to compare"):
-        DiversityScorer().score(clip, CHALLENGE, _context([clip]), 0)
+    result = DiversityScorer().measure(clip, CHALLENGE, _context([clip]), 0)
+    assert result.value == 1.0 and "nothing earlier" in result.reason

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from tuneforge.scoring.base import Penalty, Scorer
 from tuneforge.scoring.engine import composite_score
-from tuneforge.scoring.registry import PENALTY_SPECS, SCORER_SPECS
+from tuneforge.scoring.registry import load_scorer_set
 from tuneforge.scoring.weights import (
+    ACTIVE_SCORERS,
+    PENALTIES,
     PENALTY_NAMES,
+    REQUIRED_MODELS,
     SCORER_NAMES,
     SCORER_WEIGHTS,
+    SCORERS,
     duration_multiplier,
     preference_share,
     preference_weight,
@@ -33,11 +38,34 @@ def test_weight_table_matches_design_categories() -> None:
     )
 
 
-def test_registry_names_every_scorer_and_penalty_with_a_module_path() -> None:
-    assert tuple(SCORER_SPECS) == SCORER_NAMES
-    assert tuple(PENALTY_SPECS) == PENALTY_NAMES
-    for name, spec in SCORER_SPECS.items():
-        assert spec.startswith(f"tuneforge.scoring.scorers.{name}:")
+def test_one_table_names_every_scorer_with_its_module_and_class() -> None:
+    assert tuple(s.name for s in SCORERS) == SCORER_NAMES
+    assert tuple(s.name for s in PENALTIES) == PENALTY_NAMES
+    for spec in SCORERS:
+        assert spec.implementation.startswith(f"tuneforge.scoring.scorers.{spec.name}:")
+
+
+def test_active_set_is_a_constant_with_untrained_heads_inactive_everywhere() -> None:
+    assert "learned_mos" not in ACTIVE_SCORERS and "preference" not in ACTIVE_SCORERS
+    assert len(ACTIVE_SCORERS) == 14
+    assert REQUIRED_MODELS == ("clap", "mert", "whisper")
+    inactive = {s.name: s.inactive for s in SCORERS if not s.active}
+    assert all("checkpoint" in why for why in inactive.values())
+
+
+def test_every_row_loads_a_typed_scorer_or_penalty() -> None:
+    loaded = load_scorer_set(models=None)
+    for name, entry in loaded.scorers.items():
+        if entry.instance is not None:
+            assert isinstance(entry.instance, Scorer) and not isinstance(entry.instance, Penalty)
+            assert entry.instance.name == name
+    for name, entry in loaded.penalties.items():
+        assert isinstance(entry.instance, Penalty) and entry.instance.name == name
+    # Without neural models the set is incomplete, and says exactly what is missing.
+    assert loaded.degraded
+    assert set(loaded.missing_models) == {"clap", "mert", "whisper"}
+    assert {"clap", "neural_quality", "vocal_lyrics"} <= set(loaded.excluded)
+    assert set(loaded.inactive) == {"learned_mos", "preference"}
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ def test_reference() -> ReferenceStats:
 def _penalise(penalty: FadPenalty, audio: Audio, history: InMemoryHistory | None = None):
     clip = Clip(audio)
     context = RoundContext([clip], ["miner"], [None], history or InMemoryHistory(), None)
-    return penalty.penalty(clip, CHALLENGE, context, 0)
+    return penalty.measure(clip, CHALLENGE, context, 0)
 
 
 def test_music_is_not_penalised_and_noise_is_against_test_built_statistics(test_reference):
@@ -169,17 +169,15 @@ def test_mert_frames_use_the_mert_reference_when_dimensions_match():
     ref = ReferenceStats(MERT_EMBEDDING, np.zeros(8), np.eye(8), 1000, "test")
     penalty = FadPenalty(references={MERT_EMBEDDING: ref})
     clip = Clip(signals.tonal_piece(seconds=2))
-    clip.put_feature("mert_fad_frames", rng.standard_normal((40, 8)).astype(np.float32))
+    clip.neural.mert_fad_frames = rng.standard_normal((40, 8)).astype(np.float32)
     context = RoundContext([clip], ["m"], [None], InMemoryHistory(), None)
-    near = penalty.penalty(clip, CHALLENGE, context, 0)
+    near = penalty.measure(clip, CHALLENGE, context, 0)
     assert near.details["embedding"] == MERT_EMBEDDING and near.value == 1.0
-    np.testing.assert_array_equal(
-        clip.feature("fad_window_frames", None), clip.feature("mert_fad_frames", None)
-    )
+    np.testing.assert_array_equal(clip.fad_frames_used, clip.neural.mert_fad_frames)
     far = Clip(signals.tonal_piece(seconds=2))
-    far.put_feature("mert_fad_frames", (rng.standard_normal((40, 8)) * 30 + 50).astype(np.float32))
+    far.neural.mert_fad_frames = (rng.standard_normal((40, 8)) * 30 + 50).astype(np.float32)
     context = RoundContext([far], ["m"], [None], InMemoryHistory(), None)
-    assert penalty.penalty(far, CHALLENGE, context, 0).value == pytest.approx(
+    assert penalty.measure(far, CHALLENGE, context, 0).value == pytest.approx(
         CURVES[MERT_EMBEDDING].floor
     )
 

@@ -53,19 +53,17 @@ def test_prepare_round_stores_normalised_clap_and_pooled_mert_features(models):
     clips = _clips()
     models.prepare_round(clips)
     for clip in clips:
-        clap = clip.feature("clap_embedding", None)
+        clap = clip.neural.clap_embedding
         assert clap.shape == (16,)
         assert np.linalg.norm(clap) == pytest.approx(1.0, abs=1e-5)
-        layers = clip.feature("mert_layer_means", None)
+        layers = clip.neural.mert_layer_means
         assert layers.shape == (3, 32)  # one row per hooked encoder layer
-        np.testing.assert_allclose(clip.feature("mert_embedding", None), layers.mean(axis=0))
-        segments = clip.feature("mert_segments", None)
+        np.testing.assert_allclose(clip.neural.mert_embedding, layers.mean(axis=0))
+        segments = clip.neural.mert_segments
         assert segments.shape[0] == 3 and segments.shape[2] == 32
         assert abs(segments.shape[1] - round(clip.duration_seconds)) <= 1  # ~1 s segments
-        assert clip.feature("mert_fad_frames", None).shape[1] == 32
-    assert not np.allclose(
-        clips[0].feature("clap_embedding", None), clips[1].feature("clap_embedding", None)
-    )
+        assert clip.neural.mert_fad_frames.shape[1] == 32
+    assert not np.allclose(clips[0].neural.clap_embedding, clips[1].neural.clap_embedding)
 
 
 def test_embeddings_are_deterministic_and_independent_of_the_batch(models):
@@ -77,7 +75,7 @@ def test_embeddings_are_deterministic_and_independent_of_the_batch(models):
     reloaded.prepare_round([alone])
     for name in ("clap_embedding", "mert_embedding"):
         np.testing.assert_allclose(
-            together[0].feature(name, None), alone.feature(name, None), rtol=1e-4, atol=1e-5
+            together[0].neural.embedding(name), alone.neural.embedding(name), rtol=1e-4, atol=1e-5
         )
 
 
@@ -111,8 +109,8 @@ def test_clap_scorer_is_in_range_deterministic_and_uses_the_prompt(models):
     clips = _clips()
     context = _context(clips, models)
     scorer = ClapScorer(models=models)
-    results = [scorer.score(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
-    again = [scorer.score(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    results = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    again = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     other = CHALLENGE.model_copy(update={"prompt": "aggressive drum and bass", "genre": "dnb"})
     cosines = {r.details["cosine"] for r in results}
     for r, r2 in zip(results, again, strict=True):
@@ -120,7 +118,7 @@ def test_clap_scorer_is_in_range_deterministic_and_uses_the_prompt(models):
         assert -1.0 <= r.details["cosine"] <= 1.0
         assert r.details == r2.details
     assert len(cosines) == 3
-    assert scorer.score(clips[0], other, context, 0).details != results[0].details
+    assert scorer.measure(clips[0], other, context, 0).details != results[0].details
 
 
 def test_challenge_text_names_every_requested_attribute():
@@ -142,8 +140,8 @@ def test_neural_quality_is_in_range_and_deterministic(models):
     clips = _clips()
     context = _context(clips, models)
     scorer = NeuralQualityScorer(models=models)
-    first = [scorer.score(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
-    second = [scorer.score(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    first = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    second = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     for a, b in zip(first, second, strict=True):
         assert 0.0 <= a.value <= 1.0
         assert a.value == b.value
@@ -164,7 +162,7 @@ def test_whisper_transcribes_the_round_once_in_one_batch(models):
     clips = _clips()
     transcript = models.transcript(clips[1], clips)
     assert isinstance(transcript, Transcript)
-    assert all(c.has_feature("transcript") for c in clips)  # batched over the round
+    assert all(c.neural.transcript is not None for c in clips)  # batched over the round
     assert 0.0 <= transcript.no_speech_prob <= 1.0
     assert transcript.avg_logprob <= 0.0
     assert models.transcript(clips[1], clips) is transcript  # cached, not recomputed
@@ -179,10 +177,10 @@ def test_vocal_lyrics_scores_each_kind_of_request(models):
     sung = CHALLENGE.model_copy(update={"vocals": True, "lyrics": "hold me close tonight"})
     hummed = CHALLENGE.model_copy(update={"vocals": True, "lyrics": None})
     for challenge in (sung, hummed, CHALLENGE):
-        result = scorer.score(clips[0], challenge, context, 0)
+        result = scorer.measure(clips[0], challenge, context, 0)
         assert 0.0 <= result.value <= 1.0
         assert "transcript" in result.details
-    assert "wer" in scorer.score(clips[0], sung, context, 0).details
+    assert "wer" in scorer.measure(clips[0], sung, context, 0).details
 
 
 def test_word_error_rate_counts_word_edits_and_ignores_music_tags():
@@ -222,8 +220,11 @@ def test_engine_runs_the_neural_scorers_and_excludes_absent_ones_with_reasons(mo
         for name in ("clap", "neural_quality", "vocal_lyrics"):
             assert not result.reasons[name].startswith("excluded"), result.reasons[name]
             assert result.effective_weights[name] > 0
-        assert result.reasons["learned_mos"].startswith("excluded: mos model not configured")
-        assert result.reasons["preference"] == "excluded: not trained"
-        assert result.effective_weights["preference"] == 0.0
+        # untrained heads are inactive on every validator: null, weight 0, with the reason
+        for name in ("learned_mos", "preference"):
+            assert result.score_breakdown[name] is None
+            assert result.reasons[name].startswith("inactive network-wide")
+            assert result.effective_weights[name] == 0.0
+        assert not result.degraded  # CLAP, MERT and Whisper loaded: the whole active set
         assert 0.0 <= result.penalties["fad_penalty"] <= 1.0
         assert result.details["fad_penalty"]["embedding"] == "dsp-v1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -74,6 +75,28 @@ def test_weights_follow_emas_of_registered_miners_and_departed_ones_are_dropped(
     # Inside the rate limit nothing is attempted, and the recorded outcome stays the success.
     assert loop.maybe_set_weights() is None
     assert net.chain.weight_set_count(net.uid) == 1
+
+
+def test_weights_are_not_re_set_until_a_round_changes_the_state(tmp_path: Path) -> None:
+    net = make_validator_net(tmp_path, block_time_s=0.05, weights_rate_limit=2)
+    state = ValidatorState(net.state_path)
+    _scored(net, state, {"a": 0.8, "b": 0.4})
+    loop = _loop(net, state)
+    assert (loop.maybe_set_weights() or {}).get("ok") is True
+
+    def past_the_rate_limit() -> None:
+        start = net.chain.block
+        while net.chain.block - start < 3:
+            time.sleep(0.05)
+
+    past_the_rate_limit()
+    # Every round since has failed (nothing committed): the frozen weights are not sent again.
+    assert loop.maybe_set_weights() is None
+    assert net.chain.weight_set_count(net.uid) == 1
+    _scored(net, state, {"a": 0.9, "b": 0.3})  # a round completed: new EMAs
+    past_the_rate_limit()
+    assert (loop.maybe_set_weights() or {}).get("ok") is True
+    assert net.chain.weight_set_count(net.uid) == 2
 
 
 def test_no_permit_is_recorded_with_remediation_not_raised(tmp_path: Path) -> None:

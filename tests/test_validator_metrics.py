@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers.metrics_scrape import label_values, scrape, value
+from tests.helpers.metrics_scrape import label_values, parse, scrape, value
 from tests.helpers.miner_server import serve_app
 from tests.helpers.validator_fake_miners import (
     fake_miner_app,
@@ -15,7 +15,30 @@ from tests.helpers.validator_fake_miners import (
     register_fake_miners,
 )
 from tests.helpers.validator_net import make_validator_net
+from tuneforge.metrics import render
+from tuneforge.scoring.base import (
+    Challenge,
+    RoundContext,
+    Scorer,
+    ScoreResult,
+    ScoringHistory,
+)
+from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.engine import ScoringEngine
+from tuneforge.scoring.registry import Loaded
+from tuneforge.validator.loop import ValidatorLoop
+from tuneforge.validator.query import MinerClient
 from tuneforge.validator.status import StatusServer
+
+
+def _one_round(loop: ValidatorLoop, client: MinerClient) -> None:
+    async def go() -> None:
+        try:
+            await loop.run(asyncio.Event())
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
 
 
 def test_metrics_after_a_round_count_outcomes_emas_weights_and_the_outbox(tmp_path: Path) -> None:
@@ -33,13 +56,7 @@ def test_metrics_after_a_round_count_outcomes_emas_weights_and_the_outbox(tmp_pa
                 before = scrape(http)
                 assert value(before, "tuneforge_validator_rounds_total") == 0
 
-                async def one_round() -> None:
-                    try:
-                        await loop.run(asyncio.Event())
-                    finally:
-                        await client.aclose()
-
-                asyncio.run(one_round())
+                _one_round(loop, client)
                 m = scrape(http)
                 assert value(m, "tuneforge_validator_rounds_total") == 1
                 assert value(m, "tuneforge_validator_round_seconds_count") == 1
@@ -68,3 +85,34 @@ def test_metrics_after_a_round_count_outcomes_emas_weights_and_the_outbox(tmp_pa
         finally:
             status.stop()
             state.close()
+
+
+class _AlwaysRaises(Scorer):
+    name = "timbral"
+
+    def measure(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        raise ArithmeticError("crafted to break this check")
+
+
+def _engine_with_a_broken_check(history: ScoringHistory, models: object) -> ScoringEngine:
+    engine = ScoringEngine.create(history, None)
+    engine.scorer_set.scorers["timbral"] = Loaded("timbral", _AlwaysRaises())
+    return engine
+
+
+def test_a_check_that_raises_is_counted_and_scores_zero(tmp_path: Path) -> None:
+    net = make_validator_net(tmp_path)
+    miners = make_fake_miners(tmp_path, ["good"])
+    with serve_app(fake_miner_app(miners)) as miner_url:
+        register_fake_miners(net.chain, miners, miner_url.removeprefix("http://"))
+        loop, state, client = net.build(net.settings(max_rounds=1), _engine_with_a_broken_check)
+
+        _one_round(loop, client)
+    assert loop.last_report is not None
+    [score] = loop.last_report.scores
+    assert score.score_breakdown["timbral"] == 0.0 and score.final_score > 0.0
+    assert score.reasons["timbral"] == "failed: ArithmeticError: crafted to break this check"
+    samples = parse(render(loop.metrics.registry).decode())
+    assert value(samples, "tuneforge_validator_check_failures_total", check="timbral") == 1

@@ -10,6 +10,7 @@ import pytest
 from tests.helpers.miner_server import serve_app
 from tests.helpers.validator_fake_miners import (
     EXPECTED_CODES,
+    HOSTILE_SAMPLES,
     fake_miner_app,
     make_fake_miners,
     register_fake_miners,
@@ -49,7 +50,7 @@ def _one_round(tmp_path: Path, behaviours: list[str], **neuron: object) -> Round
 
 
 def test_a_round_with_misbehaving_miners_completes_with_reasons(tmp_path: Path) -> None:
-    report = _one_round(tmp_path, list(EXPECTED_CODES))
+    report = _one_round(tmp_path, list(EXPECTED_CODES), sample_size=32)
     assert len(report.outcomes) == len(EXPECTED_CODES)
     by_hotkey = {o.hotkey: (o, s) for o, s in zip(report.outcomes, report.scores, strict=True)}
     miners = make_fake_miners(tmp_path, list(EXPECTED_CODES))  # same wallets (idempotent)
@@ -57,7 +58,11 @@ def test_a_round_with_misbehaving_miners_completes_with_reasons(tmp_path: Path) 
         outcome, score = by_hotkey[miners.hotkey(behaviour)]
         assert outcome.code == code, (behaviour, outcome.reason)
         assert len(score.score_breakdown) == 16
-        if code is None:
+        if code is None and behaviour in HOSTILE_SAMPLES:
+            # decodable but degenerate: scored like any clip (that no such clip outscores music
+            # is the property tests/test_fuzz_scoring.py checks), and the round went on
+            assert 0.0 <= score.final_score <= 1.0 and score.error is None, behaviour
+        elif code is None:
             assert score.final_score > 0.0
             assert report.emas[(outcome.uid, outcome.hotkey)] > 0.0
         else:

@@ -17,6 +17,9 @@ MAX_CHANNELS = 2
 DEFAULT_MAX_SECONDS = 120.0
 DEFAULT_TARGET_LUFS = -14.0
 DEFAULT_TRUE_PEAK_DBFS = -1.0
+# A float WAV may legitimately overshoot full scale a little (inter-sample peaks, a hot master);
+# beyond +24 dBFS it is not audio but an attack on the numerics (|x| ~ 1e20 overflows squares).
+MAX_ABS_SAMPLE = 16.0
 
 
 class AudioError(ValueError):
@@ -96,12 +99,32 @@ def decode_wav(
         raise AudioError(f"unreadable WAV: {exc}") from exc
     if samples.shape[0] < frames:
         raise AudioError(f"truncated WAV: header says {frames} frames, got {samples.shape[0]}")
-    if not np.all(np.isfinite(samples)):
-        raise AudioError("audio contains NaN or infinite samples")
-    audio = Audio(samples.T.copy(), rate)
+    audio = Audio(normalized_samples(samples.T), rate)
     if audio.duration_seconds < min_seconds:
         raise AudioError(f"audio is {audio.duration_seconds:.2f} s, minimum is {min_seconds} s")
     return audio
+
+
+def normalized_samples(samples: np.ndarray) -> np.ndarray:
+    """Range-check untrusted samples once, at the boundary: finite, at most MAX_ABS_SAMPLE, then
+    clipped to [-1, 1] as any player's converter would (the artifact penalty hears the clipping).
+    Everything downstream may then assume bounded float32."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if not np.all(np.isfinite(samples)):
+        raise AudioError("audio contains NaN or infinite samples")
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(f"sample values out of range (peak {peak:.3g}, limit {MAX_ABS_SAMPLE:g})")
+    return np.clip(samples, -1.0, 1.0).astype(np.float32)
+
+
+def checked_audio(audio: Audio) -> Audio:
+    """`audio` as scoring may use it: a sane rate, 1-2 channels, bounded finite samples."""
+    if not MIN_SAMPLE_RATE <= int(audio.sample_rate) <= MAX_SAMPLE_RATE:
+        raise AudioError(f"sample rate {audio.sample_rate} Hz is not supported")
+    if not 1 <= audio.channels <= MAX_CHANNELS:
+        raise AudioError(f"{audio.channels} channels, expected 1 or 2")
+    return Audio(normalized_samples(audio.samples), int(audio.sample_rate))
 
 
 def _check_data_chunk_complete(data: bytes) -> None:

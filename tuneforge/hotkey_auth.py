@@ -3,9 +3,10 @@
 A neuron signs `f"{nonce}.{hotkey}.{METHOD}.{path}.{sha256hex(body) or 'empty'}"` with its
 sr25519 hotkey and sends `X-Validator-Hotkey`, `X-Validator-Nonce` and `X-Validator-Signature`.
 The server checks, in this order: headers well-formed -> nonce inside the window -> hotkey
-registered -> signature -> nonce unseen (replay) -> validator permit for writes. The order puts the
-cheap checks first and only remembers a nonce once the signature proved who sent it, so a forger
-cannot burn someone else's nonces.
+registered -> validator permit for writes -> signature -> nonce unseen (replay). Everything before
+the signature needs only the headers, so it is checked before any body byte is read; a nonce is
+remembered only once the signature proved who sent it, so a forger cannot burn someone else's
+nonces.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.chain.base import Neuron
@@ -85,18 +87,26 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def verify_hotkey_headers(
+@dataclass(frozen=True)
+class HotkeyClaim:
+    """What the headers claim, checked as far as headers alone allow (no body read yet)."""
+
+    hotkey: str
+    nonce: int
+    nonce_text: str
+    signature: bytes
+    verifier: Any  # the sr25519 Keypair of `hotkey`
+
+
+def check_hotkey_headers(
     headers: Mapping[str, str],
-    method: str,
-    path: str,
-    body: bytes,
     metagraph_lookup: MetagraphLookup,
-    nonce_store: NonceStore,
     now_ns: int | None = None,
     window_s: float = DEFAULT_WINDOW_S,
     require_permit: bool = False,
-) -> str:
-    """Return the caller's hotkey, or raise HotkeyAuthError(401|403, detail)."""
+) -> HotkeyClaim:
+    """Everything that needs no body: headers well-formed -> nonce window -> registered ->
+    validator permit (writes). Raises HotkeyAuthError(401|403, detail)."""
     from bittensor.sp_core import Keypair
 
     hotkey = _header(headers, HEADER_HOTKEY)
@@ -124,19 +134,42 @@ def verify_hotkey_headers(
     neuron = metagraph_lookup(hotkey)
     if neuron is None:
         raise HotkeyAuthError(403, "Hotkey is not registered on the subnet")
-
+    # Before the signature: a permit is public chain state, and refusing here means a write
+    # from a hotkey without one never costs us its body.
+    if require_permit and not neuron.validator_permit:
+        raise HotkeyAuthError(403, "Hotkey has no validator permit")
     signature = bytes.fromhex(signature_text.removeprefix("0x"))
-    message = signing_message(nonce_text, hotkey, method, path, body).encode()
+    return HotkeyClaim(hotkey, nonce, nonce_text, signature, verifier)
+
+
+def verify_hotkey_signature(
+    claim: HotkeyClaim, method: str, path: str, digest: str, nonce_store: NonceStore
+) -> str:
+    """Check the signature over `digest` (`body_hash` of the body, or the hash the body must
+    have), then spend the nonce; return the hotkey or raise HotkeyAuthError(401, detail)."""
+    message = f"{claim.nonce_text}.{claim.hotkey}.{method.upper()}.{path}.{digest}".encode()
     try:
-        valid = verifier.verify(message, signature)
+        valid = claim.verifier.verify(message, claim.signature)
     except ValueError:
         valid = False
     if not valid:
         raise HotkeyAuthError(401, "Invalid signature")
-
-    if not nonce_store.check_and_store(hotkey, nonce):
+    if not nonce_store.check_and_store(claim.hotkey, claim.nonce):
         raise HotkeyAuthError(401, "Nonce already used")
+    return claim.hotkey
 
-    if require_permit and not neuron.validator_permit:
-        raise HotkeyAuthError(403, "Hotkey has no validator permit")
-    return hotkey
+
+def verify_hotkey_headers(
+    headers: Mapping[str, str],
+    method: str,
+    path: str,
+    body: bytes,
+    metagraph_lookup: MetagraphLookup,
+    nonce_store: NonceStore,
+    now_ns: int | None = None,
+    window_s: float = DEFAULT_WINDOW_S,
+    require_permit: bool = False,
+) -> str:
+    """Return the caller's hotkey, or raise HotkeyAuthError(401|403, detail)."""
+    claim = check_hotkey_headers(headers, metagraph_lookup, now_ns, window_s, require_permit)
+    return verify_hotkey_signature(claim, method, path, body_hash(body), nonce_store)

@@ -25,6 +25,7 @@ from tuneforge.api.app import create_app
 from tuneforge.api.settings import ApiSettings
 from tuneforge.chain.local import LocalChain
 from tuneforge.hotkey_auth import sign_hotkey_headers
+from tuneforge.http_limits import uvicorn_limits
 
 VALIDATOR_URI = "//TuneForgeValidator"
 READER_URI = "//TuneForgeMiner"
@@ -89,7 +90,12 @@ class ServerThread:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            **uvicorn_limits(),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -17,6 +17,7 @@ from tests.helpers.api_server import ServerThread, make_settings
 from tests.helpers.validator_net import ValidatorNet
 from tuneforge.api.app import create_app
 from tuneforge.api.settings import ApiSettings
+from tuneforge.http_limits import uvicorn_limits
 from tuneforge.validator.api_client import ApiClient
 from tuneforge.validator.jobs import JobWorker
 from tuneforge.validator.loop import ValidatorLoop
@@ -29,7 +30,7 @@ class ServerOnPort(ServerThread):
     def __init__(self, app: Any, port: int) -> None:
         self.port = port
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **uvicorn_limits()
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -50,6 +50,24 @@ EXPECTED_CODES: dict[str, str | None] = {
     "unsigned": "missing_signature",
     "bad_signature": "bad_signature",
     "other_signer": "wrong_signer",
+    # decodable but hostile to the numbers: huge finite floats stop at the decoder; the rest
+    # reach scoring and must be scored (low) without breaking the round
+    "huge_float": "out_of_range",
+    "hot_float": None,
+    "subnormal": None,
+    "dc_offset": None,
+    "nyquist": None,
+    "one_impulse": None,
+}
+
+# Float32 sample arrays (1 s at 32 kHz) for the decodable hostile behaviours.
+HOSTILE_SAMPLES: dict[str, np.ndarray] = {
+    "huge_float": np.full(32_000, 1e20, dtype=np.float32) * np.sign(np.sin(np.arange(32_000))),
+    "hot_float": (4.0 * np.sin(2 * np.pi * 440 * np.arange(32_000) / 32_000)).astype(np.float32),
+    "subnormal": np.full(32_000, 1e-40, dtype=np.float32),
+    "dc_offset": np.full(32_000, 0.7, dtype=np.float32),
+    "nyquist": np.tile(np.array([1.0, -1.0], dtype=np.float32), 16_000),
+    "one_impulse": np.eye(1, 32_000, 16_000, dtype=np.float32)[0],
 }
 
 
@@ -163,6 +181,12 @@ def fake_miner_app(miners: FakeMiners, answer_seconds: float = 2.0) -> FastAPI:
             nan_wav = _float_wav(samples, 32_000)
             return Response(
                 nan_wav, media_type="audio/wav", headers=signed(wallet, nan_wav, caller)
+            )
+        if behaviour in HOSTILE_SAMPLES:
+            samples = np.tile(HOSTILE_SAMPLES[behaviour], int(min(synapse.duration_seconds, 4)))
+            hostile = _float_wav(samples, 32_000)
+            return Response(
+                hostile, media_type="audio/wav", headers=signed(wallet, hostile, caller)
             )
         if behaviour == "ten_minutes":
             long_wav = encode_wav(Audio(np.zeros((1, 8_000 * 600), dtype=np.float32), 8_000))

@@ -19,7 +19,7 @@ from tuneforge.api.models import Account, ApiKey, utcnow
 from tuneforge.api.settings import PLAN_RATE_LIMITS
 
 KEY_PREFIX = "tf_"
-_KEY_PATTERN = re.compile(r"^tf_[A-Za-z0-9_\-]{32,128}$")
+KEY_PATTERN = re.compile(r"^tf_[A-Za-z0-9_\-]{32,128}$")
 _EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
 
@@ -125,7 +125,7 @@ def list_accounts(db: Database) -> list[dict[str, object]]:
 
 def authenticate_key(db: Database, key: str) -> KeyIdentity | None:
     """The active key's identity, or None for malformed, unknown or revoked keys."""
-    if not _KEY_PATTERN.match(key):
+    if not KEY_PATTERN.match(key):
         return None
     with db.read() as session:
         row = session.execute(

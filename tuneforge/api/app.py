@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 
 from tuneforge.api import db as dbmod
-from tuneforge.api import deps
+from tuneforge.api import deps, openapi
 from tuneforge.api.context import ApiContext
 from tuneforge.api.jobs import JobService
 from tuneforge.api.leaderboard import Leaderboard
@@ -123,6 +123,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    openapi.install(app)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

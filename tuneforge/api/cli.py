@@ -57,6 +57,7 @@ def serve(
 
     from tuneforge.api.app import SETTINGS_ENV
     from tuneforge.api.settings import ApiSettings
+    from tuneforge.http_limits import uvicorn_limits
 
     base = ApiSettings()
     overrides: dict[str, Any] = {
@@ -96,6 +97,7 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         log_level=settings.logging.level.lower(),
+        **uvicorn_limits(),
     )
 
 

@@ -2,12 +2,15 @@
 
 Each one also charges the caller's rate-limit bucket once it knows who the caller is (by key or
 hotkey); a failed authentication is charged to the client address instead, so guessing keys or
-signatures is rate limited too.
+signatures is rate limited too (the guard refuses an exhausted address before authentication).
+Hotkey checks that need only headers (format, freshness, registration, permit) run before any
+body byte is read; the signature is checked over the body's hash once it is in (bounded).
 """
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import anyio
 from fastapi import HTTPException, Request
@@ -16,8 +19,17 @@ from tuneforge.api.accounts import KeyIdentity, authenticate_key
 from tuneforge.api.context import ApiContext
 from tuneforge.api.middleware import RATELIMIT_SCOPE_KEY, client_key
 from tuneforge.api.settings import PLAN_RATE_LIMITS
-from tuneforge.hotkey_auth import HEADER_HOTKEY, HotkeyAuthError, verify_hotkey_headers
+from tuneforge.hotkey_auth import (
+    HEADER_HOTKEY,
+    HotkeyAuthError,
+    HotkeyClaim,
+    body_hash,
+    check_hotkey_headers,
+    verify_hotkey_signature,
+)
 from tuneforge.nonces import MemoryNonceStore
+
+T = TypeVar("T")
 
 
 def context(request: Request) -> ApiContext:
@@ -30,17 +42,20 @@ async def charge(request: Request, key: str, limit: int) -> None:
         result = await anyio.to_thread.run_sync(ctx.limiter.hit, key, limit)
     else:
         result = ctx.limiter.hit(key, limit)
-    request.scope[RATELIMIT_SCOPE_KEY]["result"] = result
+    holder = request.scope[RATELIMIT_SCOPE_KEY]
+    holder["result"] = result
+    holder["charged"] = True
     if not result.allowed:
         raise HTTPException(429, f"Rate limit exceeded: {limit} requests per minute")
 
 
 async def _refuse(request: Request, status: int, detail: str) -> HTTPException:
-    await charge(
-        request,
-        client_key(request.scope),
-        context(request).settings.anonymous_rate_limit_per_minute,
-    )
+    if not request.scope[RATELIMIT_SCOPE_KEY].get("charged"):
+        await charge(
+            request,
+            client_key(request.scope),
+            context(request).settings.anonymous_rate_limit_per_minute,
+        )
     return HTTPException(status, detail)
 
 
@@ -58,32 +73,48 @@ async def api_key(request: Request) -> KeyIdentity:
     return identity
 
 
-async def _neuron(request: Request, write: bool) -> str:
-    ctx = context(request)
-    body = await request.body()
+async def _off_loop(request: Request, function: Callable[[], T]) -> T:
+    # sr25519 verification is ~0.1 ms: only a networked nonce store justifies a thread hop.
+    if isinstance(context(request).nonces, MemoryNonceStore):
+        return function()
+    return await anyio.to_thread.run_sync(function)
 
-    def verify() -> str:
-        return verify_hotkey_headers(
+
+async def hotkey_claim(request: Request, write: bool) -> HotkeyClaim:
+    """The headers' claim, checked without reading the body (401/403 otherwise)."""
+    ctx = context(request)
+    try:
+        return check_hotkey_headers(
             request.headers,
-            request.method,
-            request.scope["path"],
-            body,
             ctx.metagraph.lookup,
-            ctx.nonces,
             window_s=ctx.settings.nonce_window_s,
             require_permit=write,
         )
+    except HotkeyAuthError as exc:
+        raise await _refuse(request, exc.status, exc.detail) from None
+
+
+async def signed_by(request: Request, claim: HotkeyClaim, digest: str) -> str:
+    """Verify the claim's signature over `digest` and charge the hotkey's bucket."""
+    ctx = context(request)
+
+    def verify() -> str:
+        return verify_hotkey_signature(
+            claim, request.method, request.scope["path"], digest, ctx.nonces
+        )
 
     try:
-        # sr25519 verification is ~0.1 ms: only a networked nonce store justifies a thread hop.
-        if isinstance(ctx.nonces, MemoryNonceStore):
-            hotkey = verify()
-        else:
-            hotkey = await anyio.to_thread.run_sync(verify)
+        hotkey = await _off_loop(request, verify)
     except HotkeyAuthError as exc:
         raise await _refuse(request, exc.status, exc.detail) from None
     await charge(request, f"hotkey:{hotkey}", ctx.settings.hotkey_rate_limit_per_minute)
     return hotkey
+
+
+async def _neuron(request: Request, write: bool) -> str:
+    claim = await hotkey_claim(request, write)
+    body = await request.body()  # bounded by the guard's per-route body limit
+    return await signed_by(request, claim, body_hash(body))
 
 
 async def neuron(request: Request) -> str:

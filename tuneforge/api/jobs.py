@@ -19,9 +19,12 @@ from loguru import logger
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from tuneforge.api import stored
 from tuneforge.api.accounts import KeyIdentity, new_id
+from tuneforge.api.audio_owners import bind_job_audio, record_upload
 from tuneforge.api.db import Database
 from tuneforge.api.models import (
+    AUDIO_FOR_JOB,
     JOB_COMPLETED,
     JOB_FAILED,
     JOB_PROCESSING,
@@ -32,7 +35,7 @@ from tuneforge.api.models import (
     utcnow,
 )
 from tuneforge.api.schemas import GenerateRequest, JobResult
-from tuneforge.api.storage import AudioStore
+from tuneforge.api.storage import AudioStore, StagedUpload
 from tuneforge.protocol import MusicGenerationSynapse
 
 EXPIRED_ERROR = "Job expired before a validator delivered it; credits refunded."
@@ -254,11 +257,19 @@ class JobService:
     def submit_result(
         self, validator_hotkey: str, request_id: str, result: JobResult, now: datetime | None = None
     ) -> dict[str, Any]:
-        """Complete (or fail and refund) a job leased to this validator."""
+        """Complete (or fail and refund) a job leased to this validator.
+
+        The job row is locked (FOR UPDATE; SQLite writers are serialised by BEGIN IMMEDIATE) and
+        the final status is set by a conditional UPDATE on `status = processing`, so a deadline
+        sweep and a result arriving together end either completed or failed+refunded, never both.
+        """
         now = now or utcnow()
-        missing = [t.audio_sha256 for t in result.tracks if not self.store.has(t.audio_sha256)]
         with self.db.write() as session:
-            job = session.get(GenerationRequest, request_id)
+            job = session.scalar(
+                select(GenerationRequest)
+                .where(GenerationRequest.id == request_id)
+                .with_for_update()
+            )
             if job is None:
                 raise JobNotFound(request_id)
             if job.lease_holder != validator_hotkey:
@@ -274,11 +285,13 @@ class JobService:
                     session, request_id, result.error or "no tracks delivered", now
                 )
                 return {"request_id": request_id, "status": JOB_FAILED, "track_ids": []}
-            if missing:
-                raise MissingAudio(
-                    f"audio {missing[0]} has not been uploaded: PUT /api/v1/validator/audio/"
-                    f"{missing[0]} first"
-                )
+            for item in result.tracks:
+                if not self.store.has(item.audio_sha256):
+                    raise MissingAudio(
+                        f"audio {item.audio_sha256} has not been uploaded: "
+                        f"PUT /api/v1/validator/audio/{item.audio_sha256} first"
+                    )
+                bind_job_audio(session, item.audio_sha256, validator_hotkey, request_id)
             track_ids = []
             for item in result.tracks:
                 track = Track(
@@ -290,14 +303,31 @@ class JobService:
                 )
                 session.add(track)
                 track_ids.append(track.id)
-            job.status = JOB_COMPLETED
-            job.completed_at = now
-            job.updated_at = now
-            job.error = None
+            completed = session.execute(
+                update(GenerationRequest)
+                .where(
+                    GenerationRequest.id == request_id,
+                    GenerationRequest.status == JOB_PROCESSING,
+                    GenerationRequest.lease_holder == validator_hotkey,
+                )
+                .values(status=JOB_COMPLETED, completed_at=now, updated_at=now, error=None)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if completed != 1:
+                # Lost to the deadline sweep: the exception rolls the tracks back.
+                raise JobConflict("the job expired before the result arrived")
         logger.info(
             "job {} completed by {} with {} tracks", request_id, validator_hotkey, len(track_ids)
         )
         return {"request_id": request_id, "status": JOB_COMPLETED, "track_ids": track_ids}
+
+    def store_audio(self, validator_hotkey: str, upload: StagedUpload) -> bool:
+        """Adopt a job's streamed WAV and record who uploaded it; True if it was stored."""
+        existed = self.store.has(upload.sha256)
+        with self.db.write() as session:
+            upload.commit()
+            record_upload(session, upload.sha256, validator_hotkey, AUDIO_FOR_JOB)
+        return existed
 
     def queue_depth(self) -> int:
         with self.db.read() as session:
@@ -324,9 +354,11 @@ def track_view(track: Track) -> dict[str, Any]:
         "duration_seconds": track.duration_seconds,
         "sample_rate": track.sample_rate,
         "miner_hotkey": track.miner_hotkey,
-        "score": track.final_score,
-        "composite": track.composite,
-        "score_breakdown": track.score_breakdown,
-        "penalties": track.penalties,
+        "score": stored.number(track.final_score),
+        "composite": stored.number(track.composite),
+        "score_breakdown": stored.scores(track.score_breakdown),
+        "penalties": stored.scores(track.penalties),
         "generation_ms": track.generation_ms,
+        "excluded": stored.reasons(track.excluded),
+        "degraded": bool(track.degraded),
     }

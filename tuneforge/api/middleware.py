@@ -1,7 +1,15 @@
-"""One ASGI guard around the whole app: body-size caps, rate-limit headers, opaque 500s.
+"""One ASGI guard around the whole app: header and body size caps, per-address rate limits,
+rate-limit headers, opaque 500s.
 
 Pure ASGI (not BaseHTTPMiddleware) so it can count streamed body bytes and add headers to every
 response, errors included, without buffering responses.
+
+Rate-limit accounting starts here, before any authentication (D13): a request to a public route,
+or one without credentials, is counted against its client address up front, whatever headers it
+carries; a request with credentials to an authenticated route is refused up front when its
+address is exhausted, and then charged to its key or hotkey (or to the address when it fails to
+authenticate). A request nobody charged (an unknown route, a malformed body) is charged to the
+address on the way out.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from loguru import logger
 from starlette.exceptions import HTTPException
 
 from tuneforge.api.ratelimit import RateLimiter, RateLimitResult
+from tuneforge.http_limits import MAX_HEADER_BYTES
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,6 +37,8 @@ RATELIMIT_SCOPE_KEY = "tuneforge.ratelimit"
 EXEMPT_PATHS = frozenset(
     {"/health", "/api/v1/health", "/docs", "/openapi.json", "/redoc", "/metrics"}
 )
+# Every route under this prefix authenticates its caller (health is exempt above).
+AUTHENTICATED_PREFIX = "/api/v1/"
 
 
 class BodyTooLarge(HTTPException):
@@ -45,6 +56,12 @@ def client_key(scope: Scope) -> str:
 def has_credentials(scope: Scope) -> bool:
     names = {name for name, _ in scope.get("headers", [])}
     return b"authorization" in names or b"x-validator-hotkey" in names
+
+
+def header_bytes(scope: Scope) -> int:
+    """Bytes of the request line and headers as they came (near enough: separators counted)."""
+    line = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
+    return line + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
 
 
 class GuardMiddleware:
@@ -76,7 +93,7 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        holder: dict[str, RateLimitResult | None] = {"result": None}
+        holder: dict[str, Any] = {"result": None, "charged": False}
         scope[RATELIMIT_SCOPE_KEY] = holder
         path, method = scope["path"], scope["method"]
         exempt = path in EXEMPT_PATHS
@@ -88,17 +105,40 @@ class GuardMiddleware:
                 )
             return holder["result"].headers()
 
-        if not exempt and not has_credentials(scope):
-            # Requests without credentials are counted per client address up front.
-            result = await self._call(self.limiter.hit, client_key(scope), self.anonymous_limit)
+        if header_bytes(scope) > MAX_HEADER_BYTES:
+            await self._json(send, 431, "Request header fields too large", {})
+            return
+
+        if not exempt:
+            if has_credentials(scope) and path.startswith(AUTHENTICATED_PREFIX):
+                # Charged once authenticated (to the key or hotkey, or to the address on a
+                # failure); an address exhausted by failures is refused before trying again.
+                result = await self._call(
+                    self.limiter.peek, client_key(scope), self.anonymous_limit
+                )
+                if result.remaining <= 0:
+                    result = await self._call(
+                        self.limiter.hit, client_key(scope), self.anonymous_limit
+                    )
+            else:
+                result = await self._call(self.limiter.hit, client_key(scope), self.anonymous_limit)
+                holder["charged"] = True
             holder["result"] = result
             if not result.allowed:
                 await self._json(send, 429, "Rate limit exceeded", result.headers())
                 return
 
+        async def charge_address_unless_charged() -> None:
+            # Whatever ended the request before authentication (413, a malformed body, an
+            # unknown route, a public page with credential-shaped headers) counts per address.
+            if not exempt and not holder["charged"]:
+                holder["charged"] = True
+                await self._call(self.limiter.hit, client_key(scope), self.anonymous_limit)
+
         limit = self.body_limit(method, path)
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await charge_address_unless_charged()
             await self._json(
                 send, 413, f"Request body larger than {limit} bytes", await current_limits()
             )
@@ -131,7 +171,9 @@ class GuardMiddleware:
 
         try:
             await self.app(scope, counting_receive, guarded_send)
+            await charge_address_unless_charged()
         except BodyTooLarge:
+            await charge_address_unless_charged()
             if not started:
                 await self._json(
                     send, 413, f"Request body larger than {limit} bytes", await current_limits()

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -98,6 +99,8 @@ class Track(Base):
     score_breakdown: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     penalties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     generation_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    excluded: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    degraded: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -111,7 +114,8 @@ class Round(Base):
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
     validator_hotkey: Mapped[str] = mapped_column(String(64))
     round_id: Mapped[str] = mapped_column(String(64))
-    block: Mapped[int] = mapped_column(Integer)
+    # BIGINT on PostgreSQL (int4 overflowed at 2^31); SQLite's INTEGER is already 64-bit.
+    block: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     challenge: Mapped[dict[str, Any]] = mapped_column(JSON)
     content_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -139,4 +143,26 @@ class ScoreResult(Base):
     duration_seconds: Mapped[float] = mapped_column(Float)
     sample_rate: Mapped[int] = mapped_column(Integer)
     genre: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    excluded: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    degraded: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+AUDIO_FOR_JOB = "job"
+AUDIO_FOR_ROUND = "round"
+
+
+class AudioUpload(Base):
+    """Who uploaded which audio, and for what: a validator may only reference audio it uploaded
+    itself for that purpose (a job's audio, bound to the first job that uses it; a round's audio,
+    bound to its track). The store is content-addressed, so the bytes alone prove nothing."""
+
+    __tablename__ = "audio_uploads"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uploader_hotkey: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(8), primary_key=True)
+    # For job audio, the job (request id) it was delivered for; None until then. Round audio is
+    # never bound: a validator may publish the same clip for several of its own tracks.
+    bound_to: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

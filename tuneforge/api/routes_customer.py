@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
@@ -13,14 +13,24 @@ from tuneforge.api import deps
 from tuneforge.api.accounts import KeyIdentity
 from tuneforge.api.jobs import InsufficientCredits, JobNotFound, iso
 from tuneforge.api.models import JOB_COMPLETED, Account, GenerationRequest, Track, utcnow
-from tuneforge.api.schemas import GenerateRequest
+from tuneforge.api.openapi import API_KEY_SECURITY, HOTKEY_SECURITY, errors
+from tuneforge.api.schemas import REQUEST_ID_PATTERN, TRACK_ID_PATTERN, GenerateRequest
 from tuneforge.api.settings import PLAN_RATE_LIMITS
 from tuneforge.api.storage import AudioStoreError
 
 router = APIRouter(prefix="/api/v1")
 
 
-@router.post("/music/generate", status_code=201, tags=["music"])
+_KEYED = {"security": API_KEY_SECURITY}
+
+
+@router.post(
+    "/music/generate",
+    status_code=201,
+    tags=["music"],
+    responses=errors(401, 402),
+    openapi_extra=_KEYED,
+)
 def generate(
     body: GenerateRequest,
     request: Request,
@@ -42,9 +52,13 @@ def generate(
     }
 
 
-@router.get("/music/status/{request_id}", tags=["music"])
+@router.get(
+    "/music/status/{request_id}", tags=["music"], responses=errors(401, 404), openapi_extra=_KEYED
+)
 def status(
-    request_id: str, request: Request, identity: KeyIdentity = Depends(deps.api_key)
+    request: Request,
+    request_id: str = Path(pattern=REQUEST_ID_PATTERN),
+    identity: KeyIdentity = Depends(deps.api_key),
 ) -> dict[str, Any]:
     try:
         return deps.context(request).jobs.status(identity.account_id, request_id)
@@ -56,10 +70,19 @@ def status(
     "/music/audio/{track_id}.wav",
     tags=["music"],
     response_class=Response,
-    responses={200: {"content": {"audio/wav": {}}}},
+    responses={
+        200: {
+            "description": "The WAV bytes",
+            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+    | errors(401, 403, 404),
+    openapi_extra={"security": API_KEY_SECURITY + HOTKEY_SECURITY},
 )
 def audio(
-    track_id: str, request: Request, caller: KeyIdentity | str = Depends(deps.key_or_neuron)
+    request: Request,
+    track_id: str = Path(pattern=TRACK_ID_PATTERN),
+    caller: KeyIdentity | str = Depends(deps.key_or_neuron),
 ) -> Response:
     """WAV bytes: the owner's own tracks (API key), or challenge tracks (signed neurons)."""
     ctx = deps.context(request)
@@ -76,7 +99,7 @@ def audio(
     return Response(content=data, media_type="audio/wav")
 
 
-@router.get("/account/me", tags=["account"])
+@router.get("/account/me", tags=["account"], responses=errors(401), openapi_extra=_KEYED)
 def account_me(request: Request, identity: KeyIdentity = Depends(deps.api_key)) -> dict[str, Any]:
     """The account, its plan limit and this month's usage (computed from its jobs)."""
     ctx = deps.context(request)

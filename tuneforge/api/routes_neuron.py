@@ -3,15 +3,29 @@ validator write endpoints (validator permit)."""
 
 from __future__ import annotations
 
-import hashlib
+import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+import anyio
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import WithJsonSchema
 
 from tuneforge.api import deps
+from tuneforge.api.audio_owners import AudioNotYours
 from tuneforge.api.jobs import JobConflict, JobNotFound, MissingAudio
-from tuneforge.api.schemas import ClaimRequest, JobResult, PublishRound
+from tuneforge.api.openapi import HOTKEY_SECURITY, WAV_BODY, errors
+from tuneforge.api.schemas import (
+    CURSOR_PATTERN,
+    HOTKEY_PATTERN,
+    REQUEST_ID_PATTERN,
+    SAFE_TEXT_PATTERN,
+    SHA256_PATTERN,
+    TRACK_ID_PATTERN,
+    ClaimRequest,
+    JobResult,
+    PublishRound,
+)
 from tuneforge.api.scores import (
     MAX_BEST_LIMIT,
     MAX_EXPORT_LIMIT,
@@ -20,18 +34,24 @@ from tuneforge.api.scores import (
     ScoresConflict,
     ScoresNotFound,
 )
-from tuneforge.api.storage import is_sha256, looks_like_wav
+from tuneforge.api.storage import StagedUpload
 
 router = APIRouter(prefix="/api/v1")
 
-_WAV_BODY = {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}
+# ISO-8601 / RFC 3339 date-time, as the schema's `format: date-time` means it: a string, never
+# a number. Fractions beyond microseconds are accepted and truncated.
+_ISO_DATETIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+)
+_BEYOND_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
+_SIGNED = {"security": HOTKEY_SECURITY}
 
 
-@router.get("/scores/best", tags=["scores"])
+@router.get("/scores/best", tags=["scores"], responses=errors(401, 403), openapi_extra=_SIGNED)
 def best(
     request: Request,
     limit: int = Query(20, ge=1, le=MAX_BEST_LIMIT),
-    genre: str | None = Query(None, max_length=64),
+    genre: str | None = Query(None, max_length=64, pattern=SAFE_TEXT_PATTERN),
     _hotkey: str = Depends(deps.neuron),
 ) -> dict[str, Any]:
     """Best-scored challenge tracks with their full breakdowns."""
@@ -39,16 +59,22 @@ def best(
     return {"tracks": tracks, "base_url": base_url(request)}
 
 
-@router.get("/scores/miners", tags=["scores"])
+@router.get("/scores/miners", tags=["scores"], responses=errors(401, 403), openapi_extra=_SIGNED)
 def miners(request: Request, _hotkey: str = Depends(deps.neuron)) -> dict[str, Any]:
-    """Leaderboard: per miner, tracks scored, mean and EMA final score, mean of each scorer."""
+    """Leaderboard: per miner, tracks scored, mean and EMA final score, mean of each scorer
+    (null when that scorer was never measured for the miner)."""
     return {"miners": deps.context(request).scores.miners()}
 
 
-@router.get("/scores/miners/{hotkey}", tags=["scores"])
+@router.get(
+    "/scores/miners/{hotkey}",
+    tags=["scores"],
+    responses=errors(401, 403, 404),
+    openapi_extra=_SIGNED,
+)
 def miner(
-    hotkey: str,
     request: Request,
+    hotkey: str = Path(pattern=HOTKEY_PATTERN),
     limit: int = Query(50, ge=1, le=MAX_BEST_LIMIT),
     _hotkey: str = Depends(deps.neuron),
 ) -> dict[str, Any]:
@@ -59,90 +85,173 @@ def miner(
     return {"miner_hotkey": hotkey, "results": results}
 
 
-@router.get("/scores/export", tags=["scores"])
+def parse_since(value: str | None) -> datetime | None:
+    """An ISO-8601 date-time as naive UTC, or 400."""
+    if value is None:
+        return None
+    if not _ISO_DATETIME.match(value):
+        raise HTTPException(400, "since: must be an ISO-8601 date-time")
+    try:
+        text = _BEYOND_MICROSECONDS.sub(r"\1", value).upper().replace("Z", "+00:00")
+        since = datetime.fromisoformat(text)
+        if since.tzinfo is not None:
+            since = since.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        raise HTTPException(400, "since: not a valid date-time") from None
+    return since
+
+
+@router.get("/scores/export", tags=["scores"], responses=errors(401, 403), openapi_extra=_SIGNED)
 def export(
     request: Request,
-    since: datetime | None = Query(None, description="ISO-8601; results created at or after"),
-    cursor: str | None = Query(None, max_length=128, description="opaque, from next_cursor"),
+    since: Annotated[
+        str | None,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {
+                        "type": "string",
+                        "format": "date-time",
+                        "pattern": _ISO_DATETIME.pattern,
+                        "maxLength": 40,
+                    },
+                    {"type": "null"},
+                ]
+            }
+        ),
+        Query(max_length=40, description="ISO-8601 date-time; results created at or after"),
+    ] = None,
+    cursor: str | None = Query(
+        None, pattern=CURSOR_PATTERN, max_length=128, description="opaque, from next_cursor"
+    ),
     limit: int = Query(MAX_EXPORT_LIMIT, ge=1, le=MAX_EXPORT_LIMIT),
     _hotkey: str = Depends(deps.neuron),
 ) -> dict[str, Any]:
     """Every scored track with its breakdown and audio_url, oldest first, cursor-paginated."""
-    if since is not None and since.tzinfo is not None:
-        since = since.astimezone(UTC).replace(tzinfo=None)
+    since_at = parse_since(since)
     try:
-        items, next_cursor = deps.context(request).scores.export(since, cursor, limit)
+        items, next_cursor = deps.context(request).scores.export(since_at, cursor, limit)
     except BadCursor:
         raise HTTPException(400, "Invalid cursor") from None
     return {"items": items, "next_cursor": next_cursor, "base_url": base_url(request)}
 
 
-@router.post("/scores", tags=["validator"])
+@router.post(
+    "/scores",
+    tags=["validator"],
+    status_code=201,
+    responses={200: {"description": "A retry of a round already stored: the same ids"}}
+    | errors(401, 403, 409),
+    openapi_extra=_SIGNED,
+)
 def publish(
     body: PublishRound,
     request: Request,
     response: Response,
     hotkey: str = Depends(deps.validator),
 ) -> dict[str, Any]:
-    """Publish one round: 201 when new, 200 with the same ids on a retry, 409 if different."""
+    """Publish one round: 201 when new, 200 with the same ids on a retry, 409 if different
+    or when a result references a customer's audio."""
     try:
         created, result = deps.context(request).scores.publish(hotkey, body)
     except ScoresConflict as exc:
         raise HTTPException(409, str(exc)) from None
+    except AudioNotYours as exc:
+        raise HTTPException(exc.status, exc.detail) from None
     response.status_code = 201 if created else 200
     return result
 
 
+async def receive_wav(request: Request) -> StagedUpload:
+    """Stream the body into a staged file (the guard aborts it past the size limit)."""
+    upload = StagedUpload(deps.context(request).store)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                await anyio.to_thread.run_sync(upload.write, chunk)
+        await anyio.to_thread.run_sync(upload.finish)
+    except BaseException:
+        upload.discard()
+        raise
+    return upload
+
+
+_UPLOAD_RESPONSES = {
+    200: {"description": "Already stored"},
+    201: {"description": "Stored"},
+} | errors(401, 403, 404, 409)
+
+
 @router.put(
-    "/scores/audio/{track_id}", tags=["validator"], openapi_extra={"requestBody": _WAV_BODY}
+    "/scores/audio/{track_id}",
+    tags=["validator"],
+    status_code=201,
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra={"requestBody": WAV_BODY, **_SIGNED},
 )
 async def put_published_audio(
-    track_id: str, request: Request, response: Response, hotkey: str = Depends(deps.validator)
+    request: Request, response: Response, track_id: str = Path(pattern=TRACK_ID_PATTERN)
 ) -> dict[str, Any]:
-    """Raw WAV of a track this validator published. Its SHA-256 must equal the published
-    `audio_sha256`: a mismatch is 409 (same id, different content); a non-WAV body is 400."""
+    """Raw WAV of a track this validator published. It must hash to the published
+    `audio_sha256`, and the request is signed over that hash: signature, registration and
+    permit are checked from the headers before any body byte is read. A body that hashes
+    differently is 409; a non-WAV body is 400."""
     ctx = deps.context(request)
-    data = await request.body()
+    claim = await deps.hotkey_claim(request, write=True)
     try:
-        created = await _run(ctx.scores.upload_published_audio, hotkey, track_id, data)
+        expected = await anyio.to_thread.run_sync(ctx.scores.expected_audio, claim.hotkey, track_id)
+    except ScoresNotFound:
+        raise HTTPException(404, "Track not found") from None
+    hotkey = await deps.signed_by(request, claim, expected)
+    upload = await receive_wav(request)
+    try:
+        created = await anyio.to_thread.run_sync(
+            ctx.scores.attach_published_audio, hotkey, track_id, upload
+        )
     except ScoresNotFound:
         raise HTTPException(404, "Track not found") from None
     except ScoresConflict as exc:
         raise HTTPException(409, str(exc)) from None
     except BadAudio as exc:
         raise HTTPException(400, str(exc)) from None
+    finally:
+        upload.discard()
     response.status_code = 201 if created else 200
-    return {
-        "track_id": track_id,
-        "audio_sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-    }
+    return {"track_id": track_id, "audio_sha256": upload.sha256, "bytes": upload.size}
 
 
 @router.put(
-    "/validator/audio/{sha256}", tags=["validator"], openapi_extra={"requestBody": _WAV_BODY}
+    "/validator/audio/{sha256}",
+    tags=["validator"],
+    status_code=201,
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra={"requestBody": WAV_BODY, **_SIGNED},
 )
 async def put_job_audio(
-    sha256: str, request: Request, response: Response, _hotkey: str = Depends(deps.validator)
+    request: Request, response: Response, sha256: str = Path(pattern=SHA256_PATTERN)
 ) -> dict[str, Any]:
-    """Step 1 of delivering a customer job: upload each WAV raw, addressed by its SHA-256
-    (409 if the body hashes differently, 400 if not a WAV). Step 2 posts the result JSON."""
+    """Step 1 of delivering a customer job: upload each WAV raw, addressed by its SHA-256 and
+    signed over it (checked before the body is read). 409 if the body hashes differently, 400
+    if not a WAV. Step 2 posts the result JSON, which may reference only audio you uploaded."""
     ctx = deps.context(request)
-    if not is_sha256(sha256):
-        raise HTTPException(400, "path must be a lower-case SHA-256 hex digest")
-    data = await request.body()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise HTTPException(409, f"body SHA-256 {digest} does not match the path")
-    if not looks_like_wav(data):
-        raise HTTPException(400, "body is not a RIFF/WAVE file")
-    existed = ctx.store.has(sha256)
-    await _run(ctx.store.put, data)
+    claim = await deps.hotkey_claim(request, write=True)
+    hotkey = await deps.signed_by(request, claim, sha256)
+    upload = await receive_wav(request)
+    try:
+        if upload.sha256 != sha256:
+            raise HTTPException(409, f"body SHA-256 {upload.sha256} does not match the path")
+        if not upload.is_wav:
+            raise HTTPException(400, "body is not a RIFF/WAVE file")
+        existed = await anyio.to_thread.run_sync(ctx.jobs.store_audio, hotkey, upload)
+    finally:
+        upload.discard()
     response.status_code = 200 if existed else 201
-    return {"audio_sha256": sha256, "bytes": len(data)}
+    return {"audio_sha256": sha256, "bytes": upload.size}
 
 
-@router.post("/validator/jobs/claim", tags=["validator"])
+@router.post(
+    "/validator/jobs/claim", tags=["validator"], responses=errors(401, 403), openapi_extra=_SIGNED
+)
 def claim(
     request: Request, body: ClaimRequest | None = None, hotkey: str = Depends(deps.validator)
 ) -> dict[str, Any]:
@@ -152,13 +261,22 @@ def claim(
     return {"jobs": ctx.jobs.claim(hotkey, max_jobs)}
 
 
-@router.post("/validator/jobs/{request_id}/result", tags=["validator"])
+@router.post(
+    "/validator/jobs/{request_id}/result",
+    tags=["validator"],
+    responses=errors(401, 403, 404, 409),
+    openapi_extra=_SIGNED,
+)
 def job_result(
-    request_id: str, body: JobResult, request: Request, hotkey: str = Depends(deps.validator)
+    body: JobResult,
+    request: Request,
+    request_id: str = Path(pattern=REQUEST_ID_PATTERN),
+    hotkey: str = Depends(deps.validator),
 ) -> dict[str, Any]:
     """Deliver a leased job. WAVs are not inlined (no base64): each track's audio is first
     uploaded raw with `PUT /validator/audio/{sha256}`, then this JSON references it by
-    `audio_sha256` (400 if not uploaded). `error` (or no tracks) fails the job and refunds it."""
+    `audio_sha256` (400 if not uploaded, 403 if uploaded by someone else, 409 if already
+    delivered for another job). `error` (or no tracks) fails the job and refunds it."""
     try:
         return deps.context(request).jobs.submit_result(hotkey, request_id, body)
     except JobNotFound:
@@ -167,15 +285,11 @@ def job_result(
         raise HTTPException(409, str(exc)) from None
     except MissingAudio as exc:
         raise HTTPException(400, str(exc)) from None
+    except AudioNotYours as exc:
+        raise HTTPException(exc.status, exc.detail) from None
 
 
 def base_url(request: Request) -> str:
     """What relative `audio_url`s resolve against: the configured public URL, else this host."""
     configured = deps.context(request).settings.public_base_url
     return (configured or str(request.base_url)).rstrip("/")
-
-
-async def _run(function: Any, *args: Any) -> Any:
-    import anyio
-
-    return await anyio.to_thread.run_sync(function, *args)

@@ -1,11 +1,18 @@
-"""Request bodies of the API: every field bounded, unknown fields refused (400)."""
+"""Request and error bodies of the API: every field bounded and strictly typed, unknown fields
+refused (400).
+
+Everything a client sends is hostile until checked: numbers must be finite and fit the column
+they are stored in, strings must be storable by both databases (no NUL, valid UTF-8), and
+free-form JSON (`challenge`) is walked once with the same rules plus a depth bound.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuneforge import protocol
 
@@ -13,12 +20,88 @@ TRACK_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # Bounded and inert, not ss58-checked: a display field, never used to authenticate.
 HOTKEY_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+REQUEST_ID_PATTERN = r"^req_[A-Za-z0-9]{1,48}$"
+# Opaque to clients; what `next_cursor` holds (url-safe base64 without padding).
+CURSOR_PATTERN = r"^[A-Za-z0-9_\-]{1,128}$"
+# Printable, no NUL: what PostgreSQL text columns can hold and a log line can show.
+SAFE_TEXT_PATTERN = r"^[^\u0000-\u001f]*$"
+MUSICAL_KEY_PATTERN = r"^[A-G](#|b)? (major|minor)$"
 MAX_BREAKDOWN_ENTRIES = 64
+MAX_EXCLUDED_ENTRIES = 32
+MAX_EXCLUDED_REASON_CHARS = 300
 MAX_CHALLENGE_JSON_BYTES = protocol.MAX_REQUEST_BYTES
+MAX_JSON_DEPTH = 16
+# `block` is stored as BIGINT (migration 0002) but bounded tighter, to what every JSON client
+# reads exactly (2^53: a block every 12 s for a billion years); integers in free-form JSON too.
+MAX_BLOCK = 2**53 - 1
+MAX_JSON_INT = 2**53
+
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+# No pattern: on a dict key it would become `patternProperties`, which constrains nothing for keys
+# that do not match. NUL and lone surrogates are refused for every string by `check_json_safe`.
+ScorerName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class UnsafeJson(ValueError):
+    """A value no database column or JSON client can hold faithfully."""
+
+
+def check_json_safe(value: Any, where: str = "body", depth: int = 0) -> None:
+    """Raise UnsafeJson for non-finite floats, out-of-range integers, NUL characters or lone
+    surrogates in strings (keys included), and nesting deeper than MAX_JSON_DEPTH."""
+    if depth > MAX_JSON_DEPTH:
+        raise UnsafeJson(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnsafeJson(f"{where}: numbers must be finite (no NaN or Infinity)")
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_JSON_INT:
+            raise UnsafeJson(f"{where}: integers must be within +-2^53")
+        return
+    if isinstance(value, str):
+        _check_text(value, where)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UnsafeJson(f"{where}: object keys must be strings")
+            _check_text(key, where)
+            check_json_safe(item, f"{where}.{key[:32]}", depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json_safe(item, f"{where}[{index}]", depth + 1)
+        return
+    raise UnsafeJson(f"{where}: unsupported JSON value")
+
+
+def _check_text(value: str, where: str) -> None:
+    if "\x00" in value:
+        raise UnsafeJson(f"{where}: strings must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeJson(f"{where}: strings must be valid Unicode (no lone surrogates)") from None
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # strict: `false` is not a number and "1" is not an integer; no NaN/Infinity anywhere.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_safe(cls, value: Any) -> Any:
+        check_json_safe(value)
+        return value
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: `{"detail": "<human readable>"}`."""
+
+    detail: str
 
 
 class GenerateRequest(_Strict):
@@ -31,29 +114,35 @@ class GenerateRequest(_Strict):
     tempo_bpm: int | None = Field(
         default=None, ge=protocol.MIN_TEMPO_BPM, le=protocol.MAX_TEMPO_BPM
     )
-    key: str | None = Field(default=None, max_length=8, description='e.g. "A minor"')
-    instruments: list[str] = Field(default_factory=list, max_length=protocol.MAX_INSTRUMENTS)
+    key: str | None = Field(
+        default=None, max_length=8, pattern=MUSICAL_KEY_PATTERN, description='e.g. "A minor"'
+    )
+    instruments: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=protocol.MAX_INSTRUMENTS
+    )
     vocals: bool = False
     lyrics: str | None = Field(default=None, max_length=protocol.MAX_LYRICS_CHARS)
     seed: int | None = Field(default=None, ge=0, lt=2**31)
 
 
-def _bounded_scores(value: dict[str, float | None], what: str) -> dict[str, float | None]:
-    if len(value) > MAX_BREAKDOWN_ENTRIES:
-        raise ValueError(f"{what} has more than {MAX_BREAKDOWN_ENTRIES} entries")
-    for name in value:
-        if not 1 <= len(name) <= 64:
-            raise ValueError(f"{what} names must be 1-64 characters")
-    return value
-
-
 class ScoredTrackFields(_Strict):
     miner_uid: int | None = Field(default=None, ge=0, lt=65536)
     miner_hotkey: str = Field(pattern=HOTKEY_PATTERN)
-    final_score: float = Field(ge=0.0, le=1.0)
-    composite: float = Field(ge=0.0, le=1.0)
-    score_breakdown: dict[str, float | None] = Field(default_factory=dict)
-    penalties: dict[str, float] = Field(default_factory=dict)
+    final_score: Score
+    composite: Score
+    # null = the scorer or penalty did not run (not measured), never the same as 0.
+    score_breakdown: dict[ScorerName, Score | None] = Field(
+        default_factory=dict, max_length=MAX_BREAKDOWN_ENTRIES
+    )
+    penalties: dict[ScorerName, Score | None] = Field(
+        default_factory=dict, max_length=MAX_BREAKDOWN_ENTRIES
+    )
+    # Why a scorer or penalty is null: {name: reason}.
+    excluded: dict[ScorerName, Annotated[str, Field(max_length=MAX_EXCLUDED_REASON_CHARS)]] = Field(
+        default_factory=dict, max_length=MAX_EXCLUDED_ENTRIES
+    )
+    # True when the validator ran without its network's full scorer set.
+    degraded: bool = False
     # Validators measure it as a float (header parse); stored as whole milliseconds.
     generation_ms: float | None = Field(default=None, ge=0, le=3_600_000)
     audio_sha256: str = Field(pattern=SHA256_PATTERN)
@@ -65,17 +154,6 @@ class ScoredTrackFields(_Strict):
     def _whole_ms(cls, value: float | None) -> int | None:
         return None if value is None else round(value)
 
-    @field_validator("score_breakdown")
-    @classmethod
-    def _breakdown(cls, value: dict[str, float | None]) -> dict[str, float | None]:
-        return _bounded_scores(value, "score_breakdown")
-
-    @field_validator("penalties")
-    @classmethod
-    def _penalties(cls, value: dict[str, float]) -> dict[str, float]:
-        _bounded_scores(dict(value), "penalties")
-        return value
-
 
 class PublishedResult(ScoredTrackFields):
     track_id: str = Field(pattern=TRACK_ID_PATTERN)
@@ -84,9 +162,14 @@ class PublishedResult(ScoredTrackFields):
 
 class PublishRound(_Strict):
     round_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
-    block: int = Field(ge=0)
-    challenge: dict[str, Any]
-    results: list[PublishedResult] = Field(min_length=1, max_length=1024)
+    block: int = Field(ge=0, le=MAX_BLOCK)
+    challenge: dict[str, Any] = Field(
+        description=f"the challenge as sent to miners; JSON of at most "
+        f"{MAX_CHALLENGE_JSON_BYTES} bytes, finite numbers, no NUL"
+    )
+    results: list[PublishedResult] = Field(
+        min_length=1, max_length=1024, description="track_id values are unique within a round"
+    )
 
     @field_validator("challenge")
     @classmethod

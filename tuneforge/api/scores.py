@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -13,16 +14,21 @@ from loguru import logger
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from tuneforge.api import stored
 from tuneforge.api.accounts import new_id
+from tuneforge.api.audio_owners import AudioNotYours, is_job_audio, record_upload, uploaded_by
 from tuneforge.api.db import Database
 from tuneforge.api.jobs import iso
-from tuneforge.api.models import Round, ScoreResult, utcnow
+from tuneforge.api.models import AUDIO_FOR_ROUND, Round, ScoreResult, utcnow
 from tuneforge.api.schemas import PublishRound
-from tuneforge.api.storage import AudioStore, looks_like_wav
+from tuneforge.api.storage import AudioStore, StagedUpload
 
 EMA_ALPHA = 0.1  # leaderboard EMA of final scores, newest weighted by 10%
 MAX_EXPORT_LIMIT = 500
 MAX_BEST_LIMIT = 100
+# Row ids are signed 64-bit on PostgreSQL; a cursor never holds more (a bigger one 500'd there).
+MAX_CURSOR_PK = 2**63 - 1
+_CURSOR_PK = re.compile(r"^[0-9]{1,19}$")
 
 
 class _TrackTaken(Exception):
@@ -50,7 +56,14 @@ class BadCursor(Exception):
 
 
 def content_hash(body: PublishRound) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    payload = body.model_dump(mode="json")
+    for result in payload["results"]:
+        # Fields added after 0001 hash only when set, so a retry of a round published before
+        # they existed still matches its first publication.
+        for name, default in (("excluded", {}), ("degraded", False)):
+            if result.get(name) == default:
+                del result[name]
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -59,29 +72,35 @@ def encode_cursor(pk: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
+    """The row id inside a cursor; BadCursor unless it is `v1:<0..MAX_CURSOR_PK>`."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, pk = raw.split(":", 1)
-        if version != "v1":
+        if version != "v1" or not _CURSOR_PK.match(pk):
             raise ValueError(version)
-        return int(pk)
+        value = int(pk)
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
         raise BadCursor("invalid cursor") from exc
+    if value > MAX_CURSOR_PK:
+        raise BadCursor("invalid cursor")
+    return value
 
 
 def result_view(result: ScoreResult, round_: Round) -> dict[str, Any]:
     return {
         "track_id": result.track_id,
-        "final_score": result.final_score,
-        "composite": result.composite,
-        "score_breakdown": result.score_breakdown,
-        "penalties": result.penalties,
+        "final_score": stored.number(result.final_score),
+        "composite": stored.number(result.composite),
+        "score_breakdown": stored.scores(result.score_breakdown),
+        "penalties": stored.scores(result.penalties),
+        "excluded": stored.reasons(result.excluded),
+        "degraded": bool(result.degraded),
         "miner_uid": result.miner_uid,
         "miner_hotkey": result.miner_hotkey,
         "validator_hotkey": result.validator_hotkey,
         "round_id": round_.round_id,
         "block": round_.block,
-        "challenge": round_.challenge,
+        "challenge": stored.json_value(round_.challenge),
         "genre": result.genre,
         "generation_ms": result.generation_ms,
         "duration_seconds": result.duration_seconds,
@@ -138,6 +157,17 @@ class ScoreService:
                 ).first()
                 if taken is not None:
                     raise _TrackTaken(taken)
+                present: dict[str, bool] = {}
+                for sha256 in {r.audio_sha256 for r in body.results}:
+                    if is_job_audio(session, sha256):
+                        raise AudioNotYours(
+                            409, f"audio_sha256 {sha256} is a customer's audio, not a round's"
+                        )
+                    # Attached now only if this validator already uploaded these bytes for a
+                    # round; otherwise when it PUTs them for this track.
+                    present[sha256] = uploaded_by(
+                        session, sha256, validator_hotkey, AUDIO_FOR_ROUND
+                    ) and self.store.has(sha256)
                 round_ = Round(
                     public_id=new_id("rnd"),
                     validator_hotkey=validator_hotkey,
@@ -155,7 +185,7 @@ class ScoreService:
                             round_pk=round_.pk,
                             validator_hotkey=validator_hotkey,
                             genre=genre,
-                            audio_present=self.store.has(item.audio_sha256),
+                            audio_present=present[item.audio_sha256],
                             created_at=now,
                             **item.model_dump(),
                         )
@@ -179,32 +209,48 @@ class ScoreService:
         track_ids = [r.track_id for r in body.results]
         return True, {"id": public_id, "round_id": body.round_id, "track_ids": track_ids}
 
-    def upload_published_audio(self, validator_hotkey: str, track_id: str, data: bytes) -> bool:
-        """Store a published track's WAV; True when newly stored. 409 on a hash mismatch."""
+    def expected_audio(self, validator_hotkey: str, track_id: str) -> str:
+        """The audio_sha256 this validator published for `track_id` (ScoresNotFound if none):
+        what a PUT of its audio must hash to, known before the body is read."""
         with self.db.read() as session:
-            result = session.scalar(
-                select(ScoreResult).where(
+            digest = session.scalar(
+                select(ScoreResult.audio_sha256).where(
                     ScoreResult.track_id == track_id,
                     ScoreResult.validator_hotkey == validator_hotkey,
                 )
             )
-        if result is None:
+        if digest is None:
             raise ScoresNotFound(track_id)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != result.audio_sha256:
+        return digest
+
+    def attach_published_audio(
+        self, validator_hotkey: str, track_id: str, upload: StagedUpload
+    ) -> bool:
+        """Store a published track's streamed WAV; True when newly attached. ScoresConflict
+        when it hashes differently or is a customer's audio; BadAudio when not a WAV."""
+        expected = self.expected_audio(validator_hotkey, track_id)
+        if upload.sha256 != expected:
             raise ScoresConflict(
-                f"body SHA-256 {digest} does not match the published audio_sha256"
-                f" {result.audio_sha256}"
+                f"body SHA-256 {upload.sha256} does not match the published audio_sha256 {expected}"
             )
-        if not looks_like_wav(data):
+        if not upload.is_wav:
             raise BadAudio("body is not a RIFF/WAVE file")
-        self.store.put(data)
-        if result.audio_present:
-            return False
         with self.db.write() as session:
-            row = session.get(ScoreResult, result.pk)
-            if row is not None:
-                row.audio_present = True
+            if is_job_audio(session, expected):
+                raise ScoresConflict("this audio is a customer's audio and cannot be published")
+            upload.commit()
+            record_upload(session, expected, validator_hotkey, AUDIO_FOR_ROUND)
+            row = session.scalar(
+                select(ScoreResult)
+                .where(
+                    ScoreResult.track_id == track_id,
+                    ScoreResult.validator_hotkey == validator_hotkey,
+                )
+                .with_for_update()
+            )
+            if row is None or row.audio_present:
+                return False
+            row.audio_present = True
         return True
 
     def challenge_audio(self, track_id: str) -> str | None:
@@ -243,7 +289,10 @@ class ScoreService:
                 ).order_by(ScoreResult.pk)
             ).all()
         board: dict[str, dict[str, Any]] = {}
-        for hotkey, uid, final, breakdown, created in rows:
+        for hotkey, uid, stored_final, breakdown, created in rows:
+            final = stored.number(stored_final)
+            if final is None:
+                continue  # a non-finite stored score (older versions accepted it) ranks nothing
             entry = board.setdefault(
                 hotkey,
                 {"count": 0, "sum": 0.0, "ema": None, "scorers": {}, "last": created, "uid": uid},
@@ -256,9 +305,11 @@ class ScoreService:
                 else (EMA_ALPHA * final + (1 - EMA_ALPHA) * entry["ema"])
             )
             entry["last"], entry["uid"] = created, uid
-            for name, value in (breakdown or {}).items():
+            for name, value in stored.scores(breakdown).items():
+                # null (not measured) is skipped, never averaged in as zero; a scorer that was
+                # never measured for this miner is served as null.
+                total = entry["scorers"].setdefault(name, [0.0, 0])
                 if value is not None:
-                    total = entry["scorers"].setdefault(name, [0.0, 0])
                     total[0] += value
                     total[1] += 1
         leaderboard = [
@@ -268,7 +319,9 @@ class ScoreService:
                 "tracks_scored": e["count"],
                 "mean_final_score": e["sum"] / e["count"],
                 "ema_final_score": e["ema"],
-                "scorer_means": {k: v[0] / v[1] for k, v in sorted(e["scorers"].items())},
+                "scorer_means": {
+                    k: (v[0] / v[1] if v[1] else None) for k, v in sorted(e["scorers"].items())
+                },
                 "last_seen": iso(e["last"]),
             }
             for hotkey, e in board.items()

@@ -1,4 +1,8 @@
-"""Content-addressed audio store: `<root>/ab/cd/<sha256>.wav`, written atomically."""
+"""Content-addressed audio store: `<root>/ab/cd/<sha256>.wav`, written atomically.
+
+Uploads are streamed to a temporary file beside the store and hashed as they arrive
+(`StagedUpload`), so a 32 MiB WAV never sits in memory and is only adopted once checked.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +21,6 @@ class AudioStoreError(Exception):
 
 def is_sha256(value: str) -> bool:
     return bool(_SHA256_PATTERN.match(value))
-
-
-def looks_like_wav(data: bytes) -> bool:
-    """RIFF/WAVE header check: cheap and enough to refuse non-audio uploads."""
-    return len(data) >= 44 and data[:4] == b"RIFF" and data[8:12] == b"WAVE"
 
 
 class AudioStore:
@@ -62,3 +61,56 @@ class AudioStore:
         if not path.is_file():
             raise AudioStoreError("audio not stored")
         return path.read_bytes()
+
+
+WAV_HEAD_BYTES = 12
+
+
+class StagedUpload:
+    """A body being received: written to a temp file in the store, hashed as it arrives.
+    `commit()` moves it to its content address; `discard()` removes it."""
+
+    def __init__(self, store: AudioStore) -> None:
+        self.store = store
+        fd, name = tempfile.mkstemp(dir=store.root, prefix=".upload-", suffix=".tmp")
+        self.path = Path(name)
+        self._handle = os.fdopen(fd, "wb")
+        self._hasher = hashlib.sha256()
+        self._head = b""
+        self.size = 0
+        self.sha256 = ""
+
+    def write(self, chunk: bytes) -> None:
+        if len(self._head) < WAV_HEAD_BYTES:
+            self._head += chunk[: WAV_HEAD_BYTES - len(self._head)]
+        self._hasher.update(chunk)
+        self._handle.write(chunk)
+        self.size += len(chunk)
+
+    def finish(self) -> None:
+        """All bytes are in: flush them to disk and fix the digest."""
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        self.sha256 = self._hasher.hexdigest()
+
+    @property
+    def is_wav(self) -> bool:
+        """RIFF/WAVE header and at least a minimal header's length."""
+        head = self._head
+        return self.size >= 44 and head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+
+    def commit(self) -> str:
+        """Adopt the file under its SHA-256 (idempotent) and return the digest."""
+        target = self.store.path_of(self.sha256)
+        if target.is_file():
+            self.discard()
+            return self.sha256
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, target)
+        return self.sha256
+
+    def discard(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+        self.path.unlink(missing_ok=True)

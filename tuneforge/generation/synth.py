@@ -1,6 +1,7 @@
 """SynthBackend: weight-free, seeded, rule-based music at 32 kHz.
 
-The local-network default and the scorers' calibration baseline, so it is real (if plain) music:
+The model-free demo backend for localnet and tests — never a calibration baseline (the scorers
+are calibrated on real music, docs/scoring.md). Plain rule-based music:
 drums (kick, snare, hi-hat), a bass line, chord pads and a stepwise melody built from repeated
 motifs, in the requested key and tempo, ending on the tonic with a fade. One seed, one piece.
 """
@@ -181,6 +182,7 @@ class SynthBackend:
 
     name = "synth"
     model_id = "tuneforge-synth-v1"
+    sings = False
     sample_rate = SAMPLE_RATE
 
     def __init__(self, settings: GenerationSettings | None = None) -> None:

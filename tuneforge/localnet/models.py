@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tuneforge.scoring.weights import SCORERS
+
 # Scoring models localnet looks for, with the hub id whose Hugging Face cache entry is used
 # when no --models-dir copy exists (None: only a local directory can provide it).
 MODEL_HUB_IDS: dict[str, str | None] = {
@@ -15,12 +17,10 @@ MODEL_HUB_IDS: dict[str, str | None] = {
     "preference": None,
 }
 # Scorers that need each model (DESIGN.md §5); shown when the model is absent.
+# model -> the scorers whose table row needs it (the scoring table is the one source).
 MODEL_SCORERS: dict[str, tuple[str, ...]] = {
-    "clap": ("clap",),
-    "mert": ("neural_quality",),
-    "whisper": ("vocal_lyrics",),
-    "mos": ("learned_mos",),
-    "preference": ("preference",),
+    model: tuple(spec.name for spec in SCORERS if model in spec.models)
+    for model in ("clap", "mert", "whisper", "mos", "preference")
 }
 
 

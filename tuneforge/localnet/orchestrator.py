@@ -340,9 +340,9 @@ class Localnet:
         for name, path in found.items():
             if self._has_flag(f"--scoring.{name}"):
                 argv += [f"--scoring.{name}", path]
-        if found and self._has_flag("--scoring.allow_missing_models"):
+        if found and self._has_flag("--scoring.allow_missing"):
             # A present but unloadable model is excluded with its reason, not a failed demo.
-            argv += ["--scoring.allow_missing_models"]
+            argv += ["--scoring.allow_missing"]
         return argv
 
     def start_validator(self) -> None:

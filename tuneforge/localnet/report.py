@@ -9,12 +9,15 @@ TOP_BOTTOM = 3
 
 
 def excluded_reasons(miners: list[dict[str, Any]]) -> dict[str, str]:
-    """{scorer or penalty: reason} for everything the engine excluded in the last results."""
+    """{scorer or penalty: reason} for everything that did not run (null) in the last results."""
     excluded: dict[str, str] = {}
     for miner in miners:
-        for name, reason in (miner.get("reasons") or {}).items():
-            if isinstance(reason, str) and reason.startswith("excluded"):
-                excluded.setdefault(name, reason.removeprefix("excluded:").strip())
+        values = {**(miner.get("score_breakdown") or {}), **(miner.get("penalties") or {})}
+        reasons = miner.get("reasons") or {}
+        for name, value in values.items():
+            if value is None and miner.get("error") is None:
+                why = str(reasons.get(name, "not measured"))
+                excluded.setdefault(name, why.removeprefix("not measured on this validator: "))
     return dict(sorted(excluded.items()))
 
 
@@ -22,17 +25,12 @@ def leaderboard(
     miners: list[dict[str, Any]], chain_weights: Mapping[int, float]
 ) -> list[dict[str, Any]]:
     """Rows sorted by EMA: on-chain weight, last result, and the best and worst scorers of the
-    breakdown (excluded scorers are left out of both lists: their 0.0 is not a judgement)."""
+    breakdown (scorers that did not run are null and left out of both lists)."""
     rows = []
     for miner in miners:
-        breakdown: dict[str, float] = miner.get("score_breakdown") or {}
-        reasons: dict[str, str] = miner.get("reasons") or {}
+        breakdown: dict[str, float | None] = miner.get("score_breakdown") or {}
         ranked = sorted(
-            (
-                (name, float(value))
-                for name, value in breakdown.items()
-                if not str(reasons.get(name, "")).startswith("excluded")
-            ),
+            ((name, float(value)) for name, value in breakdown.items() if value is not None),
             key=lambda item: (-item[1], item[0]),
         )
         rows.append(

@@ -111,6 +111,7 @@ def run(settings: MinerSettings) -> None:
     import uvicorn
 
     from tuneforge.chain.factory import open_chain
+    from tuneforge.http_limits import uvicorn_limits
     from tuneforge.miner.app import create_app
     from tuneforge.wallets import load_wallet
 
@@ -142,6 +143,7 @@ def run(settings: MinerSettings) -> None:
             # The app reads bodies itself with a hard cap; these bound what reaches it.
             limit_concurrency=256,
             timeout_keep_alive=30,
+            **uvicorn_limits(),
         )
         if threading.current_thread() is threading.main_thread():
             # uvicorn drains requests on SIGTERM, then re-raises it to the handler found at

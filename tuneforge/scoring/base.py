@@ -6,8 +6,9 @@ The challenge is always the validator's own `MusicGenerationSynapse`, never a mi
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -22,7 +23,9 @@ Challenge = MusicGenerationSynapse
 
 
 class ScorerUnavailable(RuntimeError):
-    """A scorer cannot run (model missing, dependency absent): it is excluded with this reason."""
+    """A scorer cannot be set up on this validator (model missing, dependency absent). Raised at
+    start-up it excludes the scorer for every clip (and the validator refuses to start on a real
+    network); raised while measuring one clip it scores that clip 0 like any other failure."""
 
 
 @dataclass
@@ -49,14 +52,28 @@ class RoundContext:
     models: NeuralModels | None = None  # loaded neural models, None when none are configured
 
 
-class Scorer(Protocol):
-    name: str
+class Scorer(ABC):
+    """One scorer or penalty. `name` is its row in `weights.SCORERS`/`weights.PENALTIES`;
+    `measure` is the one extension point. Neural ones receive the loaded models.
 
-    def score(
+    A scorer's value is a score in [0, 1]; a penalty's value is a multiplier in [0, 1] (1 = none).
+    Raising means "could not measure this clip": the engine scores it 0 (a penalty applies in full)
+    with the error as its reason — never neutral, never renormalised away."""
+
+    name: ClassVar[str]
+
+    def __init__(self, models: NeuralModels | None = None) -> None:
+        self.models = models
+
+    @abstractmethod
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        """Score clip number `index` of the round's clips."""
-        ...
+        """Measure clip number `index` of the round's clips."""
+
+
+class Penalty(Scorer, ABC):
+    """A scorer whose value multiplies the composite (`final = composite × Π penalties`)."""
 
 
 class ScoringHistory(Protocol):
@@ -87,13 +104,35 @@ class Submission:
 class ClipScore:
     final_score: float
     composite: float
-    score_breakdown: dict[str, float]  # all 16 scorers (excluded ones report 0.0 + reason)
-    penalties: dict[str, float]  # all 4 penalties
+    # All 16 scorers / 4 penalties; None = not measured (inactive network-wide, or excluded at
+    # start-up on a validator running with --scoring.allow_missing), the reason in `reasons`.
+    score_breakdown: dict[str, float | None]
+    penalties: dict[str, float | None]
     effective_weights: dict[str, float]
     reasons: dict[str, str]
     details: dict[str, dict[str, Any]]
     timings_ms: dict[str, float]
     error: str | None = None
+    degraded: bool = False  # this validator lacks part of the network's scorer set
+    failures: dict[str, str] = field(default_factory=dict)  # check -> error it raised on the clip
+
+    def published_fields(self) -> dict[str, Any]:
+        """The score part of a published track (API `POST /scores` results and job results):
+        nulls stay null, and what did not run is named with its reason."""
+        return {
+            "final_score": self.final_score,
+            "composite": self.composite,
+            "score_breakdown": self.score_breakdown,
+            "penalties": self.penalties,
+            "excluded": {name: why[:300] for name, why in self.not_measured.items()},
+            "degraded": self.degraded,
+        }
+
+    @property
+    def not_measured(self) -> dict[str, str]:
+        """{check: reason} for every scorer or penalty that did not run (the nulls)."""
+        values = {**self.score_breakdown, **self.penalties}
+        return {name: self.reasons.get(name, "") for name, v in values.items() if v is None}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,4 +145,6 @@ class ClipScore:
             "details": self.details,
             "timings_ms": self.timings_ms,
             "error": self.error,
+            "degraded": self.degraded,
+            "failures": self.failures,
         }

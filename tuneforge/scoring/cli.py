@@ -116,7 +116,7 @@ def score_command(
 
 def _print_table(files: list[Path], scores: list[Any], excluded: dict[str, str]) -> None:
     if excluded:
-        typer.echo("excluded scorers/penalties:")
+        typer.echo("not measured here (the network's set needs them; results are degraded):")
         for name, reason in excluded.items():
             typer.echo(f"  {name:<20} {reason}")
         typer.echo("")
@@ -128,7 +128,9 @@ def _print_table(files: list[Path], scores: list[Any], excluded: dict[str, str])
         typer.echo(f"  {'scorer':<20} {'score':>6} {'weight':>7}  reason")
         for name, value in score.score_breakdown.items():
             weight = score.effective_weights.get(name, 0.0)
-            typer.echo(f"  {name:<20} {value:>6.3f} {weight:>7.3f}  {score.reasons.get(name, '')}")
+            shown = "n/a" if value is None else f"{value:.3f}"
+            typer.echo(f"  {name:<20} {shown:>6} {weight:>7.3f}  {score.reasons.get(name, '')}")
         for name, value in score.penalties.items():
-            typer.echo(f"  {name:<20} {value:>6.3f} {'x':>7}  {score.reasons.get(name, '')}")
+            shown = "n/a" if value is None else f"{value:.3f}"
+            typer.echo(f"  {name:<20} {shown:>6} {'x':>7}  {score.reasons.get(name, '')}")
         typer.echo("")

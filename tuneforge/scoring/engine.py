@@ -1,10 +1,15 @@
 """ScoringEngine: one round of submissions in, one ClipScore per submission out.
 
 Each audio is decoded once into a `Clip`; neural embeddings are batched per round
-(`NeuralModels.prepare_round`); then every scorer and penalty runs on every clip with its own
-timing. A scorer that cannot run is EXCLUDED with its reason (weight 0), never a silent neutral
-value. composite = Σ wᵢ·sᵢ / Σ wᵢ over the scorers that ran; final = composite × Π penalties.
-After scoring, each clip's embedding and fingerprint go into the history for later rounds.
+(`NeuralModels.prepare_round`); then every scorer and penalty of this validator's `ScorerSet`
+runs on every clip with its own timing. Failures close, never open: a scorer that raises on a
+clip scores 0 for it and a penalty that raises applies in full (0), both with the error as the
+reason — the weights never change per clip. Only checks that are inactive network-wide, or that
+could not be set up at start-up (a degraded validator), are not run: `null` in the breakdown.
+composite = Σ wᵢ·sᵢ / Σ wᵢ over the checks that run; final = composite × Π penalties.
+Nothing one clip does can fail the round: anything raised while decoding, scoring or recording
+it scores that clip 0 with the reason. Afterwards each clip's embedding and fingerprint go into
+the history for later rounds.
 """
 
 from __future__ import annotations
@@ -23,13 +28,12 @@ from tuneforge.scoring.base import (
     ClipScore,
     RoundContext,
     ScoreResult,
-    ScorerUnavailable,
     ScoringHistory,
     Submission,
 )
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.fingerprint import fingerprint
-from tuneforge.scoring.registry import Loaded, load_penalties, load_scorers
+from tuneforge.scoring.registry import Loaded, ScorerSet, load_scorer_set
 from tuneforge.scoring.scorers.diversity import diversity_embedding
 from tuneforge.scoring.weights import (
     MIN_SCORABLE_SECONDS,
@@ -40,37 +44,33 @@ from tuneforge.scoring.weights import (
     preference_weight,
 )
 
-# Frames the FAD penalty measured (fad.USED_FRAMES_FEATURE) come first: history must hold the
-# embedding the penalty actually compares, even when MERT frames of another size were present.
-FAD_FRAME_FEATURES = ("fad_window_frames", "mert_fad_frames", "fad_dsp_frames")
-
 
 @dataclass
 class Outcome:
-    """One scorer's or penalty's result on one clip, or why it was excluded."""
+    """One scorer's or penalty's result on one clip; value None = not run on this validator."""
 
-    value: float
+    value: float | None
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
     ms: float = 0.0
-    excluded: bool = False
+    failure: str = ""  # the error it raised on this clip (value is then 0)
 
 
 class ScoringEngine:
-    """Scores rounds with the 16 scorers and 4 penalties named in `weights.py`."""
+    """Scores rounds with the scorer set of `weights.py` as loaded on this validator."""
 
     def __init__(
         self,
         history: ScoringHistory,
         models: Any | None,
-        scorers: dict[str, Loaded],
-        penalties: dict[str, Loaded],
+        scorer_set: ScorerSet,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.history = history
         self.models = models
-        self._scorers = scorers
-        self._penalties = penalties
+        self.scorer_set = scorer_set
+        self._scorers = scorer_set.scorers
+        self._penalties = scorer_set.penalties
         self._clock = clock  # timings_ms use it: wall time by default, CPU time in the benchmark
 
     @classmethod
@@ -81,8 +81,9 @@ class ScoringEngine:
         *,
         clock: Callable[[], float] = time.perf_counter,
     ) -> ScoringEngine:
-        """Load every scorer and penalty; the ones that cannot load are excluded with a reason."""
-        return cls(history, models, load_scorers(models), load_penalties(models), clock)
+        """Load the scorer set; whether an incomplete set may run is the caller's decision
+        (`engine.scorer_set.require_complete()`)."""
+        return cls(history, models, load_scorer_set(models), clock)
 
     @property
     def scorer_names(self) -> list[str]:
@@ -94,9 +95,12 @@ class ScoringEngine:
 
     @property
     def excluded(self) -> dict[str, str]:
-        """Scorers/penalties that failed to load: name -> reason."""
-        loaded = {**self._scorers, **self._penalties}
-        return {n: entry.excluded_reason for n, entry in loaded.items() if entry.instance is None}
+        """Active checks this validator could not set up: name -> reason."""
+        return self.scorer_set.excluded
+
+    @property
+    def degraded(self) -> bool:
+        return self.scorer_set.degraded
 
     def weight_of(self, name: str) -> float:
         """Nominal weight of scorer `name` now (the preference weight follows its accuracy)."""
@@ -130,7 +134,7 @@ class ScoringEngine:
         return time.perf_counter() - started
 
     def score_round(self, challenge: Challenge, submissions: list[Submission]) -> list[ClipScore]:
-        """One ClipScore per submission, in the same order."""
+        """One ClipScore per submission, in the same order. Never raises because of a clip."""
         results: list[ClipScore | None] = [None] * len(submissions)
         clips: list[Clip] = []
         owners: list[int] = []  # submission index of each decoded clip
@@ -142,12 +146,13 @@ class ScoringEngine:
             started = self._clock()
             try:
                 clip = Clip(submission.audio)
+                seconds = clip.original.duration_seconds
             except Exception as exc:  # hostile audio that the decoder let through
                 logger.bind(hotkey=submission.miner_hotkey).warning("undecodable clip: {}", exc)
                 results[i] = self._failed(f"undecodable audio: {type(exc).__name__}: {exc}")
                 continue
-            if clip.original.duration_seconds < MIN_SCORABLE_SECONDS:
-                results[i] = self._too_short(clip, challenge)
+            if seconds < MIN_SCORABLE_SECONDS:
+                results[i] = self._too_short(clip)
                 continue
             clips.append(clip)
             owners.append(i)
@@ -161,12 +166,25 @@ class ScoringEngine:
             history=self.history,
             models=self.models,
         )
+        scored: list[int] = []  # indexes into context.clips whose score stands
         for index, owner in enumerate(owners):
-            score = self._score_clip(challenge, context, index)
+            try:
+                score = self._score_clip(challenge, context, index)
+            except Exception as exc:  # a bug outside any one check: this clip only, never 0.5
+                logger.opt(exception=exc).error("scoring a clip failed: {}", exc)
+                results[owner] = self._failed(f"scoring failed: {type(exc).__name__}: {exc}")
+                continue
             score.timings_ms["decode"] = round(decode_ms[index], 2)
             score.timings_ms["prepare_round"] = round(prepare_ms, 2)
             results[owner] = score
-        self._record(context)
+            scored.append(index)
+        for index in scored:
+            try:
+                self._record(context.clips[index], context.miner_hotkeys[index])
+            except Exception as exc:  # its memory cannot be kept: the clip cannot count either
+                logger.opt(exception=exc).error("recording a clip failed: {}", exc)
+                owner = owners[index]
+                results[owner] = self._failed(f"recording failed: {type(exc).__name__}: {exc}")
         return [r for r in results if r is not None]
 
     def _prepare(self, clips: list[Clip]) -> float:
@@ -175,7 +193,7 @@ class ScoringEngine:
         started = self._clock()
         try:
             self.models.prepare_round(clips)
-        except Exception as exc:  # neural scorers then exclude themselves with their reason
+        except Exception as exc:  # neural scorers then fail (score 0) on the clips they lack
             logger.opt(exception=exc).error("neural prepare_round failed: {}", exc)
         return (self._clock() - started) * 1000.0
 
@@ -184,24 +202,25 @@ class ScoringEngine:
         clip = context.clips[index]
         started = self._clock()
         scored = {
-            name: self._run(self._scorers[name], "score", clip, challenge, context, index, hotkey)
+            name: self._run(self._scorers[name], clip, challenge, context, index, hotkey)
             for name in SCORER_NAMES
         }
         penalized = {
-            name: self._run(
-                self._penalties[name], "penalty", clip, challenge, context, index, hotkey
-            )
+            name: self._run(self._penalties[name], clip, challenge, context, index, hotkey)
             for name in PENALTY_NAMES
         }
         weights = {
-            name: 0.0 if outcome.excluded else self.weight_of(name)
+            name: 0.0 if outcome.value is None else self.weight_of(name)
             for name, outcome in scored.items()
         }
         reasons = {name: outcome.reason for name, outcome in {**scored, **penalized}.items()}
-        if PREFERENCE in weights and weights[PREFERENCE] == 0 and not scored[PREFERENCE].excluded:
+        if weights.get(PREFERENCE) == 0 and scored[PREFERENCE].value is not None:
             reasons[PREFERENCE] = "weight 0: preference accuracy below 0.55"
-        composite, effective = composite_score({n: o.value for n, o in scored.items()}, weights)
-        multiplier = float(np.prod([o.value for o in penalized.values()]))
+        values = {n: (o.value or 0.0) for n, o in scored.items()}
+        composite, effective = composite_score(values, weights)
+        multiplier = float(
+            np.prod([1.0 if o.value is None else o.value for o in penalized.values()])
+        )
         final = composite * multiplier
         if sum(weights.values()) == 0:
             reasons["composite"] = "no scorer could run"
@@ -216,79 +235,90 @@ class ScoringEngine:
         return ClipScore(
             final_score=round(final, 6),
             composite=round(composite, 6),
-            score_breakdown={n: round(o.value, 6) for n, o in scored.items()},
-            penalties={n: round(o.value, 6) for n, o in penalized.items()},
+            score_breakdown={n: _rounded(o.value) for n, o in scored.items()},
+            penalties={n: _rounded(o.value) for n, o in penalized.items()},
             effective_weights=effective,
             reasons=reasons,
             details=details,
             timings_ms=timings,
+            degraded=self.scorer_set.degraded,
+            failures={n: o.failure for n, o in {**scored, **penalized}.items() if o.failure},
         )
 
     def _run(
         self,
         entry: Loaded,
-        method: str,
         clip: Clip,
         challenge: Challenge,
         context: RoundContext,
         index: int,
         hotkey: str,
     ) -> Outcome:
-        """Run one scorer/penalty; exclusion and crashes become an excluded Outcome.
-
-        Excluded scorers report 0.0 (and weigh 0); excluded penalties report 1.0 (no penalty)."""
-        neutral = 1.0 if method == "penalty" else 0.0
+        """Run one scorer/penalty on one clip. Not set up → not run (None); raised → 0."""
         if entry.instance is None:
-            return Outcome(neutral, f"excluded: {entry.excluded_reason}", excluded=True)
+            prefix = "" if entry.inactive else "not measured on this validator: "
+            return Outcome(None, prefix + entry.not_run_reason)
         started = self._clock()
         try:
-            result: ScoreResult = getattr(entry.instance, method)(clip, challenge, context, index)
+            result = entry.instance.measure(clip, challenge, context, index)
             if not isinstance(result, ScoreResult):
                 raise TypeError(f"returned {type(result).__name__}, not ScoreResult")
-        except ScorerUnavailable as exc:
+        except Exception as exc:  # fail closed: the clip gets nothing for what could not be checked
             ms = (self._clock() - started) * 1000.0
-            return Outcome(neutral, f"excluded: {exc}", ms=ms, excluded=True)
-        except Exception as exc:  # one broken scorer must not sink the round: visible, logged
-            ms = (self._clock() - started) * 1000.0
-            logger.bind(hotkey=hotkey).opt(exception=exc).error("{} failed: {}", entry.name, exc)
-            reason = f"excluded: error {type(exc).__name__}: {exc}"
-            return Outcome(neutral, reason, ms=ms, excluded=True)
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            logger.bind(hotkey=hotkey).warning("{} failed on a clip: {}", entry.name, error)
+            return Outcome(0.0, f"failed: {error}", ms=ms, failure=error)
         ms = (self._clock() - started) * 1000.0
         return Outcome(result.value, result.reason, dict(result.details), ms)
 
-    def _record(self, context: RoundContext) -> None:
-        """Store each scored clip's embedding(s) and fingerprint for later rounds."""
-        for clip, hotkey in zip(context.clips, context.miner_hotkeys, strict=True):
-            self.history.add_embedding(hotkey, diversity_embedding(clip)[1])
-            for name in FAD_FRAME_FEATURES:
-                if clip.has_feature(name):
-                    frames = np.asarray(clip.feature(name, _absent))
-                    self.history.add_embedding(hotkey, frames)
-                    break
-            self.history.add_fingerprint(hotkey, fingerprint(clip))
+    def _record(self, clip: Clip, hotkey: str) -> None:
+        """Store a scored clip's embedding(s) and fingerprint for later rounds."""
+        self.history.add_embedding(hotkey, diversity_embedding(clip)[1])
+        # The frames the FAD penalty compared come first: history must hold the embedding it
+        # actually uses, even when MERT frames of another size were present.
+        frames = clip.fad_frames_used
+        if frames is None:
+            frames = clip.neural.mert_fad_frames
+        if frames is not None:
+            self.history.add_embedding(hotkey, np.asarray(frames))
+        self.history.add_fingerprint(hotkey, fingerprint(clip))
 
     # ---- clips that are not scored ----------------------------------------------------------
     def _failed(self, error: str) -> ClipScore:
+        """Final 0: every check that runs on this validator reads 0 (penalties 1), the rest null."""
         reason = f"no audio: {error}"
+        not_run = {
+            name: entry.not_run_reason
+            for name, entry in {**self._scorers, **self._penalties}.items()
+            if entry.instance is None
+        }
         return ClipScore(
             final_score=0.0,
             composite=0.0,
-            score_breakdown=dict.fromkeys(SCORER_NAMES, 0.0),
-            penalties=dict.fromkeys(PENALTY_NAMES, 1.0),
+            score_breakdown={n: None if n in not_run else 0.0 for n in SCORER_NAMES},
+            penalties={n: None if n in not_run else 1.0 for n in PENALTY_NAMES},
             effective_weights=dict.fromkeys(SCORER_NAMES, 0.0),
-            reasons={name: reason for name in (*SCORER_NAMES, *PENALTY_NAMES)},
+            reasons={n: not_run.get(n, reason) for n in (*SCORER_NAMES, *PENALTY_NAMES)},
             details={},
             timings_ms={},
             error=error,
+            degraded=self.scorer_set.degraded,
         )
 
-    def _too_short(self, clip: Clip, challenge: Challenge) -> ClipScore:
+    def _too_short(self, clip: Clip) -> ClipScore:
         seconds = clip.original.duration_seconds
         error = f"clip is {seconds:.3f} s, shorter than {MIN_SCORABLE_SECONDS} s: not scored"
         score = self._failed(error)
-        score.reasons = {name: error for name in score.reasons}
+        score.reasons = {
+            name: error if value is not None else score.reasons[name]
+            for name, value in {**score.score_breakdown, **score.penalties}.items()
+        }
         score.details = {"clip": {"duration_s": seconds, "sample_rate": clip.original.sample_rate}}
         return score
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def composite_score(
@@ -301,7 +331,3 @@ def composite_score(
     shares = {name: weight / total for name, weight in weights.items()}
     composite = sum(shares[name] * values[name] for name in weights)
     return float(min(1.0, max(0.0, composite))), {k: round(v, 6) for k, v in shares.items()}
-
-
-def _absent(_clip: Clip) -> Any:
-    raise KeyError("feature")

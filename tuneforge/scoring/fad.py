@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import linalg
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, Penalty, RoundContext, ScoreResult
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
+    from tuneforge.scoring.neural import NeuralModels
 
 REFERENCE_DIR = Path(__file__).parent / "reference"
 DSP_EMBEDDING = "dsp-v1"
 MERT_EMBEDDING = "MERT-v1-95M"  # fadtk's name: layer 12 of m-a-p/MERT-v1-95M
 REFERENCE_FILES = {DSP_EMBEDDING: "dsp_real.npz", MERT_EMBEDDING: "mert_v1_95m_fma_pop.npz"}
-USED_FRAMES_FEATURE = "fad_window_frames"  # what the engine should record in history
 MIN_FRAMES = 16  # fewer frames give a meaningless covariance: no penalty, with a reason
 WINDOW_CLIPS = 8  # this clip + up to 7 recent clips of the same miner
 
@@ -227,17 +227,16 @@ def dsp_frame_embeddings(y: np.ndarray, sr: int) -> np.ndarray:
 def clip_fad_frames(clip: Clip, prefer_mert: bool) -> tuple[str, np.ndarray]:
     """(embedding name, frames) this clip contributes to a FAD window: MERT layer-12 frames when
     NeuralModels stored them and `prefer_mert`, else DSP frames (computed once per clip)."""
-    if prefer_mert and clip.has_feature("mert_fad_frames"):
-        return MERT_EMBEDDING, np.asarray(clip.feature("mert_fad_frames", _absent))
-    frames = clip.feature("fad_dsp_frames", lambda c: dsp_frame_embeddings(c.y, c.sr))
-    return DSP_EMBEDDING, frames
+    if prefer_mert and clip.neural.mert_fad_frames is not None:
+        return MERT_EMBEDDING, np.asarray(clip.neural.mert_fad_frames)
+    return DSP_EMBEDDING, clip.feature(_dsp_frames)
 
 
-def _absent(_clip: Clip) -> np.ndarray:
-    raise KeyError("mert_fad_frames")
+def _dsp_frames(clip: Clip) -> np.ndarray:
+    return dsp_frame_embeddings(clip.y, clip.sr)
 
 
-class FadPenalty:
+class FadPenalty(Penalty):
     """`fad_penalty`: FAD of the miner's recent frame window vs the reference of the same
     embedding, through that embedding's calibrated curve."""
 
@@ -245,24 +244,23 @@ class FadPenalty:
 
     def __init__(
         self,
+        models: NeuralModels | None = None,
         references: dict[str, ReferenceStats] | None = None,
         window_clips: int = WINDOW_CLIPS,
         curves: dict[str, FadCurve] | None = None,
     ) -> None:
+        super().__init__(models)
         self.references = load_references() if references is None else references
         self.window_clips = window_clips
         self.curves = CURVES if curves is None else curves
 
     def _embedding_for(self, clip: Clip, context: RoundContext) -> tuple[str, np.ndarray]:
         mert = self.references.get(MERT_EMBEDDING)
-        prefer_mert = (
-            mert is not None
-            and clip.has_feature("mert_fad_frames")
-            and np.asarray(clip.feature("mert_fad_frames", _absent)).shape[-1] == mert.dim
-        )
+        frames = clip.neural.mert_fad_frames
+        prefer_mert = mert is not None and frames is not None and frames.shape[-1] == mert.dim
         return clip_fad_frames(clip, prefer_mert)
 
-    def penalty(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         embedding, frames = self._embedding_for(clip, context)
@@ -273,7 +271,7 @@ class FadPenalty:
             return ScoreResult(1.0, reason=f"{embedding} frames do not match the reference")
         # The frames this penalty measured, for the engine to record in history (so the next
         # window is built from the same embedding even when MERT frames were present but unused).
-        clip.put_feature(USED_FRAMES_FEATURE, frames)
+        clip.fad_frames_used = frames
         # History mixes kinds (1-D clip vectors for diversity, frames of other models): ask for
         # more than the window and keep only frames of this reference's embedding.
         recent = context.history.recent_embeddings(

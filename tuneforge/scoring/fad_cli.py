@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import typer
 
 app = typer.Typer(no_args_is_help=True)
@@ -54,9 +55,9 @@ def _frames_of(files: list[Path], embedding: str, model: str | None, device: str
             assert models is not None
             models.prepare_round([clip])
             if embedding == "mert":
-                rows.append(clip.feature("mert_fad_frames", lambda c: None))
+                rows.append(_prepared(clip.neural.mert_fad_frames, "MERT frames"))
             else:
-                rows.append(clip.feature("clap_embedding", lambda c: None)[None, :])
+                rows.append(_prepared(clip.neural.clap_embedding, "CLAP embedding")[None, :])
     name = {"dsp": DSP_EMBEDDING, "mert": MERT_EMBEDDING}.get(embedding, f"clap:{model}")
     if embedding == "mert" and model and model != DEFAULT_MERT:
         name = f"mert:{model}"  # not comparable with fadtk's MERT-v1-95M statistics
@@ -148,3 +149,9 @@ def real_corpus(
     for piece in pieces:
         (directory / f"{piece.piece_id}.wav").write_bytes(encode_wav(piece.audio))
     typer.echo(f"{len(pieces)} real clips in {directory}")
+
+
+def _prepared(value: np.ndarray | None, what: str) -> np.ndarray:
+    if value is None:
+        raise typer.BadParameter(f"the model produced no {what} for this clip")
+    return value

@@ -1,6 +1,6 @@
 """Shared DSP features of a Clip, each computed once and cached on the clip.
 
-Every function takes a `Clip` and returns `clip.feature(name, compute)`: the first scorer that
+Every function takes a `Clip` and returns `clip.feature(compute)`: the first scorer that
 asks pays, the others read the cache. One STFT (n_fft 2048, hop 512 at 22.05 kHz) feeds the mel
 spectrogram, MFCC, chroma (chroma_stft: ~2.5x cheaper than chroma_cqt), spectral shape and RMS;
 the onset envelope reads the log-mel. Loudness and true peak use the ORIGINAL audio (rate and
@@ -38,7 +38,7 @@ def padded_signal(clip: Clip) -> np.ndarray:
             y = np.concatenate([y, np.zeros(N_FFT - len(y), dtype=np.float32)])
         return y
 
-    return clip.feature("padded_signal", compute)
+    return clip.feature(compute)
 
 
 def stft_magnitude(clip: Clip) -> np.ndarray:
@@ -51,12 +51,12 @@ def stft_magnitude(clip: Clip) -> np.ndarray:
             np.float32
         )
 
-    return clip.feature("stft_magnitude", compute)
+    return clip.feature(compute)
 
 
 def power_spectrum(clip: Clip) -> np.ndarray:
     """|STFT|² [bins, frames]."""
-    return clip.feature("power_spectrum", lambda c: stft_magnitude(c) ** 2)
+    return clip.feature(lambda c: stft_magnitude(c) ** 2)
 
 
 def fft_frequencies(clip: Clip) -> np.ndarray:
@@ -65,14 +65,12 @@ def fft_frequencies(clip: Clip) -> np.ndarray:
     def compute(c: Clip) -> np.ndarray:
         return np.linspace(0.0, c.sr / 2.0, 1 + N_FFT // 2)
 
-    return clip.feature("fft_frequencies", compute)
+    return clip.feature(compute)
 
 
 def frame_times(clip: Clip) -> np.ndarray:
     """Time in seconds of each STFT frame centre."""
-    return clip.feature(
-        "frame_times", lambda c: np.arange(stft_magnitude(c).shape[1]) * HOP / float(c.sr)
-    )
+    return clip.feature(lambda c: np.arange(stft_magnitude(c).shape[1]) * HOP / float(c.sr))
 
 
 def mel_spectrogram(clip: Clip) -> np.ndarray:
@@ -83,14 +81,12 @@ def mel_spectrogram(clip: Clip) -> np.ndarray:
 
         return librosa.feature.melspectrogram(S=power_spectrum(c), sr=c.sr, n_mels=N_MELS)
 
-    return clip.feature("mel_spectrogram", compute)
+    return clip.feature(compute)
 
 
 def log_mel(clip: Clip) -> np.ndarray:
     """Mel spectrogram in dB (ref 1.0, floor -100 dB): absolute levels, comparable across clips."""
-    return clip.feature(
-        "log_mel", lambda c: 10.0 * np.log10(np.maximum(mel_spectrogram(c), EPS)).clip(-100.0)
-    )
+    return clip.feature(lambda c: 10.0 * np.log10(np.maximum(mel_spectrogram(c), EPS)).clip(-100.0))
 
 
 def mfcc(clip: Clip) -> np.ndarray:
@@ -101,7 +97,7 @@ def mfcc(clip: Clip) -> np.ndarray:
 
         return librosa.feature.mfcc(S=log_mel(c), n_mfcc=N_MFCC)
 
-    return clip.feature("mfcc", compute)
+    return clip.feature(compute)
 
 
 def chroma(clip: Clip) -> np.ndarray:
@@ -113,7 +109,7 @@ def chroma(clip: Clip) -> np.ndarray:
         # tuning=0: skip the per-clip tuning estimate (most of chroma_stft's cost)
         return librosa.feature.chroma_stft(S=power_spectrum(c), sr=c.sr, n_fft=N_FFT, tuning=0.0)
 
-    return clip.feature("chroma", compute)
+    return clip.feature(compute)
 
 
 def onset_envelope(clip: Clip) -> np.ndarray:
@@ -125,7 +121,7 @@ def onset_envelope(clip: Clip) -> np.ndarray:
         # librosa wants dB relative to the peak; ours is absolute dB, which only shifts it
         return librosa.onset.onset_strength(S=log_mel(c), sr=c.sr, hop_length=HOP)
 
-    return clip.feature("onset_envelope", compute)
+    return clip.feature(compute)
 
 
 TEMPO_PRIOR_STD = 2.0  # octaves: width of librosa's log-normal tempo prior (its default is 1)
@@ -166,7 +162,7 @@ def beats(clip: Clip) -> Beats:
             frames * HOP / float(c.sr),
         )
 
-    return clip.feature("beats", compute)
+    return clip.feature(compute)
 
 
 def tempo_bpm(clip: Clip) -> float:
@@ -182,7 +178,7 @@ def rms(clip: Clip) -> np.ndarray:
 
         return librosa.feature.rms(S=stft_magnitude(c), frame_length=N_FFT, hop_length=HOP)[0]
 
-    return clip.feature("rms", compute)
+    return clip.feature(compute)
 
 
 def spectral_centroid(clip: Clip) -> np.ndarray:
@@ -192,7 +188,7 @@ def spectral_centroid(clip: Clip) -> np.ndarray:
         mag = stft_magnitude(c)
         return (fft_frequencies(c) @ mag) / np.maximum(mag.sum(axis=0), EPS)
 
-    return clip.feature("spectral_centroid", compute)
+    return clip.feature(compute)
 
 
 def spectral_bandwidth(clip: Clip) -> np.ndarray:
@@ -205,20 +201,20 @@ def spectral_bandwidth(clip: Clip) -> np.ndarray:
         deviation = (freqs - spectral_centroid(c)[None, :]) ** 2
         return np.sqrt(np.sum(norm * deviation, axis=0))
 
-    return clip.feature("spectral_bandwidth", compute)
+    return clip.feature(compute)
 
 
 def spectral_rolloff(clip: Clip, fraction: float = 0.85) -> np.ndarray:
     """Frequency below which `fraction` of each frame's spectral energy lies, Hz."""
 
-    def compute(c: Clip) -> np.ndarray:
+    def compute(c: Clip, fraction: float) -> np.ndarray:
         power = power_spectrum(c)
         cumulative = np.cumsum(power, axis=0)
         threshold = fraction * cumulative[-1:, :]
         index = np.argmax(cumulative >= threshold, axis=0)
         return fft_frequencies(c)[index]
 
-    return clip.feature(f"spectral_rolloff_{fraction:g}", compute)
+    return clip.feature(compute, fraction)
 
 
 def spectral_flatness(clip: Clip) -> np.ndarray:
@@ -228,7 +224,7 @@ def spectral_flatness(clip: Clip) -> np.ndarray:
         power = np.maximum(power_spectrum(c), EPS)
         return np.exp(np.mean(np.log(power), axis=0)) / np.mean(power, axis=0)
 
-    return clip.feature("spectral_flatness", compute)
+    return clip.feature(compute)
 
 
 def spectral_contrast(clip: Clip) -> np.ndarray:
@@ -239,13 +235,12 @@ def spectral_contrast(clip: Clip) -> np.ndarray:
 
         return librosa.feature.spectral_contrast(S=stft_magnitude(c), sr=c.sr, n_fft=N_FFT)
 
-    return clip.feature("spectral_contrast", compute)
+    return clip.feature(compute)
 
 
 def long_term_spectrum_db(clip: Clip) -> np.ndarray:
     """Mean power per STFT bin over the clip, dB (spectral balance, bandwidth, holes)."""
     return clip.feature(
-        "long_term_spectrum_db",
         lambda c: 10.0 * np.log10(np.maximum(power_spectrum(c).mean(axis=1), EPS)),
     )
 
@@ -309,7 +304,7 @@ def loudness(clip: Clip) -> Loudness:
         lra = float(np.percentile(audible, 95) - np.percentile(audible, 10)) if len(audible) else 0
         return Loudness(float(integrated), short, lra)
 
-    return clip.feature("loudness", compute)
+    return clip.feature(compute)
 
 
 def _mean_power_lufs(values: np.ndarray) -> float:
@@ -325,7 +320,7 @@ def true_peak(clip: Clip) -> float:
         peak = true_peak_dbfs(c.original)
         return float(peak) if np.isfinite(peak) else -120.0
 
-    return clip.feature("true_peak", compute)
+    return clip.feature(compute)
 
 
 # Fixed per-block scales so MFCC levels (hundreds of dB-units) do not drown chroma (0..1) and
@@ -353,7 +348,7 @@ def dsp_embedding(clip: Clip) -> np.ndarray:
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm > 0 else vector
 
-    return clip.feature("dsp_embedding", compute)
+    return clip.feature(compute)
 
 
 def warm_up() -> None:
@@ -386,7 +381,7 @@ def original_spectrum(clip: Clip) -> OriginalSpectrum:
         freqs, psd = welch(mono, fs=rate, nperseg=min(4096, len(mono)))
         return OriginalSpectrum(freqs, 10.0 * np.log10(np.maximum(psd, 1e-20)))
 
-    return clip.feature("original_spectrum", compute)
+    return clip.feature(compute)
 
 
 MIN_CLIP_RUN = 3  # samples in a row on one flat level: single peaks are legal
@@ -421,7 +416,7 @@ def clipping_fraction(clip: Clip) -> float:
             clipped_count += int(lengths[lengths >= MIN_CLIP_RUN].sum())
         return clipped_count / float(samples.size)
 
-    return clip.feature("clipping_fraction", compute)
+    return clip.feature(compute)
 
 
 DROPOUT_MIN_S = 0.05
@@ -451,7 +446,7 @@ def dropouts(clip: Clip) -> list[tuple[float, float]]:
                 found.append((float(start / c.sr), float((end - start) / c.sr)))
         return found
 
-    return clip.feature("dropouts", compute)
+    return clip.feature(compute)
 
 
 def floor_snr_db(clip: Clip) -> float:
@@ -474,4 +469,4 @@ def floor_snr_db(clip: Clip) -> float:
         ratio = np.maximum(power.mean(axis=0), 1e-20) / floor
         return float(np.clip(np.median(10.0 * np.log10(ratio)), 0.0, 150.0))
 
-    return clip.feature("floor_snr_db", compute)
+    return clip.feature(compute)

@@ -49,7 +49,7 @@ def fingerprint(clip: Clip) -> np.ndarray:
             return chromaprint_fingerprint(c.y, c.sr)
         return landmark_fingerprint(c)
 
-    return clip.feature("fingerprint", compute)
+    return clip.feature(compute)
 
 
 def chromaprint_fingerprint(y: np.ndarray, sr: int) -> np.ndarray:

@@ -83,7 +83,7 @@ def segments(clip: Clip) -> Segments:
         step = max(1, int(round(POOL_SECONDS * fps)))
         return Segments(np.arange(0, n_frames, step, dtype=int), "fixed", step / fps)
 
-    return clip.feature("music_segments", compute)
+    return clip.feature(compute)
 
 
 def pool(matrix: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -106,7 +106,7 @@ def frame_weights(clip: Clip) -> np.ndarray:
         top = float(np.quantile(level, 0.95)) if level.size else 0.0
         return np.clip(level / top, 0.0, 1.0) if top > EPS else np.zeros_like(level)
 
-    return clip.feature("music_frame_weights", compute)
+    return clip.feature(compute)
 
 
 def segment_chroma(clip: Clip) -> np.ndarray:
@@ -118,7 +118,7 @@ def segment_chroma(clip: Clip) -> np.ndarray:
         totals = pooled.sum(axis=0, keepdims=True)
         return np.where(totals > EPS, pooled / np.maximum(totals, EPS), 0.0)
 
-    return clip.feature("music_segment_chroma", compute)
+    return clip.feature(compute)
 
 
 def global_chroma(clip: Clip) -> np.ndarray:
@@ -130,7 +130,7 @@ def global_chroma(clip: Clip) -> np.ndarray:
         total = chroma @ weights
         return total / total.sum() if total.sum() > EPS else np.zeros(12)
 
-    return clip.feature("music_global_chroma", compute)
+    return clip.feature(compute)
 
 
 OPENING_SECONDS = 1.0
@@ -157,7 +157,7 @@ def opening_chroma(clip: Clip) -> np.ndarray:
         total = chroma[:, span] @ weights[span]
         return total / total.sum() if total.sum() > EPS else np.zeros(12)
 
-    return clip.feature("music_opening_chroma", compute)
+    return clip.feature(compute)
 
 
 def key_chroma(clip: Clip) -> np.ndarray:
@@ -185,7 +185,7 @@ def key_chroma(clip: Clip) -> np.ndarray:
         total = float(shares.sum())
         return shares / total if total > EPS else np.zeros(12)
 
-    return clip.feature("music_key_chroma", compute)
+    return clip.feature(compute)
 
 
 def key_estimate(clip: Clip) -> KeyEstimate:
@@ -200,7 +200,7 @@ def key_estimate(clip: Clip) -> KeyEstimate:
         corr = key_correlations(evidence) + OPENING_WEIGHT * key_correlations(opening_chroma(c))
         return estimate_from_correlations(corr / (1.0 + OPENING_WEIGHT))
 
-    return clip.feature("music_key", compute)
+    return clip.feature(compute)
 
 
 def chroma_contrast(clip: Clip) -> float:
@@ -210,7 +210,7 @@ def chroma_contrast(clip: Clip) -> float:
         g = global_chroma(c)
         return float(g.std() / g.mean()) if g.mean() > EPS else 0.0
 
-    return clip.feature("music_chroma_contrast", compute)
+    return clip.feature(compute)
 
 
 # ---------------------------------------------------------------- chords
@@ -256,7 +256,7 @@ def chord_track(clip: Clip) -> ChordTrack:
         labels = np.where(silent, -1, labels)
         return ChordTrack(labels.astype(int), np.where(silent, 0.0, fit), segments(c).seconds)
 
-    return clip.feature("music_chords", compute)
+    return clip.feature(compute)
 
 
 def viterbi_labels(scores: np.ndarray, switch_penalty: float) -> np.ndarray:
@@ -297,7 +297,7 @@ def onset_autocorrelation(clip: Clip) -> np.ndarray:
             return np.zeros(0)
         return acf / acf[0] * len(centred) / (len(centred) - np.arange(len(centred)))
 
-    return clip.feature("music_onset_acf", compute)
+    return clip.feature(compute)
 
 
 def tempo_salience(clip: Clip, bpm: float) -> float:
@@ -338,7 +338,7 @@ def pulse(clip: Clip) -> Pulse:
             regularity = float(np.clip(1.0 - intervals.std() / max(intervals.mean(), EPS), 0, 1))
         return Pulse(float(np.clip(window[best], 0.0, 1.0)), (best + lo) / fps, regularity)
 
-    return clip.feature("music_pulse", compute)
+    return clip.feature(compute)
 
 
 # ---------------------------------------------------------------- predominant pitch line
@@ -406,7 +406,7 @@ def pitch_line(clip: Clip) -> PitchLine:
         midi = np.where(voiced, midi, 0.0)
         return PitchLine(midi, best, voiced, features.HOP / float(c.sr))
 
-    return clip.feature("music_pitch_line", compute)
+    return clip.feature(compute)
 
 
 @dataclass(frozen=True)
@@ -419,7 +419,7 @@ class Notes:
 def notes(clip: Clip, min_seconds: float = 0.07) -> Notes:
     """Note events from the pitch line: runs of the same (median-smoothed) MIDI note."""
 
-    def compute(c: Clip) -> Notes:
+    def compute(c: Clip, min_seconds: float) -> Notes:
         line = pitch_line(c)
         midi = line.midi
         if midi.size >= 5:
@@ -436,7 +436,7 @@ def notes(clip: Clip, min_seconds: float = 0.07) -> Notes:
             (ends - starts)[keep] * line.frame_seconds,
         )
 
-    return clip.feature(f"music_notes_{min_seconds:g}", compute)
+    return clip.feature(compute, min_seconds)
 
 
 # ---------------------------------------------------------------- voice activity (silero-vad)
@@ -545,7 +545,7 @@ def vocal_activity(clip: Clip) -> VocalActivity:
             probabilities, fraction, mean_voiced, longest, fraction >= VOCAL_PRESENT_FRACTION
         )
 
-    return clip.feature("music_vocal_activity", compute)
+    return clip.feature(compute)
 
 
 def _longest_run(mask: np.ndarray) -> int:
@@ -591,4 +591,4 @@ def flux_shape(clip: Clip) -> FluxShape:
         )
         return FluxShape(peakiness, asymmetry)
 
-    return clip.feature("music_flux_shape", compute)
+    return clip.feature(compute)

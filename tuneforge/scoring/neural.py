@@ -6,27 +6,30 @@ that cannot be loaded raises `ModelLoadError` at load time, unless `allow_missin
 is recorded as missing with its reason (shown by `describe()`) and the scorers that need it raise
 `ScorerUnavailable`, so the engine excludes them with that reason.
 
-Features written into each clip by `prepare_round` (clip.put_feature):
-  "clap_embedding"   [D] L2-normalised CLAP audio embedding (mean over 10 s windows)
-  "mert_embedding"   [D] MERT frames mean-pooled over time, averaged over encoder layers
-  "mert_layer_means" [L, D] per-layer time means
-  "mert_segments"    [L, K, D] per-layer means of ~1 s segments (for neural_quality)
-  "mert_fad_frames"  [T', D] last-layer frames, subsampled (for FAD against fadtk's statistics)
-  "mos"              float in [1, 5] from the learned MOS head (when loaded and its input exists)
-"transcript" (a `Transcript`) is computed lazily: Whisper runs only when a scorer asks.
+Features written into each clip's typed `clip.neural` slots by `prepare_round`:
+  clap_embedding   [D] L2-normalised CLAP audio embedding (mean over 10 s windows)
+  mert_embedding   [D] MERT frames mean-pooled over time, averaged over encoder layers
+  mert_layer_means [L, D] per-layer time means
+  mert_segments    [L, K, D] per-layer means of ~1 s segments (for neural_quality)
+  mert_fad_frames  [T', D] last-layer frames, subsampled (for FAD against fadtk's statistics)
+  mos              float in [1, 5] from the learned MOS head (when loaded and its input exists)
+`transcript` (a `Transcript`) is computed lazily: Whisper runs only when a scorer asks.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from loguru import logger
 
 from tuneforge.audio import Audio, resample
 from tuneforge.scoring.base import ScorerUnavailable
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
@@ -202,20 +205,24 @@ class NeuralModels:
     def prepare_round(self, clips: list[Clip]) -> None:
         """Compute CLAP and MERT embeddings (and MOS) for every clip of a round, batched."""
         with self._lock:
-            todo = [c for c in clips if not c.has_feature("clap_embedding")]
+            todo = [c for c in clips if c.neural.clap_embedding is None]
             if self._clap is not None and todo:
                 for clip, emb in zip(todo, self._clap_audio_embeddings(todo), strict=True):
-                    clip.put_feature("clap_embedding", emb)
-            todo = [c for c in clips if not c.has_feature("mert_embedding")]
+                    clip.neural.clap_embedding = emb
+            todo = [c for c in clips if c.neural.mert_embedding is None]
             if self._mert is not None and todo:
                 self._mert_features(todo)
             if self.mos_head is not None:
-                feature = self.mos_head.config.embedding
-                ready = [c for c in clips if c.has_feature(feature) and not c.has_feature("mos")]
+                source = self.mos_head.config.embedding
+                ready = [
+                    c
+                    for c in clips
+                    if c.neural.embedding(source) is not None and c.neural.mos is None
+                ]
                 if ready:
-                    stacked = np.stack([c.feature(feature, _absent) for c in ready])
+                    stacked = np.stack([c.neural.embedding(source) for c in ready])
                     for clip, rating in zip(ready, self.mos_head.predict(stacked), strict=True):
-                        clip.put_feature("mos", float(rating))
+                        clip.neural.mos = float(rating)
 
     def _clap_audio_embeddings(self, clips: list[Clip]) -> list[np.ndarray]:
         import torch
@@ -311,13 +318,15 @@ class NeuralModels:
         if self._whisper is None:
             raise ModelLoadError(f"whisper: {self.reason('whisper')}")
         with self._lock:
-            if not clip.has_feature("transcript"):
-                batch = [c for c in (round_clips or [clip]) if not c.has_feature("transcript")]
+            if clip.neural.transcript is None:
+                batch = [c for c in (round_clips or [clip]) if c.neural.transcript is None]
                 if clip not in batch:
                     batch.append(clip)
                 for item, result in zip(batch, self._transcribe(batch), strict=True):
-                    item.put_feature("transcript", result)
-            return clip.feature("transcript", _absent)
+                    item.neural.transcript = result
+            transcript = clip.neural.transcript
+            assert transcript is not None  # set just above
+            return transcript
 
     def _token_id(self, *names: str) -> int | None:
         tokenizer = self._whisper_processor.tokenizer
@@ -427,10 +436,6 @@ class NeuralModels:
         return tokens, lps, [float(v) for v in nsp]
 
 
-def _absent(_clip: Clip) -> Any:
-    raise KeyError("feature was expected to be stored already")
-
-
 def _pooled(out: Any) -> Any:
     """transformers v5 returns an output object from get_*_features; v4 returned the tensor."""
     return getattr(out, "pooler_output", out)
@@ -446,10 +451,10 @@ def _mono_at(clip: Clip, rate: int) -> np.ndarray:
     """The clip's original audio, mono, at `rate` (resampled from the original, not the 22 kHz
     analysis copy, so 48 kHz models see the full band)."""
 
-    def compute(c: Clip) -> np.ndarray:
+    def compute(c: Clip, rate: int) -> np.ndarray:
         return resample(Audio(c.original.mono(), c.original.sample_rate), rate).samples[0]
 
-    return clip.feature(f"mono_{rate}", compute)
+    return clip.feature(compute, rate)
 
 
 def _store_mert(clip: Clip, layers: np.ndarray, seconds: float) -> None:
@@ -464,10 +469,10 @@ def _store_mert(clip: Clip, layers: np.ndarray, seconds: float) -> None:
         .mean(axis=2)
     )
     step = max(1, int(np.ceil(n_frames / MERT_FAD_MAX_FRAMES)))
-    clip.put_feature("mert_layer_means", layer_means.astype(np.float32))
-    clip.put_feature("mert_embedding", layer_means.mean(axis=0).astype(np.float32))
-    clip.put_feature("mert_segments", segments.astype(np.float32))
-    clip.put_feature("mert_fad_frames", layers[-1, ::step].astype(np.float32))
+    clip.neural.mert_layer_means = layer_means.astype(np.float32)
+    clip.neural.mert_embedding = layer_means.mean(axis=0).astype(np.float32)
+    clip.neural.mert_segments = segments.astype(np.float32)
+    clip.neural.mert_fad_frames = layers[-1, ::step].astype(np.float32)
 
 
 def require_model(models: NeuralModels | None, name: str) -> NeuralModels:
@@ -480,10 +485,16 @@ def require_model(models: NeuralModels | None, name: str) -> NeuralModels:
     return models
 
 
-def ensure_feature(models: NeuralModels, clip: Clip, round_clips: list[Clip], feature: str) -> None:
-    """The engine normally runs prepare_round first; if it did not, prepare now (batched over
-    the round when the clip belongs to it), and fail visibly if the feature is still absent."""
-    if not clip.has_feature(feature):
+def ensure_feature(
+    models: NeuralModels, clip: Clip, round_clips: list[Clip], read: Callable[[Clip], T | None]
+) -> T:
+    """`read(clip)` (e.g. `lambda c: c.neural.clap_embedding`). The engine normally runs
+    prepare_round first; if it did not, prepare now (batched over the round when the clip belongs
+    to it), and fail visibly if the feature is still absent."""
+    value = read(clip)
+    if value is None:
         models.prepare_round(round_clips if any(c is clip for c in round_clips) else [clip])
-    if not clip.has_feature(feature):
-        raise ScorerUnavailable(f"{feature} could not be computed")
+        value = read(clip)
+    if value is None:
+        raise ScorerUnavailable("its neural feature could not be computed for this clip")
+    return value

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tuneforge.scoring import features
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, Penalty, RoundContext, ScoreResult
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.fingerprint import MATCH_SIMILARITY, fingerprint, similarity
 from tuneforge.scoring.music_features import flux_shape
@@ -33,12 +33,12 @@ def _ramp(value: float, start: float, end: float) -> float:
     return float(np.clip((value - start) / (end - start), 0.0, 1.0))
 
 
-class DurationPenalty:
+class DurationPenalty(Penalty):
     """1.0 within ±5% of the requested duration, linear to 0.0 at ±50%."""
 
     name = "duration_penalty"
 
-    def penalty(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         actual = clip.original.duration_seconds
@@ -93,7 +93,7 @@ def loop_correlation(clip: Clip) -> tuple[float, float]:
         k = int(np.argmax(r))
         return float(np.clip(r[k], 0.0, 1.0)), float((lo + k) / c.sr)
 
-    return clip.feature("loop_correlation", compute)
+    return clip.feature(compute)
 
 
 CLICK_WINDOW_S = 0.0005  # a click's energy sits within half a millisecond...
@@ -143,7 +143,7 @@ def click_count(clip: Clip) -> int:
             return 0
         return 1 + int(np.sum(np.diff(hits) > int(CLICK_MERGE_S * c.sr)))
 
-    return clip.feature("click_count", compute)
+    return clip.feature(compute)
 
 
 def spectral_holes(clip: Clip) -> list[tuple[float, float]]:
@@ -173,7 +173,7 @@ def spectral_holes(clip: Clip) -> list[tuple[float, float]]:
             if e - s >= min_bins
         ]
 
-    return clip.feature("spectral_holes", compute)
+    return clip.feature(compute)
 
 
 def noise_likeness(clip: Clip) -> tuple[float, float, float]:
@@ -187,7 +187,7 @@ def noise_likeness(clip: Clip) -> tuple[float, float, float]:
     return _ramp(flatness, 0.15, 0.30) * _ramp(cv, 0.40, 0.20), flatness, cv
 
 
-class ArtifactPenalty:
+class ArtifactPenalty(Penalty):
     """Silence, steady noise, hard clipping, clicks, spectral holes, dropouts, sounds that stop
     dead instead of decaying, and loops.
 
@@ -195,7 +195,7 @@ class ArtifactPenalty:
 
     name = "artifact_penalty"
 
-    def penalty(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         details: dict[str, Any] = {}
@@ -261,13 +261,13 @@ class ArtifactPenalty:
         return ScoreResult(multiplier, "; ".join(complaints), details)
 
 
-class FingerprintPenalty:
+class FingerprintPenalty(Penalty):
     """0.0 when the clip nearly matches another clip of this round or any earlier clip in the
     history (shifted, rescaled or noisy copies included), else 1.0."""
 
     name = "fingerprint_penalty"
 
-    def penalty(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         mine = fingerprint(clip)

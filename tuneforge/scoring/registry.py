@@ -1,110 +1,118 @@
-"""Where each scorer and penalty lives, and loading them with visible exclusion.
+"""Loading the network's scorer set from the table in `weights.py`, once, at start-up.
 
-Adding a scorer is one file in `tuneforge/scoring/scorers/` plus one row here and one weight in
-`weights.py`. A scorer whose module fails to import, or whose constructor raises
-`ScorerUnavailable`, is EXCLUDED with its reason (weight 0, breakdown 0.0 + "excluded: ..."):
-never a silent neutral score.
+Every validator on a real network must run the same active set: a scorer that cannot be set up
+here (its module fails to import, its model is missing, its constructor raises) makes the set
+incomplete, and `ScorerSet.require_complete` refuses the start unless the operator explicitly
+allows a degraded validator (localnet, experiments). Exclusion happens here and only here; while
+scoring, a failure scores the clip 0 (engine.py), it never removes a scorer.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 
-from tuneforge.scoring.base import ScorerUnavailable
-from tuneforge.scoring.weights import PENALTY_NAMES, SCORER_NAMES
+from tuneforge.scoring.base import Scorer, ScorerUnavailable
+from tuneforge.scoring.weights import CHECKS, PENALTIES, REQUIRED_MODELS, SCORERS, CheckSpec
 
-_SCORERS = "tuneforge.scoring.scorers"
 
-SCORER_SPECS: dict[str, str] = {
-    "clap": f"{_SCORERS}.clap:ClapScorer",
-    "attribute": f"{_SCORERS}.attribute:AttributeScorer",
-    "musicality": f"{_SCORERS}.musicality:MusicalityScorer",
-    "melody": f"{_SCORERS}.melody:MelodyScorer",
-    "structural": f"{_SCORERS}.structural:StructuralScorer",
-    "production": f"{_SCORERS}.production:ProductionScorer",
-    "neural_quality": f"{_SCORERS}.neural_quality:NeuralQualityScorer",
-    "vocal": f"{_SCORERS}.vocal:VocalScorer",
-    "quality": f"{_SCORERS}.quality:QualityScorer",
-    "vocal_lyrics": f"{_SCORERS}.vocal_lyrics:VocalLyricsScorer",
-    "mix_separation": f"{_SCORERS}.mix_separation:MixSeparationScorer",
-    "timbral": f"{_SCORERS}.timbral:TimbralScorer",
-    "learned_mos": f"{_SCORERS}.learned_mos:LearnedMosScorer",
-    "diversity": f"{_SCORERS}.diversity:DiversityScorer",
-    "speed": f"{_SCORERS}.speed:SpeedScorer",
-    "preference": f"{_SCORERS}.preference:PreferenceScorer",
-}
-
-PENALTY_SPECS: dict[str, str] = {
-    "duration_penalty": "tuneforge.scoring.penalties:DurationPenalty",
-    "artifact_penalty": "tuneforge.scoring.penalties:ArtifactPenalty",
-    "fad_penalty": "tuneforge.scoring.fad:FadPenalty",
-    "fingerprint_penalty": "tuneforge.scoring.penalties:FingerprintPenalty",
-}
-
-assert tuple(SCORER_SPECS) == SCORER_NAMES, "registry and weight table disagree"
-assert tuple(PENALTY_SPECS) == PENALTY_NAMES, "registry and penalty names disagree"
+class IncompleteScorerSet(RuntimeError):
+    """This validator cannot run the network's whole active scorer set; the message says what."""
 
 
 @dataclass
 class Loaded:
-    """A scorer or penalty instance, or the reason it is excluded."""
+    """A scorer or penalty instance, or why it does not run on this validator."""
 
     name: str
-    instance: Any | None
-    excluded_reason: str = ""
+    instance: Scorer | None
+    not_run_reason: str = ""  # set when instance is None
+    inactive: bool = False  # not run on any validator (the table says so), vs excluded here
 
 
-def _find_class(module: Any, class_name: str, name: str, method: str) -> type:
-    """The named class, else the one class in the module whose `name` attribute is `name`
-    (so a scorer author's class name need not match the convention exactly)."""
-    found = getattr(module, class_name, None)
-    if inspect.isclass(found):
+@dataclass
+class ScorerSet:
+    """The scorers and penalties this validator runs, in report order, and what it lacks."""
+
+    scorers: dict[str, Loaded]
+    penalties: dict[str, Loaded]
+    missing_models: dict[str, str] = field(default_factory=dict)  # required model -> status
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Active checks that could not be set up on this validator: name -> reason."""
+        entries = {**self.scorers, **self.penalties}
+        return {
+            n: e.not_run_reason for n, e in entries.items() if e.instance is None and not e.inactive
+        }
+
+    @property
+    def inactive(self) -> dict[str, str]:
+        """Checks inactive network-wide: name -> reason."""
+        entries = {**self.scorers, **self.penalties}
+        return {n: e.not_run_reason for n, e in entries.items() if e.inactive}
+
+    @property
+    def degraded(self) -> bool:
+        """True when this validator lacks part of the network's set (its results say so)."""
+        return bool(self.excluded or self.missing_models)
+
+    def problems(self) -> list[str]:
+        found = [f"scorer {n}: {why}" for n, why in self.excluded.items()]
+        found += [f"model {n}: {why}" for n, why in self.missing_models.items()]
         return found
-    for _, candidate in inspect.getmembers(module, inspect.isclass):
-        if getattr(candidate, "name", None) == name and hasattr(candidate, method):
-            return candidate
-    raise ScorerUnavailable(f"{module.__name__} has no class {class_name} with name={name!r}")
+
+    def require_complete(self) -> None:
+        """Raise IncompleteScorerSet naming everything this validator lacks."""
+        if self.degraded:
+            raise IncompleteScorerSet("; ".join(self.problems()))
 
 
-def _instantiate(cls: type, models: Any) -> Any:
-    """Construct with `models=` when the constructor takes it (neural scorers), else no args."""
-    try:
-        parameters = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        parameters = {}
-    if "models" in parameters:
-        return cls(models=models)
-    return cls()
+def _model_status(models: Any, name: str) -> str | None:
+    """None when model `name` is loaded, else why not."""
+    if models is None:
+        return "not configured"
+    return None if models.has(name) else models.reason(name)
 
 
-def load(name: str, spec: str, method: str, models: Any = None) -> Loaded:
-    """Import and construct one scorer/penalty; any failure becomes an excluded entry."""
-    module_name, class_name = spec.split(":")
+def load(spec: CheckSpec, models: Any = None) -> Loaded:
+    """Import and construct one check; what cannot be set up is excluded with the reason."""
+    if not spec.active:
+        return Loaded(spec.name, None, spec.inactive, inactive=True)
+    module_name, class_name = spec.implementation.split(":")
     try:
         module = importlib.import_module(module_name)
-        cls = _find_class(module, class_name, name, method)
-        return Loaded(name, _instantiate(cls, models))
+        cls = getattr(module, class_name)
+        if not (isinstance(cls, type) and issubclass(cls, Scorer)) or cls.name != spec.name:
+            raise TypeError(f"{spec.implementation} is not the Scorer named {spec.name!r}")
+        return Loaded(spec.name, cls(models=models))
     except ScorerUnavailable as exc:
         reason = str(exc) or "unavailable"
     except ModuleNotFoundError as exc:
         reason = f"module {exc.name} not found"
-    except Exception as exc:  # an import-time crash in a scorer must not stop scoring
+    except Exception as exc:  # an import-time crash: the set is incomplete, and says why
         reason = f"failed to load: {type(exc).__name__}: {exc}"
-        logger.opt(exception=exc).warning("scorer {} failed to load", name)
-    logger.info("{} excluded: {}", name, reason)
-    return Loaded(name, None, reason)
+        logger.opt(exception=exc).warning("scorer {} failed to load", spec.name)
+    logger.warning("{} cannot run on this validator: {}", spec.name, reason)
+    return Loaded(spec.name, None, reason)
 
 
-def load_scorers(models: Any = None) -> dict[str, Loaded]:
-    """All 16 scorers in report order."""
-    return {name: load(name, SCORER_SPECS[name], "score", models) for name in SCORER_NAMES}
+def load_scorer_set(models: Any = None) -> ScorerSet:
+    """Every scorer and penalty of the table, plus the required models this validator lacks."""
+    missing = {
+        name: status
+        for name in REQUIRED_MODELS
+        if (status := _model_status(models, name)) is not None
+    }
+    return ScorerSet(
+        scorers={spec.name: load(spec, models) for spec in SCORERS},
+        penalties={spec.name: load(spec, models) for spec in PENALTIES},
+        missing_models=missing,
+    )
 
 
-def load_penalties(models: Any = None) -> dict[str, Loaded]:
-    """All 4 penalties in report order."""
-    return {name: load(name, PENALTY_SPECS[name], "penalty", models) for name in PENALTY_NAMES}
+def spec_of(name: str) -> CheckSpec:
+    return CHECKS[name]

@@ -7,39 +7,75 @@ with no environment reads and no configuration (DESIGN.md §5). Changing one is 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-# DESIGN.md §5 table. Relative weights; composite = Σ wᵢ·sᵢ / Σ wᵢ over the available scorers.
-SCORER_WEIGHTS: dict[str, float] = {
-    # prompt adherence (30)
-    "clap": 19.0,
-    "attribute": 11.0,
-    # composition (21)
-    "musicality": 9.0,
-    "melody": 6.0,
-    "structural": 6.0,
-    # production & fidelity (16)
-    "production": 5.0,
-    "neural_quality": 5.0,
-    "vocal": 4.0,
-    "quality": 2.0,
-    # naturalness & mix (18)
-    "vocal_lyrics": 8.0,
-    "mix_separation": 4.0,
-    "timbral": 3.0,
-    "learned_mos": 3.0,
-    # other (8)
-    "diversity": 6.0,
-    "speed": 2.0,
-}
+# The scorer table (DESIGN.md §5): name, relative weight, the class that measures it, the neural
+# models it needs, and whether it is active network-wide. composite = Σ wᵢ·sᵢ / Σ wᵢ over the
+# active scorers; an inactive scorer is not run anywhere (weight 0, breakdown null) and says why.
+# Adding a scorer is one module under scorers/ plus one row here.
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One row: a scorer (weight > 0) or a penalty (a multiplier, weight unused)."""
+
+    name: str
+    weight: float
+    implementation: str  # "module:Class", imported when the scoring engine starts
+    models: tuple[str, ...] = ()  # NeuralModels names it needs ("clap", "mert", "whisper", "mos")
+    inactive: str = ""  # non-empty: inactive on every validator, and this is why
+
+    @property
+    def active(self) -> bool:
+        return not self.inactive
+
+
+_S = "tuneforge.scoring.scorers"
+NOT_TRAINED = "inactive network-wide: no trained checkpoint ships inside the package yet"
 PREFERENCE = "preference"
-# All 16 scorers, in the order results are reported.
-SCORER_NAMES: tuple[str, ...] = (*SCORER_WEIGHTS, PREFERENCE)
 
-PENALTY_NAMES: tuple[str, ...] = (
-    "duration_penalty",
-    "artifact_penalty",
-    "fad_penalty",
-    "fingerprint_penalty",
+SCORERS: tuple[CheckSpec, ...] = (
+    # prompt adherence (30)
+    CheckSpec("clap", 19.0, f"{_S}.clap:ClapScorer", ("clap",)),
+    CheckSpec("attribute", 11.0, f"{_S}.attribute:AttributeScorer", ("clap",)),
+    # composition (21)
+    CheckSpec("musicality", 9.0, f"{_S}.musicality:MusicalityScorer"),
+    CheckSpec("melody", 6.0, f"{_S}.melody:MelodyScorer"),
+    CheckSpec("structural", 6.0, f"{_S}.structural:StructuralScorer"),
+    # production & fidelity (16)
+    CheckSpec("production", 5.0, f"{_S}.production:ProductionScorer"),
+    CheckSpec("neural_quality", 5.0, f"{_S}.neural_quality:NeuralQualityScorer", ("mert",)),
+    CheckSpec("vocal", 4.0, f"{_S}.vocal:VocalScorer"),
+    CheckSpec("quality", 2.0, f"{_S}.quality:QualityScorer"),
+    # naturalness & mix (18)
+    CheckSpec("vocal_lyrics", 8.0, f"{_S}.vocal_lyrics:VocalLyricsScorer", ("whisper",)),
+    CheckSpec("mix_separation", 4.0, f"{_S}.mix_separation:MixSeparationScorer"),
+    CheckSpec("timbral", 3.0, f"{_S}.timbral:TimbralScorer"),
+    CheckSpec("learned_mos", 3.0, f"{_S}.learned_mos:LearnedMosScorer", ("mos",), NOT_TRAINED),
+    # other (8)
+    CheckSpec("diversity", 6.0, f"{_S}.diversity:DiversityScorer", ("mert",)),
+    CheckSpec("speed", 2.0, f"{_S}.speed:SpeedScorer"),
+    # preference (2-20% by held-out accuracy; the weight column is unused, see preference_weight)
+    CheckSpec(PREFERENCE, 0.0, f"{_S}.preference:PreferenceScorer", ("preference",), NOT_TRAINED),
+)
+
+PENALTIES: tuple[CheckSpec, ...] = (
+    CheckSpec("duration_penalty", 1.0, "tuneforge.scoring.penalties:DurationPenalty"),
+    CheckSpec("artifact_penalty", 1.0, "tuneforge.scoring.penalties:ArtifactPenalty"),
+    CheckSpec("fad_penalty", 1.0, "tuneforge.scoring.fad:FadPenalty", ("mert",)),
+    CheckSpec("fingerprint_penalty", 1.0, "tuneforge.scoring.penalties:FingerprintPenalty"),
+)
+
+CHECKS: dict[str, CheckSpec] = {spec.name: spec for spec in (*SCORERS, *PENALTIES)}
+# All 16 scorers, in the order results are reported; the relative weights of the fixed ones.
+SCORER_NAMES: tuple[str, ...] = tuple(spec.name for spec in SCORERS)
+SCORER_WEIGHTS: dict[str, float] = {s.name: s.weight for s in SCORERS if s.name != PREFERENCE}
+PENALTY_NAMES: tuple[str, ...] = tuple(spec.name for spec in PENALTIES)
+ACTIVE_SCORERS: tuple[str, ...] = tuple(s.name for s in SCORERS if s.active)
+ACTIVE_PENALTIES: tuple[str, ...] = tuple(s.name for s in PENALTIES if s.active)
+# Neural models every validator on a real network must load (it refuses to start otherwise).
+REQUIRED_MODELS: tuple[str, ...] = tuple(
+    sorted({m for s in (*SCORERS, *PENALTIES) if s.active for m in s.models})
 )
 
 # Preference model weight: 0 until it is trained; then a share of the total weight that grows

@@ -12,7 +12,7 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    return "-" if value is None else f"{float(value):.{digits}f}"
+    return "n/a" if value is None else f"{float(value):.{digits}f}"
 
 
 @app.command("status")

@@ -57,8 +57,10 @@ class ScoringModelSettings(BaseModel):
     mos: str = Field(default="", description="MOS model id or dir (empty = excluded)")
     preference: str = Field(default="", description="preference model dir (empty = excluded)")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
-    allow_missing_models: bool = Field(
-        default=False, description="start even when a configured model cannot load"
+    allow_missing: bool = Field(
+        default=False,
+        description="start without the network's whole scorer set (localnet/experiments only; "
+        "every result is then published as degraded)",
     )
 
 

@@ -128,6 +128,13 @@ class ValidatorLoop:
         weights = self.current_weights()
         if not weights:
             return self._record(False, code="NO_WEIGHTS", message="no miner has a positive EMA")
+        rounds = self.state.rounds_completed()
+        last = self.state.last_weights_outcome() or {}
+        if last.get("ok") and last.get("round") == rounds and _same(last.get("weights"), weights):
+            # Nothing was learned since: re-sending frozen weights (e.g. while every round
+            # fails) only spends fees and hides that this validator has stopped scoring.
+            logger.debug("weights unchanged since block {}: not re-set", last.get("block"))
+            return None
         try:
             result = self.chain.set_weights(weights, version_key=SPEC_VERSION_KEY)
         except ChainError as exc:
@@ -142,6 +149,7 @@ class ValidatorLoop:
         return self._record(
             True,
             block=result.block,
+            round=rounds,
             weights={str(u): w for u, w in zip(result.uids, result.weights, strict=True)},
         )
 
@@ -243,3 +251,9 @@ class ValidatorLoop:
             # A scoring bug must not kill a validator; the round is not counted and retried.
             logger.exception("round failed; nothing of it was stored")
         return None
+
+
+def _same(recorded: Any, weights: dict[int, float]) -> bool:
+    """Whether the uids recorded as set are the ones about to be set. With no round in between,
+    EMAs are unchanged, so equal uids mean equal weights; a miner that left changes the set."""
+    return isinstance(recorded, dict) and set(recorded) == {str(u) for u in weights}

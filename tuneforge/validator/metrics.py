@@ -40,6 +40,12 @@ class ValidatorMetrics:
             ["purpose", "outcome"],
             registry=r,
         )
+        self.check_failures = Counter(
+            "tuneforge_validator_check_failures",
+            "Scorers/penalties that raised on a clip (the clip then scored 0 / penalty in full)",
+            ["check"],
+            registry=r,
+        )
         self.ema = Gauge(
             "tuneforge_validator_miner_ema", "EMA score per miner", ["uid", "hotkey"], registry=r
         )

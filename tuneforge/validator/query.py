@@ -38,6 +38,7 @@ EMPTY_BODY = "empty_body"
 NOT_WAV = "not_wav"
 TRUNCATED = "truncated"
 NOT_FINITE = "not_finite"
+OUT_OF_RANGE = "out_of_range"
 TOO_LONG = "too_long"
 TOO_LARGE = "too_large"
 BAD_AUDIO = "bad_audio"
@@ -106,6 +107,8 @@ def classify_audio_error(exc: AudioError) -> str:
         return TRUNCATED
     if "NaN" in message or "infinite" in message:
         return NOT_FINITE
+    if message.startswith("sample values out of range"):
+        return OUT_OF_RANGE
     if message.startswith("audio is") and "limit is" in message and " s," in message:
         return TOO_LONG
     if message.startswith("audio is") and "bytes" in message:

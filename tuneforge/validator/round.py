@@ -130,6 +130,9 @@ class RoundRunner:
             raise RuntimeError(f"engine returned {len(scores)} scores for {len(outcomes)} clips")
         for outcome in outcomes:
             self.metrics.queries.labels(purpose=purpose, outcome=outcome.code or "ok").inc()
+        for score in scores:
+            for check in score.failures:
+                self.metrics.check_failures.labels(check=check).inc()
         return scores
 
     async def run_round(self, metagraph: Metagraph) -> RoundReport | None:
@@ -237,10 +240,7 @@ class RoundRunner:
                     "track_id": trk,
                     "miner_uid": outcome.uid,
                     "miner_hotkey": outcome.hotkey,
-                    "final_score": score.final_score,
-                    "composite": score.composite,
-                    "score_breakdown": score.score_breakdown,
-                    "penalties": score.penalties,
+                    **score.published_fields(),
                     "generation_ms": outcome.elapsed_ms,
                     "audio_sha256": digest,
                     "duration_seconds": outcome.audio.duration_seconds,

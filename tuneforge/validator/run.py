@@ -13,6 +13,7 @@ from tuneforge.logs import configure_logging
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
 
 if TYPE_CHECKING:
+    from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.scoring.neural import NeuralModels
     from tuneforge.validator.loop import ValidatorLoop
     from tuneforge.validator.publisher import Publisher
@@ -26,7 +27,7 @@ class ValidatorStartupError(Exception):
 
 def load_models(scoring: ScoringModelSettings) -> NeuralModels | None:
     """Neural models when any path is configured; a model that cannot load stops the start-up
-    unless `allow_missing_models` (then its scorer is excluded, with the reason, every round)."""
+    unless `allow_missing` (then its scorers do not run and every result says `degraded`)."""
     if not any((scoring.clap, scoring.mert, scoring.whisper, scoring.mos, scoring.preference)):
         logger.info("no neural scoring models configured: neural scorers are excluded")
         return None
@@ -40,16 +41,33 @@ def load_models(scoring: ScoringModelSettings) -> NeuralModels | None:
             mos=scoring.mos or None,
             preference=scoring.preference or None,
             device=scoring.device,
-            allow_missing=scoring.allow_missing_models,
+            allow_missing=scoring.allow_missing,
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ValidatorStartupError(
             f"a scoring model could not be loaded: {exc} (fix the path/id, or pass "
-            "--scoring.allow_missing_models to run without it)"
+            "--scoring.allow_missing to run degraded)"
         ) from exc
     for name, description in models.describe().items():
         logger.info("scoring model {}: {}", name, description)
     return models
+
+
+def check_scorer_set(engine: ScoringEngine, network: str, allow_missing: bool) -> None:
+    """Every validator of a real network runs the whole active scorer set, so that two honest
+    validators give the same clip the same score. Only LocalChain (`localnet`) or an explicit
+    `--scoring.allow_missing` may run degraded, and then every published result says so."""
+    if not engine.degraded:
+        return
+    lacking = "; ".join(engine.scorer_set.problems())
+    if allow_missing or network == "localnet":
+        logger.warning("degraded scorer set (results are published as degraded): {}", lacking)
+        return
+    raise ValidatorStartupError(
+        f"network {network!r} needs the whole scorer set, this validator lacks: {lacking} "
+        "(configure --scoring.clap/--scoring.mert/--scoring.whisper, see docs/validator.md; "
+        "--scoring.allow_missing runs degraded, for experiments only)"
+    )
 
 
 async def _serve(
@@ -105,7 +123,16 @@ def run(settings: ValidatorSettings) -> None:
     except StateError as exc:
         raise ValidatorStartupError(str(exc)) from exc
     state.set_weight_rule(neuron.weights_exponent, neuron.weights_top_k)
-    chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
+    try:
+        # Before any chain connection: a validator that cannot score like the rest of the
+        # network must not start at all.
+        models = load_models(settings.scoring)
+        engine = ScoringEngine.create(state.history(), models)
+        check_scorer_set(engine, settings.network, settings.scoring.allow_missing)
+        chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
+    except BaseException:
+        state.close()
+        raise
     metrics = ValidatorMetrics()
     metrics.watch_outbox(state.outbox_depth)
     metrics.set_emas(state.emas())
@@ -115,8 +142,6 @@ def run(settings: ValidatorSettings) -> None:
         else None
     )
     try:
-        models = load_models(settings.scoring)
-        engine = ScoringEngine.create(state.history(), models)
         logger.info("scoring engine warmed up in {:.1f} s", engine.warm_up())
         logger.info(
             "validator {} on netuid {} ({}), state {} at round {}",

@@ -113,10 +113,18 @@
                           name.length > 34 ? name.slice(0, 33) + "…" : name));
       row.appendChild(svg("text", { "class": "value", x: "100%", y: y + 14,
                                     "text-anchor": "end" }, known ? value.toFixed(2) : "n/a"));
+      if (!known) {
+        // null = the scorer did not run for this miner: "not measured", never an empty bar.
+        row.setAttribute("class", "scorer not-measured");
+        row.appendChild(svg("text", { "class": "na", x: 0, y: y + barY + barH - 2 },
+                            "n/a (not measured)"));
+        chart.appendChild(row);
+        return;
+      }
       row.appendChild(svg("rect", { "class": "track", x: 0, y: y + barY, width: "100%",
                                     height: barH, rx: 3 }));
       row.appendChild(svg("rect", { "class": "bar", x: 0, y: y + barY,
-                                    width: known ? pct(value) : "0%", height: barH, rx: 3 }));
+                                    width: pct(value), height: barH, rx: 3 }));
       const avg = averages[name];
       if (avg !== null) {
         row.appendChild(svg("line", { "class": "avg", x1: pct(avg), x2: pct(avg),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tuneforge.scoring import features
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.keys import KeyParseError, key_relation, key_similarity, parse_key
 from tuneforge.scoring.music_features import (
     VoiceDetectorUnavailable,
@@ -83,10 +83,10 @@ def instrument_ranks(
     return (ref_sim[None, :] < req_sim[:, None]).mean(axis=1)
 
 
-class AttributeScorer:
+class AttributeScorer(Scorer):
     name = "attribute"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         reason = unscorable_reason(clip)
@@ -155,7 +155,8 @@ class AttributeScorer:
         if models is None or not models.has("clap"):
             details["instruments_note"] = "no CLAP model loaded"
             return None
-        if not clip.has_feature("clap_embedding"):
+        clap_embedding = clip.neural.clap_embedding
+        if clap_embedding is None:
             details["instruments_note"] = "clip has no CLAP embedding"
             return None
         requested = [instrument_prompt(i) for i in instruments]
@@ -164,7 +165,7 @@ class AttributeScorer:
         embeddings = np.asarray(
             models.clap_text_embeddings(requested + references), dtype=np.float64
         )
-        audio = np.asarray(clip.feature("clap_embedding", lambda c: None), dtype=np.float64)
+        audio = np.asarray(clap_embedding, dtype=np.float64)
         ranks = instrument_ranks(audio.reshape(-1), embeddings[: len(requested)],
                                  embeddings[len(requested) :])  # fmt: skip
         details["instrument_ranks"] = {

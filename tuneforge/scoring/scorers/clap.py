@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.neural import ensure_feature, require_model
 
 if TYPE_CHECKING:
@@ -44,24 +44,20 @@ def challenge_text(challenge: Challenge) -> str:
     return ", ".join(parts)
 
 
-class ClapScorer:
+class ClapScorer(Scorer):
     name = "clap"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = require_model(models, "clap")
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = require_model(context.models or self.models, "clap")
-        ensure_feature(models, clip, context.clips, "clap_embedding")
-        audio = np.asarray(clip.feature("clap_embedding", _absent), dtype=np.float32)
+        prepared = ensure_feature(models, clip, context.clips, lambda c: c.neural.clap_embedding)
+        audio = np.asarray(prepared, dtype=np.float32)
         text = challenge_text(challenge)
         cosine = float(models.clap_text_embeddings([text])[0] @ audio)
         value = (cosine - CLAP_FLOOR) / (CLAP_CEILING - CLAP_FLOOR)
         reason = "" if value > 0 else f"audio does not match the prompt (cosine {cosine:.3f})"
         return ScoreResult(value, reason=reason, details={"cosine": round(cosine, 4)})
-
-
-def _absent(_clip: Clip) -> np.ndarray:
-    raise KeyError("feature was expected to be prepared")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.features import dsp_embedding
 
@@ -20,16 +20,13 @@ FULL_DISTANCE = {"clap_embedding": 0.25, "mert_embedding": 0.25, "dsp_embedding"
 def diversity_embedding(clip: Clip) -> tuple[str, np.ndarray]:
     """(kind, L2-normalised 1-D embedding): CLAP, else MERT, else DSP."""
     for kind in ("clap_embedding", "mert_embedding"):
-        if clip.has_feature(kind):
-            vector = np.asarray(clip.feature(kind, _absent), dtype=np.float32)
+        prepared = clip.neural.embedding(kind)
+        if prepared is not None:
+            vector = np.asarray(prepared, dtype=np.float32)
             if vector.ndim == 1 and vector.size:
                 norm = float(np.linalg.norm(vector))
                 return kind, vector / norm if norm > 0 else vector
     return "dsp_embedding", dsp_embedding(clip)
-
-
-def _absent(_clip: Clip) -> np.ndarray:
-    raise KeyError("embedding")
 
 
 def _min_distance(vector: np.ndarray, others: list[np.ndarray]) -> float | None:
@@ -42,13 +39,13 @@ def _min_distance(vector: np.ndarray, others: list[np.ndarray]) -> float | None:
     return float(np.clip(1.0 - cosine.max(), 0.0, 2.0))
 
 
-class DiversityScorer:
+class DiversityScorer(Scorer):
     """Mean of two novelties, each min cosine distance / FULL_DISTANCE clamped to 1: against the
     miner's recent clips, and against the other clips of this round."""
 
     name = "diversity"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         kind, vector = diversity_embedding(clip)
@@ -60,7 +57,8 @@ class DiversityScorer:
         ]
         peers = _min_distance(vector, round_others)
         if own is None and peers is None:
-            raise ScorerUnavailable("nothing to compare with (no history, no other clips)")
+            # The first clip this validator ever sees, alone in its round: nothing like it yet.
+            return ScoreResult(1.0, "nothing earlier to compare with", {"embedding": kind})
         details: dict[str, object] = {"embedding": kind}
         parts, complaints = [], []
         if own is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult, ScorerUnavailable
 from tuneforge.scoring.mos_model import MOS_MAX, MOS_MIN
 from tuneforge.scoring.neural import ensure_feature, require_model
 
@@ -16,18 +16,17 @@ if TYPE_CHECKING:
 _SOURCE = {"clap_embedding": "clap", "mert_embedding": "mert"}
 
 
-class LearnedMosScorer:
+class LearnedMosScorer(Scorer):
     name = "learned_mos"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = _check(models)
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = _check(context.models or self.models)
-        ensure_feature(models, clip, context.clips, "mos")
-        mos = float(clip.feature("mos", _absent))
+        mos = float(ensure_feature(models, clip, context.clips, lambda c: c.neural.mos))
         value = (mos - MOS_MIN) / (MOS_MAX - MOS_MIN)
         return ScoreResult(value, details={"mos": round(mos, 3)})
 
@@ -39,7 +38,3 @@ def _check(models: NeuralModels | None) -> NeuralModels:
     if not models.has(source):
         raise ScorerUnavailable(f"MOS head reads {source} embeddings: {models.reason(source)}")
     return models
-
-
-def _absent(_clip: Clip) -> float:
-    raise KeyError("mos")

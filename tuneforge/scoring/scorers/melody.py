@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.music_features import (
     notes,
     pitch_line,
@@ -50,10 +50,10 @@ def phrase_repetition(pitch_classes: np.ndarray, min_lag: int) -> float:
     return max(0.0, best - baseline)
 
 
-class MelodyScorer:
+class MelodyScorer(Scorer):
     name = "melody"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         reason = unscorable_reason(clip)

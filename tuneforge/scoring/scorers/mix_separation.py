@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tuneforge.scoring import features
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.music_features import ramp, unscorable_reason
 
 if TYPE_CHECKING:
@@ -52,10 +52,10 @@ def stereo_credit(image: dict[str, float]) -> float:
     return compatible * width
 
 
-class MixSeparationScorer:
+class MixSeparationScorer(Scorer):
     name = "mix_separation"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         reason = unscorable_reason(clip)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.keys import Key
 from tuneforge.scoring.music_features import (
     TRIAD_NAMES,
@@ -58,10 +58,10 @@ def chord_rate_credit(median_chord_seconds: float) -> float:
     return 1.0 - 0.7 * ramp(median_chord_seconds, 6.0, 20.0)
 
 
-class MusicalityScorer:
+class MusicalityScorer(Scorer):
     name = "musicality"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         reason = unscorable_reason(clip)

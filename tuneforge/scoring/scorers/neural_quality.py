@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.neural import ensure_feature, require_model
 
 if TYPE_CHECKING:
@@ -40,18 +40,18 @@ def layer_coherence(segments: np.ndarray) -> float:
     return (adjacent - baseline) / max(1e-6, 1.0 - baseline)
 
 
-class NeuralQualityScorer:
+class NeuralQualityScorer(Scorer):
     name = "neural_quality"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = require_model(models, "mert")
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = require_model(context.models or self.models, "mert")
-        ensure_feature(models, clip, context.clips, "mert_segments")
-        segments = np.asarray(clip.feature("mert_segments", _absent), dtype=np.float64)
+        prepared = ensure_feature(models, clip, context.clips, lambda c: c.neural.mert_segments)
+        segments = np.asarray(prepared, dtype=np.float64)
         if segments.shape[1] < MIN_SEGMENTS:
             return ScoreResult(
                 0.0, reason=f"too short for coherence ({segments.shape[1]} segments)"
@@ -63,7 +63,3 @@ class NeuralQualityScorer:
             reason="" if coherence > 0 else "no temporal coherence",
             details={"coherence": round(coherence, 4), "layers": len(per_layer)},
         )
-
-
-def _absent(_clip: Clip) -> np.ndarray:
-    raise KeyError("mert_segments")

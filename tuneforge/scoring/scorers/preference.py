@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult, ScorerUnavailable
 from tuneforge.scoring.neural import ensure_feature
 
 if TYPE_CHECKING:
@@ -19,20 +19,22 @@ if TYPE_CHECKING:
 _SOURCE = {"clap_embedding": "clap", "mert_embedding": "mert"}
 
 
-class PreferenceScorer:
+class PreferenceScorer(Scorer):
     name = "preference"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = _check(models)
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = _check(context.models or self.models)
         model = models.preference
         assert model is not None
-        ensure_feature(models, clip, context.clips, model.embedding)
-        embedding = np.asarray(clip.feature(model.embedding, _absent), dtype=np.float32)
+        prepared = ensure_feature(
+            models, clip, context.clips, lambda c: c.neural.embedding(model.embedding)
+        )
+        embedding = np.asarray(prepared, dtype=np.float32)
         value = float(model.score(embedding[None, :])[0])
         return ScoreResult(value, details={"heldout_accuracy": model.heldout_accuracy})
 
@@ -44,7 +46,3 @@ def _check(models: NeuralModels | None) -> NeuralModels:
     if not models.has(source):
         raise ScorerUnavailable(f"preference head reads {source} embeddings: not loaded")
     return models
-
-
-def _absent(_clip: Clip) -> np.ndarray:
-    raise KeyError("embedding")

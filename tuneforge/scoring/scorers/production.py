@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tuneforge.scoring import features
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.clip import Clip
 
 DEFAULT_TARGET_LUFS = -14.0  # streaming-platform normalisation level
@@ -86,13 +86,13 @@ def stereo_image(clip: Clip) -> tuple[float, float]:
     return correlation, side_ratio
 
 
-class ProductionScorer:
+class ProductionScorer(Scorer):
     """Weighted mean: loudness vs genre target 0.35, dynamics (PLR) 0.25, spectral balance 0.25,
     clean noise floor 0.2, stereo image 0.15 (stereo clips only; mono clips reweight the rest)."""
 
     name = "production"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         level = features.loudness(clip)

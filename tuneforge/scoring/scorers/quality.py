@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tuneforge.scoring import features
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.clip import Clip
 
 # Bandwidth: the highest frequency within 60 dB of the long-term spectrum's peak. 4 kHz (phone)
@@ -28,12 +28,12 @@ def bandwidth_hz(clip: Clip) -> float:
     return float(spectrum.freqs[above[-1]]) if len(above) else 0.0
 
 
-class QualityScorer:
+class QualityScorer(Scorer):
     """noise floor × (0.3 + 0.7 bandwidth), times multipliers for clipping, DC and dropouts."""
 
     name = "quality"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         peak = features.true_peak(clip)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tuneforge.scoring import features
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.music_features import (
     frame_weights,
     pool,
@@ -41,7 +41,7 @@ def self_similarity(clip: Clip) -> np.ndarray:
         unit = stacked / np.maximum(np.linalg.norm(stacked, axis=0), 1e-10)[None, :]
         return unit.T @ unit
 
-    return clip.feature("structural_ssm", compute)
+    return clip.feature(compute)
 
 
 def repetition_strength(similarity: np.ndarray, min_lag: int) -> tuple[float, int]:
@@ -96,10 +96,10 @@ def edge_levels_db(clip: Clip) -> tuple[float, float, float]:
     return db(y[:edge]), db(y[-edge:]), fade
 
 
-class StructuralScorer:
+class StructuralScorer(Scorer):
     name = "structural"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         reason = unscorable_reason(clip)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tuneforge.scoring import features
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.music_features import (
     flux_shape,
     frames_per_second,
@@ -57,10 +57,10 @@ def slope_credit(slope: float) -> float:
     return float(np.exp(-0.5 * (outside / SLOPE_SPREAD_DB) ** 2))
 
 
-class TimbralScorer:
+class TimbralScorer(Scorer):
     name = "timbral"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         reason = unscorable_reason(clip)

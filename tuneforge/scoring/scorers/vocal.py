@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult, ScorerUnavailable
 from tuneforge.scoring.music_features import (
     VoiceDetectorUnavailable,
     ramp,
@@ -18,10 +18,10 @@ if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
 
 
-class VocalScorer:
+class VocalScorer(Scorer):
     name = "vocal"
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         reason = unscorable_reason(clip)

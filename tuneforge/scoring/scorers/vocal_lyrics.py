@@ -14,7 +14,7 @@ import math
 import re
 from typing import TYPE_CHECKING
 
-from tuneforge.scoring.base import Challenge, RoundContext, ScoreResult
+from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.neural import require_model
 
 if TYPE_CHECKING:
@@ -59,13 +59,13 @@ def speech_confidence(transcript: Transcript) -> float:
     return math.exp(transcript.avg_logprob) * (1.0 - transcript.no_speech_prob)
 
 
-class VocalLyricsScorer:
+class VocalLyricsScorer(Scorer):
     name = "vocal_lyrics"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = require_model(models, "whisper")
 
-    def score(
+    def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         models = require_model(context.models or self.models, "whisper")
