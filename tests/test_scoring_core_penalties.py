@@ -103,7 +103,9 @@ def test_a_loop_shifted_by_a_non_round_number_of_samples_is_caught(piece: Audio)
 
 
 def test_clicks_and_spectral_holes_are_found(piece: Audio) -> None:
-    value, reason, details = _artifact(signals.time_shuffled(piece, 0.25))
+    clicked = signals.in_room(piece).samples.copy()
+    clicked[0, :: piece.sample_rate // 4] = 0.95  # a spike every 0.25 s over the music
+    value, reason, details = _artifact(Audio(clicked, piece.sample_rate))
     assert value < 0.7 and details["clicks"] >= 10 and "clicks" in reason
     notch = butter(6, [2000, 3000], "bandstop", fs=32000, output="sos")
     notched = Audio(sosfilt(notch, piece.samples).astype(np.float32), 32000)

@@ -118,7 +118,9 @@ def originals_and_shuffles() -> list[tuple[Clip, Clip]]:
     return pairs
 
 
-@pytest.mark.parametrize("scorer", [MusicalityScorer(), MelodyScorer(), StructuralScorer()])
+# Shuffling is for structural and musicality to catch (issue 10); melody's ranges are calibrated
+# on real music, whose lines a 0.25 s shuffle does not always make less melodic.
+@pytest.mark.parametrize("scorer", [MusicalityScorer(), StructuralScorer()])
 def test_originals_beat_their_time_shuffled_versions(
     scorer: object, originals_and_shuffles: list[tuple[Clip, Clip]]
 ) -> None:
@@ -138,7 +140,7 @@ def test_noise_scores_low_on_musicality_and_melody() -> None:
 
 
 def test_timbral_prefers_instrument_spectra_over_noise() -> None:
-    piece = score(TimbralScorer(), signals.tonal_piece(seconds=10))
+    piece = score(TimbralScorer(), signals.in_room(signals.tonal_piece(seconds=10)))
     noise = score(TimbralScorer(), signals.white_noise(seconds=10))
     assert piece.value > 0.8 > 0.5 > noise.value
     assert -12 < piece.details["spectral_slope_db_per_octave"] < -4
