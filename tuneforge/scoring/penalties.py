@@ -115,7 +115,10 @@ def click_count(clip: Clip) -> int:
     Hits closer than 5 ms are one click."""
 
     def compute(c: Clip) -> int:
-        y = np.asarray(c.y, dtype=np.float64)
+        # The original, not the analysis signal: resampling smears a one-sample spike into
+        # ringing that reaches the "after" window.
+        y = np.asarray(c.original.mono(), dtype=np.float64)
+        rate = c.original.sample_rate
         if len(y) < 64 or not np.all(np.isfinite(y)):
             return 0
         energy = np.diff(y, n=2) ** 2
@@ -126,8 +129,8 @@ def click_count(clip: Clip) -> int:
             start, stop = np.clip(start, 0, n), np.clip(stop, 0, n)
             return (cumulative[stop] - cumulative[start]) / np.maximum(stop - start, 1)
 
-        half = max(1, int(CLICK_WINDOW_S * c.sr / 2))
-        near, far = (max(half + 1, int(s * c.sr)) for s in CLICK_CONTEXT_S)
+        half = max(1, int(CLICK_WINDOW_S * rate / 2))
+        near, far = (max(half + 1, int(s * rate)) for s in CLICK_CONTEXT_S)
         index = np.arange(n)
         burst = mean(index - half, index + half + 1)
         before = mean(index - far, index - near)
@@ -141,7 +144,7 @@ def click_count(clip: Clip) -> int:
         hits = hits[(hits >= far) & (hits < n - far)]  # both surroundings must exist
         if len(hits) == 0:
             return 0
-        return 1 + int(np.sum(np.diff(hits) > int(CLICK_MERGE_S * c.sr)))
+        return 1 + int(np.sum(np.diff(hits) > int(CLICK_MERGE_S * rate)))
 
     return clip.feature(compute)
 

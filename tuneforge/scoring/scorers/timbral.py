@@ -89,8 +89,9 @@ class TimbralScorer(Scorer):
             "tonality": 1.0 - ramp(median_flatness, 0.05, 0.4),
             "attacks": attacks,
             "flux_consistency": 0.0 if static else 1.0 - ramp(outliers, 0.02, 0.15),
-            "natural_decay": 1.0 - ramp(shape.decay_peakiness, *DECAY_PEAKINESS_RANGE),
-            "attack_shape": ramp(shape.attack_asymmetry, *ASYMMETRY_RANGE),
+            # one part: sharp starts and gradual ends belong together (a note's envelope)
+            "note_envelope": 0.5 * (1.0 - ramp(shape.decay_peakiness, *DECAY_PEAKINESS_RANGE))
+            + 0.5 * ramp(shape.attack_asymmetry, *ASYMMETRY_RANGE),
         }
         value = float(np.mean(list(parts.values())))
         details = {
