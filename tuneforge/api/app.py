@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 
 from tuneforge.api import db as dbmod
-from tuneforge.api import deps, openapi
+from tuneforge.api import deps, docs_ui, openapi
 from tuneforge.api.context import ApiContext
 from tuneforge.api.jobs import JobService
 from tuneforge.api.leaderboard import Leaderboard
@@ -119,11 +119,16 @@ def create_app(
         title="TuneForge API",
         version="1.0",
         description="Customers generate music with API keys; neurons read scores and validators "
-        "publish rounds and deliver jobs with hotkey signatures. See API.md.",
+        "publish rounds and deliver jobs with hotkey signatures. Reference: docs/api.md in the "
+        "TuneForge repository; this page is served from the package (no CDN).",
         lifespan=lifespan,
+        # FastAPI's own pages load their assets from a CDN: docs_ui serves packaged copies.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
     openapi.install(app)
+    docs_ui.install(app)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
