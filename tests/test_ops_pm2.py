@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -45,3 +46,10 @@ def test_env_examples_exist_and_env_files_are_ignored() -> None:
         ["git", "check-ignore", "-q", "miner.env"], cwd=ROOT, check=False
     ).returncode
     assert ignored == 0
+
+
+def test_files_the_repository_cites_exist() -> None:
+    """min_compute.yml once cited a file that is not in the repository."""
+    text = (ROOT / "min_compute.yml").read_text()
+    for cited in re.findall(r"[\w/.-]+\.(?:md|py|yml|js)\b", text):
+        assert (ROOT / cited).exists(), cited
