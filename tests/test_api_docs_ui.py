@@ -1,5 +1,6 @@
-"""Swagger UI (/docs) and ReDoc (/redoc) work offline: their pages load only assets the API
-serves from the package, and a headless Chromium renders the operations list."""
+"""What a person meets first in the API: Swagger UI (/docs) and ReDoc (/redoc) work offline
+(their pages load only assets the API serves from the package, and a headless Chromium renders
+the operations list), and a request the API refuses says which field is wrong."""
 
 from __future__ import annotations
 
@@ -10,16 +11,50 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.api_server import ServerThread, make_chain, make_settings, running_api
+from tests.helpers.api_server import (
+    ServerThread,
+    make_chain,
+    make_settings,
+    new_customer,
+    running_api,
+)
 from tests.test_api_leaderboard import chromium, find_chromium
+
+KEY: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     tmp = tmp_path_factory.mktemp("api_docs_ui")
     chain_path, _ = make_chain(tmp)
-    with running_api(make_settings(tmp, chain_path)) as running:
+    settings = make_settings(tmp, chain_path)
+    with running_api(settings) as running:
+        KEY["auth"] = f"Bearer {new_customer(settings)[1]}"
         yield running
+
+
+def generate(server: ServerThread, content: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/api/v1/music/generate",
+        content=content,
+        headers={"Authorization": KEY["auth"], "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def test_a_bad_field_value_is_named_in_the_error(server: ServerThread) -> None:
+    response = generate(server, b'{"prompt": "calm piano", "key": "H dorian"}')
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith("key: ") and "Value error" not in detail, detail
+
+
+def test_a_body_that_is_not_json_says_so(server: ServerThread) -> None:
+    response = generate(server, b"prompt=calm piano")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith("the request body is not valid JSON"), detail
+    assert not detail.startswith("0:")
 
 
 def asset_urls(html: str) -> list[str]:

@@ -32,6 +32,7 @@ from tuneforge.api.routes_neuron import router as neuron_router
 from tuneforge.api.scores import ScoreService
 from tuneforge.api.settings import ApiSettings
 from tuneforge.api.storage import AudioStore
+from tuneforge.api.validation_text import describe_all
 from tuneforge.chain.base import ChainView
 from tuneforge.config import expand_path
 from tuneforge.metrics import ClientAllowList, metrics_endpoint, new_registry
@@ -132,11 +133,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for error in exc.errors()[:5]:
-            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
-        return JSONResponse({"detail": "; ".join(parts) or "Invalid request"}, status_code=400)
+        return JSONResponse({"detail": describe_all(exc.errors())}, status_code=400)
 
     @app.get("/api/v1/health", tags=["health"])
     @app.get("/health", include_in_schema=False)
