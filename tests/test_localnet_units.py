@@ -137,6 +137,7 @@ def test_report_text_shows_leaderboard_weights_job_and_urls() -> None:
 def test_a_removed_temporary_workdir_suggests_a_workdir_and_lists_no_commands() -> None:
     report = {
         "urls": {"docs": "http://127.0.0.1:9/docs"},
+        "customer": {"account_id": "acc_1", "api_key": "tf_gone"},
         "workdir": "/tmp/tuneforge-localnet-x",
         "workdir_removed": True,
         "running": False,
@@ -144,6 +145,7 @@ def test_a_removed_temporary_workdir_suggests_a_workdir_and_lists_no_commands() 
     text = "\n".join(usage_lines(report))
     assert "--keep-running --workdir ./localnet" in text
     assert "tuneforge api" not in text and "(removed)" in text
+    assert "tf_gone" not in text  # its database went with the directory
 
 
 def test_the_printed_curl_is_valid_shell_with_the_key_and_a_bounded_poll() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,7 +126,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{'':>46}bottom: {bottom}")
         if row.get("error"):
             lines.append(f"{'':>46}error: {row['error']}")
-    lines.append(COLUMNS_LEGEND)
+    lines.extend(textwrap.wrap(COLUMNS_LEGEND, width=100, subsequent_indent="  "))
     weights = report["weights_set"]
     if weights.get("count"):
         lines.append(
@@ -190,7 +191,7 @@ def usage_lines(report: dict[str, Any]) -> list[str]:
     for name, url in report["urls"].items():
         lines.append(f"  {labels.get(name, name):<12} {url}")
     customer = report.get("customer") or {}
-    if customer.get("api_key"):
+    if customer.get("api_key") and not removed:  # a removed database holds no key
         lines.append(
             f"  {'API key':<12} {customer['api_key']}  (account {customer.get('account_id')}, "
             f"in {workdir}/api.db)"
