@@ -173,6 +173,9 @@ def test_every_result_reaches_the_api_with_its_breakdown_and_matching_audio(
     assert {i["validator_hotkey"] for i in outage.export} == {outage.net.hotkey}
     for item in outage.export:
         assert len(item["score_breakdown"]) == 16
+        # this validator has no neural models: not measured is null, named, and degraded
+        assert item["score_breakdown"]["clap"] is None and item["degraded"] is True
+        assert "no neural models" in item["excluded"]["clap"]
         assert len(item["penalties"]) == 4
         assert item["audio_available"] is True
         wav = outage.audio[item["track_id"]]

@@ -11,6 +11,7 @@ import typer
 from tuneforge.api.cli import app as api_app
 from tuneforge.bench.cli import app as bench_app
 from tuneforge.chain.cli import app as chain_app
+from tuneforge.generate_cli import generate_command
 from tuneforge.localnet_cli import localnet_command
 from tuneforge.scoring.cli import score_command
 from tuneforge.scoring.fad_cli import app as fad_app
@@ -28,6 +29,9 @@ app.add_typer(validator_app, name="validator", help="Validator operator tools.")
 app.add_typer(fad_app, name="fad", help="FAD reference statistics.")
 app.add_typer(bench_app, name="bench", help="Benchmarks (JSON with --json).")
 app.command("score", help="Score WAV files against one challenge.")(score_command)
+app.command("generate", help="Generate one clip into a WAV (check a model before going live).")(
+    generate_command
+)
 app.command("localnet", help="Run a whole local TuneForge network.")(localnet_command)
 
 

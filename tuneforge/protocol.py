@@ -103,6 +103,8 @@ class MinerInfo(BaseModel):
 
     model_id: str
     backend: str
+    # Whether vocal challenges get sung lyrics (optional on the wire: older miners omit it).
+    sings: bool = False
     spec_version: str = SPEC_VERSION
     version: str
     max_duration_seconds: float

@@ -33,6 +33,7 @@ class CountingBackend:
 
     name = "passthrough"
     model_id = "test/passthrough"
+    sings = False
 
     def __init__(
         self,

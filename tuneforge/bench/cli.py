@@ -10,7 +10,7 @@ app = typer.Typer(no_args_is_help=True)
 app.command("transport", help="Miner round-trip overhead: raw WAV vs base64-in-JSON.")(
     transport.command
 )
-app.command("generation", help="MusicGen seconds per second of audio on this device.")(
+app.command("generation", help="Generation seconds per second of audio (MusicGen, ACE-Step).")(
     generation.command
 )
 app.command("scoring", help="CPU seconds per scorer for one clip.")(scoring.command)

@@ -34,6 +34,7 @@ class _FixedClipBackend:
 
     name = "passthrough"
     model_id = "bench/fixed-clip"
+    sings = False
     sample_rate = CLIP_RATE
     max_duration_seconds = 60.0
 

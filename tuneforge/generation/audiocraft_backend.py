@@ -21,6 +21,7 @@ from tuneforge.protocol import MusicGenerationSynapse
 
 class AudiocraftBackend:
     name = "audiocraft"
+    sings = False
 
     def __init__(self, settings: GenerationSettings) -> None:
         if importlib.util.find_spec("audiocraft") is None:

@@ -17,8 +17,9 @@ class GenerationOutOfMemory(GenerationError):
 
 
 class Backend(Protocol):
-    name: str  # "musicgen" | "synth" | "audiocraft" | ...
+    name: str  # "musicgen" | "ace-step" | "synth" | "audiocraft" | "musicgen+ace-step"
     model_id: str
+    sings: bool  # sings lyrics (vocal challenges); told to validators in /v1/info
     sample_rate: int
     max_duration_seconds: float
 

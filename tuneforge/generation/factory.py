@@ -7,7 +7,19 @@ from tuneforge.generation.settings import GenerationSettings
 
 
 def create_backend(settings: GenerationSettings) -> Backend:
-    """The backend named by `settings.backend`; models load lazily on first generate."""
+    """The backend named by `settings.backend`, routed with `settings.vocal_backend` for vocal
+    challenges when one is set; models load lazily on first generate (or `load()`)."""
+    main = create_single_backend(settings)
+    if settings.vocal_backend is None or settings.vocal_backend == settings.backend:
+        return main
+    from tuneforge.generation.router import RoutedBackend
+
+    vocal_settings = settings.for_backend(settings.vocal_backend, settings.vocal_model)
+    return RoutedBackend(main, create_single_backend(vocal_settings))
+
+
+def create_single_backend(settings: GenerationSettings) -> Backend:
+    """Exactly the backend named by `settings.backend`, no routing."""
     if settings.backend == "synth":
         from tuneforge.generation.synth import SynthBackend
 
@@ -16,6 +28,10 @@ def create_backend(settings: GenerationSettings) -> Backend:
         from tuneforge.generation.musicgen import MusicGenBackend
 
         return MusicGenBackend(settings)
+    if settings.backend == "ace-step":
+        from tuneforge.generation.ace_step import AceStepBackend
+
+        return AceStepBackend(settings)
     if settings.backend == "audiocraft":
         from tuneforge.generation.audiocraft_backend import AudiocraftBackend
 

@@ -49,7 +49,7 @@ def resolve_dtype(requested: str, device: str) -> Any:  # -> torch.dtype
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[requested]
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
@@ -71,6 +71,7 @@ def crossfade_append(audio: np.ndarray, continuation: np.ndarray, overlap: int) 
 
 class MusicGenBackend:
     name = "musicgen"
+    sings = False
 
     def __init__(self, settings: GenerationSettings) -> None:
         self.settings = settings
@@ -140,7 +141,7 @@ class MusicGenBackend:
             except GenerationError:
                 raise
             except Exception as exc:  # the boundary: every model failure becomes a typed error
-                if _is_oom(exc):
+                if is_oom(exc):
                     self._release_memory()
                     raise GenerationOutOfMemory(f"out of accelerator memory: {exc}") from exc
                 raise GenerationError(f"MusicGen generation failed: {exc}") from exc

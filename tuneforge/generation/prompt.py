@@ -32,8 +32,7 @@ def build_prompt(request: MusicGenerationSynapse) -> str:
     if request.instruments:
         tags.append("with " + _join_instruments(request.instruments))
     # MusicGen does not sing words: lyrics are not passed on, only that the track has vocals
-    # (it may then produce vocal-like timbres). A lyrics-capable backend would read
-    # `request.lyrics` itself.
+    # (it may then produce vocal-like timbres). ACE-Step reads `request.lyrics` itself.
     if request.vocals:
         tags.append("with vocals")
     text = request.prompt.strip()
@@ -45,3 +44,13 @@ def build_prompt(request: MusicGenerationSynapse) -> str:
     if not text.endswith((".", "!", "?")):
         text += "."
     return f"{head}. {text[0].upper()}{text[1:]}"[:MAX_PROMPT_CHARS]
+
+
+def build_caption(request: MusicGenerationSynapse) -> str:
+    """ACE-Step's caption: style tags and the free text. Tempo and key are not repeated here;
+    the backend passes them through the pipeline's own `bpm` / `keyscale` metadata."""
+    tags = [part for part in (request.genre, request.mood and f"{request.mood} mood") if part]
+    tags.extend(request.instruments)
+    tags.append("vocals" if request.vocals else "instrumental")
+    text = request.prompt.strip()
+    return f"{', '.join(tags)}. {text}"[:MAX_PROMPT_CHARS]

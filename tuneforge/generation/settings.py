@@ -15,19 +15,52 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tuneforge.audio import DEFAULT_TARGET_LUFS, DEFAULT_TRUE_PEAK_DBFS
 from tuneforge.protocol import MAX_DURATION_S
 
-BackendName = Literal["musicgen", "synth", "audiocraft"]
+BackendName = Literal["musicgen", "synth", "audiocraft", "ace-step"]
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 DtypeName = Literal["auto", "fp32", "fp16", "bf16"]
+
+# The model each backend loads when none is named (`--generation.model` / `vocal_model`).
+DEFAULT_MODELS: dict[str, str] = {
+    "musicgen": "facebook/musicgen-small",
+    "audiocraft": "facebook/musicgen-small",
+    "synth": "synth",
+    "ace-step": "ACE-Step/acestep-v15-xl-turbo-diffusers",
+}
+DEFAULT_LYRICS_MODEL = "Qwen/Qwen3-0.6B"
 
 
 class GenerationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: BackendName = Field(
-        default="musicgen", description="musicgen | synth (weight-free) | audiocraft (optional)"
+        default="musicgen",
+        description="musicgen | ace-step (sings) | synth (weight-free) | audiocraft (optional)",
     )
     model: str = Field(
-        default="facebook/musicgen-small", description="model id on the hub or a local directory"
+        default=DEFAULT_MODELS["musicgen"],
+        description="model id on the hub or a local directory (default: the backend's own)",
+    )
+    vocal_backend: BackendName | None = Field(
+        default=None,
+        description="a second backend for challenges that ask for vocals (e.g. ace-step)",
+    )
+    vocal_model: str = Field(
+        default="", description="the vocal backend's model id or directory (empty: its default)"
+    )
+    # ACE-Step: turbo checkpoints are guidance-distilled for 8 steps; base/sft ones run CFG and
+    # need more steps (0 picks 8 for turbo, 32 for base).
+    steps: int = Field(default=0, ge=0, le=200, description="ACE-Step denoising steps (0 = auto)")
+    diffusion_guidance_scale: float = Field(
+        default=7.0, ge=1.0, le=20.0, description="ACE-Step base/sft CFG (turbo ignores it)"
+    )
+    shift: float = Field(default=3.0, gt=0.0, le=10.0, description="ACE-Step timestep shift")
+    vocal_language: str = Field(
+        default="en", pattern=r"^[a-z]{2,3}$", description="language code the lyrics are sung in"
+    )
+    lyrics_model: str = Field(
+        default=DEFAULT_LYRICS_MODEL,
+        description="causal LM that writes lyrics for vocal challenges without them "
+        "(hub id or directory; empty = always the fixed fallback lyrics)",
     )
     device: DeviceName = Field(default="auto", description="auto = cuda when available, else cpu")
     dtype: DtypeName = Field(
@@ -74,6 +107,19 @@ class GenerationSettings(BaseModel):
             return request_seed
         mixed = np.random.SeedSequence([request_seed, self.variant]).generate_state(1)[0]
         return int(mixed) % 2**31
+
+    def for_backend(self, backend: BackendName, model: str = "") -> GenerationSettings:
+        """These settings pointed at another backend (routing): its model, or its default."""
+        return self.model_copy(
+            update={"backend": backend, "model": model or DEFAULT_MODELS[backend]}
+        )
+
+    @model_validator(mode="after")
+    def _default_model_follows_backend(self) -> GenerationSettings:
+        # `--generation.backend ace-step` alone must not try to load MusicGen weights into it.
+        if "model" not in self.model_fields_set:
+            self.model = DEFAULT_MODELS[self.backend]
+        return self
 
     @model_validator(mode="after")
     def _overlap_fits_window(self) -> GenerationSettings:

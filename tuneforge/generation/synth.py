@@ -181,6 +181,7 @@ class SynthBackend:
 
     name = "synth"
     model_id = "tuneforge-synth-v1"
+    sings = False
     sample_rate = SAMPLE_RATE
 
     def __init__(self, settings: GenerationSettings | None = None) -> None:

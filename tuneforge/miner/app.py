@@ -25,6 +25,7 @@ from tuneforge.audio import AudioError
 from tuneforge.auth import sign_response
 from tuneforge.chain.base import ChainView
 from tuneforge.generation.base import Backend, GenerationError, GenerationOutOfMemory
+from tuneforge.generation.router import RoutedBackend
 from tuneforge.metrics import METRICS_PATH, ClientAllowList, metrics_endpoint
 from tuneforge.miner.admission import Admission, AdmissionPolicy, Admitted, Refusal
 from tuneforge.miner.config import MinerSettings
@@ -52,6 +53,7 @@ class Generated:
     """One finished generation, ready to send."""
 
     wav: bytes
+    model_id: str  # the backend that made it (a routed miner holds several)
     sample_rate: int
     generation_ms: int
     signature_headers: dict[str, str]
@@ -105,15 +107,18 @@ class GenerationService:
 
     def _run(self, synapse: MusicGenerationSynapse, caller: str) -> Generated:
         """Worker-thread body: everything CPU/GPU-heavy for one request."""
+        producer = (
+            self.backend.route(synapse) if isinstance(self.backend, RoutedBackend) else self.backend
+        )
         started = time.perf_counter()
-        audio = self.backend.generate(synapse)
+        audio = producer.generate(synapse)
         elapsed_s = time.perf_counter() - started
         if self.metrics is not None:
             self.metrics.observe_generation(elapsed_s)
         generation_ms = int(elapsed_s * 1000)
         wav = encode_pcm16_wav(audio)
         signature = sign_response(self._signer, "POST", GENERATE_PATH, wav, caller)
-        return Generated(wav, audio.sample_rate, generation_ms, signature)
+        return Generated(wav, producer.model_id, audio.sample_rate, generation_ms, signature)
 
     async def generate(self, request: Request) -> Generated:
         admitted: Admitted = await self.admission.admit_generate(request)
@@ -162,7 +167,7 @@ class GenerationService:
 
     def response_headers(self, generated: Generated) -> dict[str, str]:
         return {
-            HEADER_MODEL: self.backend.model_id,
+            HEADER_MODEL: generated.model_id,
             HEADER_GENERATION_MS: str(generated.generation_ms),
             HEADER_SAMPLE_RATE: str(generated.sample_rate),
             HEADER_SPEC_VERSION: SPEC_VERSION,
@@ -267,6 +272,7 @@ def create_app(
         body = MinerInfo(
             model_id=backend.model_id,
             backend=backend.name,
+            sings=backend.sings,
             version=__version__,
             max_duration_seconds=service.max_duration_s,
             sample_rate=backend.sample_rate,

@@ -116,6 +116,18 @@ class ClipScore:
     degraded: bool = False  # this validator lacks part of the network's scorer set
     failures: dict[str, str] = field(default_factory=dict)  # check -> error it raised on the clip
 
+    def published_fields(self) -> dict[str, Any]:
+        """The score part of a published track (API `POST /scores` results and job results):
+        nulls stay null, and what did not run is named with its reason."""
+        return {
+            "final_score": self.final_score,
+            "composite": self.composite,
+            "score_breakdown": self.score_breakdown,
+            "penalties": self.penalties,
+            "excluded": {name: why[:300] for name, why in self.not_measured.items()},
+            "degraded": self.degraded,
+        }
+
     @property
     def not_measured(self) -> dict[str, str]:
         """{check: reason} for every scorer or penalty that did not run (the nulls)."""

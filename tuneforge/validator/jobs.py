@@ -60,10 +60,7 @@ def _track(outcome: QueryOutcome, score: ClipScore) -> dict[str, Any]:
     return {
         "miner_uid": outcome.uid,
         "miner_hotkey": outcome.hotkey,
-        "final_score": score.final_score,
-        "composite": score.composite,
-        "score_breakdown": score.score_breakdown,
-        "penalties": score.penalties,
+        **score.published_fields(),
         "generation_ms": outcome.elapsed_ms,  # measured here, not the miner's claim
         "audio_sha256": hashlib.sha256(outcome.wav).hexdigest(),
         "duration_seconds": outcome.audio.duration_seconds,
