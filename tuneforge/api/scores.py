@@ -157,7 +157,7 @@ class ScoreService:
                             genre=genre,
                             audio_present=self.store.has(item.audio_sha256),
                             created_at=now,
-                            **item.model_dump(),
+                            **item.model_dump(exclude={"fingerprint"}),
                         )
                     )
                 public_id = round_.public_id

@@ -3,8 +3,8 @@ a different start offset, and splices of several sources.
 
 A fingerprint is the clip's log-frequency band energy over time: 48 semitone bands (131 Hz ..
 2.1 kHz, where melody and harmony live) every 0.186 s, in dB below the clip's loudest cell,
-quantised to 1 dB in a uint8 matrix — small (≈ 7.7 KB for 30 s), and the same bytes travel to
-the API index (`encode` / `decode`).
+quantised to 4 dB — small (≈ 5 KB of base64 for 30 s), and the same cells travel to the API
+index (`encode` / `decode`).
 
 Matching (`compare`) normalises both sides the same way — each band minus its own moving
 average (an EQ is a fixed gain per band: gone), each frame z-scored across bands (gain and noise
@@ -29,12 +29,14 @@ import numpy as np
 from tuneforge.scoring.clip import ANALYSIS_RATE, Clip
 
 N_FFT = 4096
-FRAME_HOP = 2048
-FRAMES_PER_STEP = 2  # one fingerprint frame = 2 STFT hops
-STEP_S = FRAME_HOP * FRAMES_PER_STEP / ANALYSIS_RATE  # ≈ 0.186 s
+FRAME_HOP = 1024
+FRAMES_PER_STEP = 4  # one fingerprint frame every 4 STFT hops (≈ 0.186 s) ...
+SMOOTH_HOPS = 8  # ... averaging 8 (≈ 0.37 s): a copy cut half a frame off still lines up
+STEP_S = FRAME_HOP * FRAMES_PER_STEP / ANALYSIS_RATE
 LOW_HZ = 130.81  # C3
 BANDS = 48  # four octaves of semitones: C3 .. B6
 FLOOR_DB = 60.0  # cells quieter than this below the loudest are floor
+DB_STEP = 4  # cells are kept in 4 dB steps (16 levels, one nibble each on the wire)
 MAX_FRAMES = 1024  # ≈ 190 s: longer audio is fingerprinted on its first 190 s
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<BBH")  # version, bands, frames
@@ -46,7 +48,7 @@ WINDOW_HOP = 8  # windows every ≈ 1.5 s
 EQ_CONTEXT_FRAMES = 33  # ≈ 6 s moving average removed from each band
 TRANSPOSITIONS = (-1, 0, 1)  # semitones tried
 TEMPO_RATIOS = (0.95, 0.975, 1.0, 1.025, 1.05)
-WINDOW_MATCH = 0.6
+WINDOW_MATCH = 0.65
 MIN_COVERED_S = 6.0
 MIN_COVERED_SHARE = 0.6  # ... or this share of a query too short to cover MIN_COVERED_S
 MIN_ACTIVE_FRAMES = WINDOW_FRAMES  # less sounding audio than one window cannot be judged
@@ -98,6 +100,7 @@ _BANDS_CACHE: dict[int, np.ndarray] = {}
 
 def extract(y: np.ndarray, rate: int = ANALYSIS_RATE) -> np.ndarray:
     """uint8 [BANDS, frames]: dB below the loudest cell, 0 = loudest .. FLOOR_DB = floor."""
+    from scipy.ndimage import uniform_filter1d
     from scipy.signal import stft
 
     if rate != ANALYSIS_RATE:
@@ -108,11 +111,11 @@ def extract(y: np.ndarray, rate: int = ANALYSIS_RATE) -> np.ndarray:
     bands = _BANDS_CACHE.setdefault(rate, _band_matrix(N_FFT, rate))
     _, _, spectrum = stft(y, nperseg=N_FFT, noverlap=N_FFT - FRAME_HOP, boundary=None, padded=False)
     power = bands @ (np.abs(spectrum) ** 2)
-    steps = power.shape[1] // FRAMES_PER_STEP
-    power = power[:, : steps * FRAMES_PER_STEP].reshape(BANDS, steps, FRAMES_PER_STEP).mean(axis=2)
+    power = uniform_filter1d(power, size=SMOOTH_HOPS, axis=1, mode="nearest")
+    power = power[:, SMOOTH_HOPS // 2 :: FRAMES_PER_STEP][:, :MAX_FRAMES]
     db = 10.0 * np.log10(power + 1e-12)
     below = np.clip(db.max(initial=-120.0) - db, 0.0, FLOOR_DB)
-    return np.round(below).astype(np.uint8)
+    return (np.round(below / DB_STEP) * DB_STEP).astype(np.uint8)
 
 
 def fingerprint(clip: Clip) -> np.ndarray:
@@ -121,15 +124,24 @@ def fingerprint(clip: Clip) -> np.ndarray:
 
 
 def encode(matrix: np.ndarray) -> str:
-    """Base64 of a small header and the uint8 cells (the wire `fingerprint` field)."""
+    """Base64 of a small header and the cells, two per byte (the wire `fingerprint` field):
+    ≈ 5.2 KB for 30 s."""
     matrix = np.asarray(matrix, dtype=np.uint8)[:, :MAX_FRAMES]
     header = _HEADER.pack(FORMAT_VERSION, matrix.shape[0], matrix.shape[1])
-    return base64.b64encode(header + matrix.tobytes()).decode("ascii")
+    levels = (matrix // DB_STEP).ravel()
+    if len(levels) % 2:
+        levels = np.append(levels, 0)
+    packed = (levels[0::2] << 4) | levels[1::2]
+    return base64.b64encode(header + packed.astype(np.uint8).tobytes()).decode("ascii")
+
+
+def _packed_bytes(bands: int, frames: int) -> int:
+    return (bands * frames + 1) // 2
 
 
 def encoded_limit() -> int:
     """The longest valid `encode` output, for request validation."""
-    return 4 * ((_HEADER.size + BANDS * MAX_FRAMES + 2) // 3)
+    return 4 * ((_HEADER.size + _packed_bytes(BANDS, MAX_FRAMES) + 2) // 3)
 
 
 def decode(text: str) -> np.ndarray:
@@ -145,12 +157,13 @@ def decode(text: str) -> np.ndarray:
     version, bands, frames = _HEADER.unpack_from(raw)
     if version != FORMAT_VERSION or bands != BANDS or frames > MAX_FRAMES:
         raise BadFingerprint(f"unsupported fingerprint (v{version}, {bands}x{frames})")
-    if len(raw) != _HEADER.size + bands * frames:
+    if len(raw) != _HEADER.size + _packed_bytes(bands, frames):
         raise BadFingerprint("fingerprint length does not match its header")
-    matrix = np.frombuffer(raw, dtype=np.uint8, offset=_HEADER.size).reshape(bands, frames)
-    if matrix.size and int(matrix.max()) > FLOOR_DB:
+    packed = np.frombuffer(raw, dtype=np.uint8, offset=_HEADER.size)
+    levels = np.stack([packed >> 4, packed & 0x0F], axis=1).ravel()[: bands * frames]
+    if levels.size and int(levels.max()) > FLOOR_DB // DB_STEP:
         raise BadFingerprint("fingerprint cell out of range")
-    return matrix.copy()
+    return (levels * DB_STEP).astype(np.uint8).reshape(bands, frames)
 
 
 # ---- normalisation and comparison -------------------------------------------------------
@@ -187,54 +200,77 @@ def normalise(matrix: np.ndarray, semitones: int = 0, tempo: float = 1.0) -> np.
     return out.astype(np.float32)
 
 
-def _window_correlations(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """[windows, offsets]: mean frame correlation of each query window at each reference offset
-    (only offsets where the window fits completely)."""
-    n_ref = reference.shape[1]
-    starts = list(range(0, query.shape[1] - WINDOW_FRAMES + 1, WINDOW_HOP))
-    if not starts or n_ref < WINDOW_FRAMES:
-        return np.zeros((len(starts), 0), dtype=np.float32)
-    size = 1 << int(np.ceil(np.log2(n_ref + WINDOW_FRAMES)))
-    ref_spec = np.fft.rfft(reference, size, axis=1)
-    windows = np.stack([query[:, s : s + WINDOW_FRAMES] for s in starts])  # [w, bands, frames]
-    win_spec = np.fft.rfft(windows, size, axis=2)
-    # cross[w, k] = Σ_band Σ_t W[band, t] · R[band, t + k]
-    cross = np.fft.irfft((np.conj(win_spec) * ref_spec[None]).sum(axis=1), size, axis=1)
-    return (cross[:, : n_ref - WINDOW_FRAMES + 1] / WINDOW_FRAMES).astype(np.float32)
+@dataclass(frozen=True)
+class Prepared:
+    """A normalised reference: its frames and their spectrum, computed once per comparison
+    batch."""
+
+    frames: np.ndarray  # [BANDS, n]
+    sounding: int
+
+
+def prepare_reference(matrix: np.ndarray) -> Prepared:
+    return Prepared(normalise(matrix), _sounding_frames(matrix))
+
+
+class Query:
+    """A query fingerprint with its windows normalised for every transposition and tempo once,
+    so comparing it with many references costs one correlation each."""
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.frames = matrix.shape[1]
+        self.seconds = self.frames * STEP_S
+        self.sounding = _sounding_frames(matrix)
+        # (semitones, tempo, window starts in query frames, windows [w, BANDS, WINDOW_FRAMES])
+        self.variants: list[tuple[int, float, np.ndarray, np.ndarray]] = []
+        for semitones in TRANSPOSITIONS:
+            for tempo in TEMPO_RATIOS:
+                # resampled to the reference's time axis: tempo > 1 undoes a speed-up
+                q = normalise(matrix, semitones=semitones, tempo=tempo)
+                starts = np.arange(0, q.shape[1] - WINDOW_FRAMES + 1, WINDOW_HOP)
+                if len(starts) == 0:
+                    continue
+                windows = np.stack([q[:, s : s + WINDOW_FRAMES] for s in starts])
+                self.variants.append((semitones, tempo, starts, windows))
+
+    def compare(self, reference: Prepared) -> Match:
+        """How much of this query is a (disguised) copy of some part of `reference`."""
+        best = Match(0.0, 0.0, self.seconds, 0.0, 0, 1.0)
+        n_ref = reference.frames.shape[1]
+        if self.sounding < MIN_ACTIVE_FRAMES or reference.sounding < WINDOW_FRAMES:
+            return best
+        if n_ref < WINDOW_FRAMES or not self.variants:
+            return best
+        size = 1 << int(np.ceil(np.log2(n_ref + WINDOW_FRAMES)))
+        ref_spec = np.fft.rfft(reference.frames, size, axis=1)
+        inside = np.zeros(self.frames, dtype=bool)  # query frames inside a matched window
+        for semitones, tempo, starts, windows in self.variants:
+            win_spec = np.fft.rfft(windows, size, axis=2)
+            # cross[w, k] = Σ_band Σ_t W[band, t] · R[band, t + k]: mean frame correlation
+            cross = np.fft.irfft((np.conj(win_spec) * ref_spec[None]).sum(axis=1), size, axis=1)
+            corr = cross[:, : n_ref - WINDOW_FRAMES + 1] / WINDOW_FRAMES
+            per_window = corr.max(axis=1)
+            for w in np.nonzero(per_window >= WINDOW_MATCH)[0]:
+                start = int(starts[w] / tempo)
+                inside[start : start + int(np.ceil(WINDOW_FRAMES / tempo))] = True
+            w = int(np.argmax(per_window))
+            if per_window[w] > best.similarity:
+                offset = int(np.argmax(corr[w])) * STEP_S
+                best = Match(float(per_window[w]), 0.0, self.seconds, offset, -semitones, tempo)
+        return Match(
+            round(max(0.0, best.similarity), 4),
+            round(float(inside.sum()) * STEP_S, 3),
+            self.seconds,
+            best.offset_s,
+            best.semitones,
+            best.tempo,
+        )
 
 
 def compare(query: np.ndarray, reference: np.ndarray) -> Match:
     """How much of `query` is a (disguised) copy of some part of `reference` (both `extract`
     matrices)."""
-    reference_n = normalise(reference)
-    query_s = query.shape[1] * STEP_S
-    best = Match(0.0, 0.0, query_s, 0.0, 0, 1.0)
-    if _sounding_frames(query) < MIN_ACTIVE_FRAMES or _sounding_frames(reference) < WINDOW_FRAMES:
-        return best
-    inside = np.zeros(query.shape[1], dtype=bool)  # query frames inside a matched window
-    for semitones in TRANSPOSITIONS:
-        for tempo in TEMPO_RATIOS:
-            # the query is resampled to the reference's time axis: tempo > 1 undoes a speed-up
-            q = normalise(query, semitones=semitones, tempo=tempo)
-            corr = _window_correlations(q, reference_n)
-            if corr.size == 0:
-                continue
-            per_window = corr.max(axis=1)
-            for w in np.nonzero(per_window >= WINDOW_MATCH)[0]:
-                start = int(w * WINDOW_HOP / tempo)
-                inside[start : start + int(np.ceil(WINDOW_FRAMES / tempo))] = True
-            w = int(np.argmax(per_window))
-            if per_window[w] > best.similarity:
-                offset = int(np.argmax(corr[w])) * STEP_S
-                best = Match(float(per_window[w]), 0.0, query_s, offset, -semitones, tempo)
-    return Match(
-        round(max(0.0, best.similarity), 4),
-        round(float(inside.sum()) * STEP_S, 3),
-        query_s,
-        best.offset_s,
-        best.semitones,
-        best.tempo,
-    )
+    return Query(query).compare(prepare_reference(reference))
 
 
 def _sounding_frames(matrix: np.ndarray) -> int:
