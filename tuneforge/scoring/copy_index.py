@@ -16,7 +16,7 @@ track is a copy of the first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,25 +189,25 @@ class CopyIndex:
         ]
         return ranked[:CANDIDATES]
 
-    def search(
-        self,
-        matrix: np.ndarray,
-        exclude: set[int] = frozenset(),  # type: ignore[assignment]
-    ) -> list[Found]:
-        """Stored tracks this query is a copy of (best first), each verified in full."""
+    def search(self, matrix: np.ndarray, exclude: frozenset[int] = frozenset()) -> list[Found]:
+        """Stored tracks this query copies, most of the query first, each verified in full.
+
+        A track that explains at least one window is a source when all such sources together
+        explain `fingerprint.needed_seconds` of the query (one source, or a splice of several)."""
         keys = self.candidates(matrix, exclude)
         if not keys:
             return []
         query = fp.Query(matrix)
-        found = []
+        sources = []
+        inside = np.zeros(matrix.shape[1], dtype=bool)
         for key in keys:
             stored = self._load(key)
             if stored is None:
                 continue
             match = query.compare(fp.prepare_reference(stored))
-            if match.is_copy:
-                found.append(Found(key, match))
-        return sorted(found, key=lambda f: (-f.match.covered_s, -f.match.similarity))
-
-    def search_many(self, matrices: Sequence[np.ndarray]) -> list[list[Found]]:
-        return [self.search(m) for m in matrices]
+            if match.similarity >= fp.WINDOW_MATCH and match.covered_s > 0:
+                sources.append(Found(key, match))
+                inside |= match.inside
+        if float(inside.sum()) * fp.STEP_S < fp.needed_seconds(query.seconds):
+            return []
+        return sorted(sources, key=lambda f: (-f.match.covered_s, -f.match.similarity))

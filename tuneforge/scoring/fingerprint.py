@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,9 +48,10 @@ WINDOW_HOP = 8  # windows every ≈ 1.5 s
 EQ_CONTEXT_FRAMES = 33  # ≈ 6 s moving average removed from each band
 TRANSPOSITIONS = (-1, 0, 1)  # semitones tried
 TEMPO_RATIOS = (0.95, 0.975, 1.0, 1.025, 1.05)
-WINDOW_MATCH = 0.65
+WINDOW_MATCH = 0.7
 MIN_COVERED_S = 6.0
-MIN_COVERED_SHARE = 0.6  # ... or this share of a query too short to cover MIN_COVERED_S
+MIN_COVERED_SHARE = 0.4  # ... or this share of a long query
+MAX_NEEDED_SHARE = 0.7  # a short query needs this share at most
 MIN_ACTIVE_FRAMES = WINDOW_FRAMES  # less sounding audio than one window cannot be judged
 
 
@@ -68,11 +69,19 @@ class Match:
     offset_s: float  # where in the reference the best window sits
     semitones: int
     tempo: float
+    # which query frames lie in a matched window (to add up the sources of a splice)
+    inside: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False, compare=False)
 
     @property
     def is_copy(self) -> bool:
-        needed = min(MIN_COVERED_S, MIN_COVERED_SHARE * self.query_s)
-        return self.covered_s >= needed and self.similarity >= WINDOW_MATCH
+        return self.similarity >= WINDOW_MATCH and self.covered_s >= needed_seconds(self.query_s)
+
+
+def needed_seconds(query_s: float) -> float:
+    """Seconds of a query that copies must explain before it counts as a copy: MIN_COVERED_S
+    or MIN_COVERED_SHARE of it, whichever is more, but never more than most of a short query.
+    (Every piece of some generators ends on the same tonic chord: one window is not enough.)"""
+    return min(max(MIN_COVERED_S, MIN_COVERED_SHARE * query_s), MAX_NEEDED_SHARE * query_s)
 
 
 # ---- extraction --------------------------------------------------------------------------
@@ -264,6 +273,7 @@ class Query:
             best.offset_s,
             best.semitones,
             best.tempo,
+            inside,
         )
 
 
