@@ -36,6 +36,7 @@ from tuneforge.scoring.copy_index import CopyIndex, stored_codes
 RATE = ANALYSIS_RATE
 PIECE_S = 30.0
 QUERY_S = 12.0
+OPENING_MEASURES = 20  # ≥ 30 s at 100 bpm in 3/4 or more
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 FADTK = "fadtk==1.1.0"
 # corpus works: Bach chorales, string quartets, madrigals — first movements/sections only
@@ -106,6 +107,8 @@ def _render(path: object, wav: Path) -> bool:
         score = converter.parse(path)
         if hasattr(score, "scores"):  # an opus of several works: the first
             score = score.scores[0]
+        # the opening only: rendering a whole quartet movement takes minutes
+        score = score.measures(0, OPENING_MEASURES)
         key = score.analyze("key")
         target = pitch.Pitch("A" if key.mode == "minor" else "C")
         score = score.transpose(interval.Interval(key.tonic, target))
