@@ -37,6 +37,8 @@ RATE = ANALYSIS_RATE
 PIECE_S = 30.0
 QUERY_S = 12.0
 OPENING_MEASURES = 20  # ≥ 30 s at 100 bpm in 3/4 or more
+RENDER_TIMEOUT_S = 120
+MAX_RENDER_BYTES = 64 * 1024 * 1024
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 FADTK = "fadtk==1.1.0"
 # corpus works: Bach chorales, string quartets, madrigals — first movements/sections only
@@ -118,9 +120,17 @@ def _render(path: object, wav: Path) -> bool:
         with tempfile.TemporaryDirectory() as tmp:
             midi = score.write("midi", fp=str(Path(tmp) / "piece.mid"))
             command = ["fluidsynth", "-ni", "-q", "-F", str(wav), "-r", str(RATE)]
-            subprocess.run([*command, str(SOUNDFONT), str(midi)], check=True, capture_output=True)
+            subprocess.run(
+                [*command, str(SOUNDFONT), str(midi)],
+                check=True,
+                capture_output=True,
+                timeout=RENDER_TIMEOUT_S,
+            )
+        if wav.stat().st_size > MAX_RENDER_BYTES:  # a score with a runaway note: unusable
+            raise ValueError(f"render is {wav.stat().st_size} bytes")
     except Exception as exc:  # a score music21 or fluidsynth cannot handle is left out
         typer.echo(f"skipping {path}: {type(exc).__name__}: {exc}", err=True)
+        wav.unlink(missing_ok=True)
         return False
     return wav.exists()
 
