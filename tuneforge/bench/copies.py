@@ -41,8 +41,9 @@ RENDER_TIMEOUT_S = 120
 MAX_RENDER_BYTES = 64 * 1024 * 1024
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 FADTK = "fadtk==1.1.0"
-# corpus works: Bach chorales, string quartets, madrigals — first movements/sections only
-CORPUS_COMPOSERS = ("bach", "beethoven", "mozart", "haydn", "monteverdi", "palestrina")
+# corpus works: Bach chorales, Monteverdi madrigals, Palestrina masses (openings only); the
+# instrumental quartets were left out: fluidsynth renders some of their MIDI for minutes
+CORPUS_COMPOSERS = ("bach", "monteverdi", "palestrina")
 DISGUISES = ("offset", "tempo+5%", "tempo-5%", "pitch+1", "pitch-1", "noise20dB", "eq", "splice")
 
 
