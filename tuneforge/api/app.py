@@ -20,6 +20,8 @@ from loguru import logger
 from tuneforge.api import db as dbmod
 from tuneforge.api import deps, docs_ui, openapi
 from tuneforge.api.context import ApiContext
+from tuneforge.api.fingerprints import FingerprintService
+from tuneforge.api.fingerprints import router as fingerprints_router
 from tuneforge.api.jobs import JobService
 from tuneforge.api.leaderboard import Leaderboard
 from tuneforge.api.leaderboard import router as leaderboard_router
@@ -80,6 +82,7 @@ def build_context(settings: ApiSettings, chain: ChainSource, migrate: bool = Tru
         leaderboard=Leaderboard(
             scores, settings.leaderboard_cache_s, settings.leaderboard_max_miners
         ),
+        fingerprints=FingerprintService(database),
     )
     ctx.metrics.registry.register(DatabaseCollector(ctx))
     return ctx
@@ -161,6 +164,7 @@ def create_app(
     app.include_router(customer_router)
     app.include_router(neuron_router)
     app.include_router(leaderboard_router)
+    app.include_router(fingerprints_router)
     app.add_api_route(
         "/metrics",
         metrics_endpoint(ctx.metrics.registry, ClientAllowList.of(settings.metrics_allow)),
@@ -174,7 +178,7 @@ def create_app(
         body_limit=ctx.body_limit,
     )
     # Added last, so outermost: it also sees the guard's own 413 and 429 answers.
-    routers = (customer_router, neuron_router, leaderboard_router)
+    routers = (customer_router, neuron_router, leaderboard_router, fingerprints_router)
     routes = leaf_routes([*app.router.routes, *(r for router in routers for r in router.routes)])
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=routes)
     return app
