@@ -1,6 +1,9 @@
 // pm2 process file for TuneForge: `pm2 start ecosystem.config.js --only tuneforge-miner`.
 // Paths are relative to this file; the interpreter is the repo's venv. Settings and secrets come
-// from git-ignored env files (copy miner.env.example -> miner.env, etc.), never from this file.
+// from git-ignored env files (copy miner.env.example -> miner.env, etc.), never from this file;
+// the network and netuid too (TUNEFORGE_NETWORK / TUNEFORGE_NETUID, default test / 234).
+// After editing an env file: `pm2 restart tuneforge-miner --update-env` (a plain restart keeps
+// the old environment) — or `pm2 delete tuneforge-miner && pm2 start ecosystem.config.js ...`.
 const fs = require("fs");
 const path = require("path");
 
@@ -26,10 +29,13 @@ const common = {
   restart_delay: 5000,
   exp_backoff_restart_delay: 1000,
   max_restarts: 50,
+  // Exit code 2 is a configuration error (bad flag, placeholder IP, missing wallet, unreachable
+  // database): restarting cannot fix it, so pm2 stops and `pm2 ls` shows "stopped".
+  stop_exit_codes: [2],
   min_uptime: "60s",
   kill_timeout: 30000, // let a round or a generation finish on SIGTERM
   merge_logs: true,
-  time: true,
+  // No `time: true`: every line already carries loguru's timestamp.
 };
 
 module.exports = {
@@ -38,7 +44,7 @@ module.exports = {
       ...common,
       name: "tuneforge-miner",
       script: "neurons/miner.py",
-      args: ["--netuid", "234", "--network", "test", "--axon.port", "8091"],
+      args: ["--axon.port", "8091"],
       out_file: path.join(root, "logs", "miner.out.log"),
       error_file: path.join(root, "logs", "miner.err.log"),
       env: { PYTHONUNBUFFERED: "1", ...envFile("miner.env") },
@@ -47,7 +53,7 @@ module.exports = {
       ...common,
       name: "tuneforge-validator",
       script: "neurons/validator.py",
-      args: ["--netuid", "234", "--network", "test"],
+      args: [],
       out_file: path.join(root, "logs", "validator.out.log"),
       error_file: path.join(root, "logs", "validator.err.log"),
       env: { PYTHONUNBUFFERED: "1", ...envFile("validator.env") },

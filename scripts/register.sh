@@ -20,15 +20,24 @@ assume_yes=0
 
 usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
 
+# The value after an option; a missing one (end of line, or another --option) is a usage error,
+# not bash's "unbound variable".
+value() {
+  if [ $# -lt 2 ] || [ -z "$2" ] || [ "${2#--}" != "$2" ]; then
+    echo "$1 needs a value" >&2; usage >&2; exit 2
+  fi
+  printf '%s' "$2"
+}
+
 while [ $# -gt 0 ]; do
   case "$1" in
-    --network) network="$2"; shift 2 ;;
-    --netuid) netuid="$2"; shift 2 ;;
-    --wallet) wallet="$2"; shift 2 ;;
-    --hotkey) hotkey="$2"; shift 2 ;;
-    --wallet-path) wallet_path="$2"; shift 2 ;;
-    --ip) ip="$2"; shift 2 ;;
-    --port) port="$2"; shift 2 ;;
+    --network) network="$(value "$@")"; shift 2 ;;
+    --netuid) netuid="$(value "$@")"; shift 2 ;;
+    --wallet) wallet="$(value "$@")"; shift 2 ;;
+    --hotkey) hotkey="$(value "$@")"; shift 2 ;;
+    --wallet-path) wallet_path="$(value "$@")"; shift 2 ;;
+    --ip) ip="$(value "$@")"; shift 2 ;;
+    --port) port="$(value "$@")"; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     --yes|-y) assume_yes=1; shift ;;
     -h|--help) usage; exit 0 ;;

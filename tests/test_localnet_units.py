@@ -25,6 +25,7 @@ from tuneforge.localnet import (
     leaderboard,
     pid_alive,
 )
+from tuneforge.localnet.report import curl_snippet, usage_lines
 
 
 def _hf_snapshot(cache: Path, hub_id: str, revision: str, with_ref: bool = True) -> Path:
@@ -110,7 +111,9 @@ def test_report_text_shows_leaderboard_weights_job_and_urls() -> None:
         "published": {"count": 0, "note": "publishing is not built"},
         "customer_job": {"status": "skipped", "reason": "no claiming yet"},
         "excluded_scorers": {"clap": "clap model not found locally"},
-        "urls": {"api": "http://127.0.0.1:9/api/v1"},
+        "urls": {"leaderboard": "http://127.0.0.1:9/leaderboard"},
+        "customer": {"account_id": "acc_1", "api_key": "tf_secret"},
+        "curl": "curl …",
         "workdir": "/tmp/x",
         "running": False,
         "miner_variants": True,
@@ -120,7 +123,36 @@ def test_report_text_shows_leaderboard_weights_job_and_urls() -> None:
     assert "set 2 time(s) by validator uid 0" in text
     assert "customer job: skipped — no claiming yet" in text
     assert "clap: clap model not found locally" in text
-    assert "http://127.0.0.1:9/api/v1  (stopped now)" in text
+    assert "http://127.0.0.1:9/leaderboard" in text
+    assert "columns: ema = " in text
+    # Stopped: how to keep it running; the key still shown (its database is kept in /tmp/x).
+    assert "run it again with --keep-running" in text
+    assert "tf_secret" in text and "/tmp/x/api.db" in text
+    assert "curl …" not in text  # a curl against a stopped network would only fail
+    assert "tuneforge validator status --workdir /tmp/x" in text
+    running = format_report({**report, "running": True})
+    assert "up until Ctrl-C" in running and "curl …" in running
+
+
+def test_a_removed_temporary_workdir_suggests_a_workdir_and_lists_no_commands() -> None:
+    report = {
+        "urls": {"docs": "http://127.0.0.1:9/docs"},
+        "customer": {"account_id": "acc_1", "api_key": "tf_gone"},
+        "workdir": "/tmp/tuneforge-localnet-x",
+        "workdir_removed": True,
+        "running": False,
+    }
+    text = "\n".join(usage_lines(report))
+    assert "--keep-running --workdir ./localnet" in text
+    assert "tuneforge api" not in text and "(removed)" in text
+    assert "tf_gone" not in text  # its database went with the directory
+
+
+def test_the_printed_curl_is_valid_shell_with_the_key_and_a_bounded_poll() -> None:
+    snippet = curl_snippet("http://127.0.0.1:9", "tf_abc", 12.0)
+    assert subprocess.run(["bash", "-n", "-c", snippet], check=False).returncode == 0
+    assert "TF_KEY=tf_abc" in snippet and '"duration_seconds": 12' in snippet
+    assert "for i in $(seq " in snippet and "-o track.wav" in snippet
 
 
 @pytest.mark.parametrize(

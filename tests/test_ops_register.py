@@ -106,3 +106,10 @@ def test_first_failure_stops_the_script(tmp_path: Path, failing: str) -> None:
     assert code == 7
     assert calls[-1].split()[1] == failing
     assert not any("subnets register" in call for call in calls)
+
+
+@pytest.mark.parametrize("args", [["--wallet"], ["--wallet", "--hotkey", "m1"], ["--netuid"]])
+def test_an_option_without_its_value_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    code, output, calls = _run(tmp_path, *args)
+    assert code == 2 and calls == []
+    assert f"{args[0]} needs a value" in output and "unbound variable" not in output

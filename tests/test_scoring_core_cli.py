@@ -60,7 +60,7 @@ def test_score_json_prints_one_object_per_file_with_the_agreed_keys(wavs: list[P
         assert list(record["penalties"]) == list(PENALTY_NAMES)
     piece, copy, broken = lines
     assert piece["final_score"] == 0.0 == copy["final_score"]  # one round: the copy is caught
-    assert "near-copy" in copy["reasons"]["fingerprint_penalty"]
+    assert "copy of" in copy["reasons"]["fingerprint_penalty"]
     assert broken["error"] and broken["final_score"] == 0.0
     assert piece["score_breakdown"]["clap"] is None and piece["degraded"] is True
     assert piece["reasons"]["clap"].startswith("not measured on this validator: ")

@@ -18,8 +18,10 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 
 from tuneforge.api import db as dbmod
-from tuneforge.api import deps, openapi
+from tuneforge.api import deps, docs_ui, openapi
 from tuneforge.api.context import ApiContext
+from tuneforge.api.fingerprints import FingerprintService
+from tuneforge.api.fingerprints import router as fingerprints_router
 from tuneforge.api.jobs import JobService
 from tuneforge.api.leaderboard import Leaderboard
 from tuneforge.api.leaderboard import router as leaderboard_router
@@ -32,6 +34,7 @@ from tuneforge.api.routes_neuron import router as neuron_router
 from tuneforge.api.scores import ScoreService
 from tuneforge.api.settings import ApiSettings
 from tuneforge.api.storage import AudioStore
+from tuneforge.api.validation_text import describe_all
 from tuneforge.chain.base import ChainView
 from tuneforge.config import expand_path
 from tuneforge.metrics import ClientAllowList, metrics_endpoint, new_registry
@@ -79,6 +82,7 @@ def build_context(settings: ApiSettings, chain: ChainSource, migrate: bool = Tru
         leaderboard=Leaderboard(
             scores, settings.leaderboard_cache_s, settings.leaderboard_max_miners
         ),
+        fingerprints=FingerprintService(database),
     )
     ctx.metrics.registry.register(DatabaseCollector(ctx))
     return ctx
@@ -119,19 +123,20 @@ def create_app(
         title="TuneForge API",
         version="1.0",
         description="Customers generate music with API keys; neurons read scores and validators "
-        "publish rounds and deliver jobs with hotkey signatures. See API.md.",
+        "publish rounds and deliver jobs with hotkey signatures. Reference: docs/api.md in the "
+        "TuneForge repository; this page is served from the package (no CDN).",
         lifespan=lifespan,
+        # FastAPI's own pages load their assets from a CDN: docs_ui serves packaged copies.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
     openapi.install(app)
+    docs_ui.install(app)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for error in exc.errors()[:5]:
-            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-            parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
-        return JSONResponse({"detail": "; ".join(parts) or "Invalid request"}, status_code=400)
+        return JSONResponse({"detail": describe_all(exc.errors())}, status_code=400)
 
     @app.get("/api/v1/health", tags=["health"])
     @app.get("/health", include_in_schema=False)
@@ -159,6 +164,7 @@ def create_app(
     app.include_router(customer_router)
     app.include_router(neuron_router)
     app.include_router(leaderboard_router)
+    app.include_router(fingerprints_router)
     app.add_api_route(
         "/metrics",
         metrics_endpoint(ctx.metrics.registry, ClientAllowList.of(settings.metrics_allow)),
@@ -172,7 +178,7 @@ def create_app(
         body_limit=ctx.body_limit,
     )
     # Added last, so outermost: it also sees the guard's own 413 and 429 answers.
-    routers = (customer_router, neuron_router, leaderboard_router)
+    routers = (customer_router, neuron_router, leaderboard_router, fingerprints_router)
     routes = leaf_routes([*app.router.routes, *(r for router in routers for r in router.routes)])
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=routes)
     return app

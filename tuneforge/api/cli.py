@@ -7,22 +7,66 @@ stays fast.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
 
-DATABASE_URL_HELP = "database URL (default: env TUNEFORGE_DATABASE_URL or ~/.tuneforge/api.db)"
+DATABASE_URL_HELP = (
+    "database URL (default: env TUNEFORGE_DATABASE_URL, else sqlite:///~/.tuneforge/api.db)"
+)
+WORKDIR_HELP = "a `tuneforge localnet --workdir` directory: use its API database (api.db)"
+# Exit codes: 2 = configuration to fix (pm2 stops, see ecosystem.config.js), 1 = may pass.
+EXIT_CONFIG, EXIT_RETRY = 2, 1
 
 
-def _open_db(database_url: str | None) -> Any:
-    from tuneforge.api.db import Database, upgrade
+def setting_help(name: str) -> str:
+    """An ApiSettings field's description with its default, for `api serve --help`."""
     from tuneforge.api.settings import ApiSettings
 
-    url = database_url or ApiSettings().database_url
-    database = Database.open(url)
-    upgrade(database)
+    field = ApiSettings.model_fields[name]
+    default = field.get_default(call_default_factory=True)
+    env = f"TUNEFORGE_{name.upper()}"
+    return f"{field.description} (default: env {env}, else {default or 'none'})"
+
+
+def database_url_for(database_url: str | None, workdir: Path | None) -> str:
+    """--database-url, else the localnet work directory's api.db, else the settings' URL."""
+    from tuneforge.api.settings import ApiSettings
+
+    if database_url and workdir:
+        raise typer.BadParameter("give --database-url or --workdir, not both")
+    if workdir is not None:
+        path = workdir.expanduser().resolve() / "api.db"
+        if not path.is_file():
+            typer.echo(
+                f"error: no localnet API database at {path} (run `tuneforge localnet "
+                f"--workdir {workdir}` first)",
+                err=True,
+            )
+            raise typer.Exit(code=EXIT_CONFIG)
+        return f"sqlite:///{path}"
+    return database_url or ApiSettings().database_url
+
+
+def _open_db(database_url: str | None, workdir: Path | None = None) -> Any:
+    """The migrated database, or exit with one line naming the fix (never a traceback)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tuneforge.api.db import Database, upgrade
+    from tuneforge.api.db_errors import DatabaseConfigError, explain
+
+    url = database_url_for(database_url, workdir)
+    try:
+        database = Database.open(url)
+        upgrade(database)
+    except (SQLAlchemyError, ImportError, OSError) as exc:
+        problem = explain(url, exc)
+        typer.echo(f"error: {problem}", err=True)
+        config = isinstance(problem, DatabaseConfigError)
+        raise typer.Exit(code=EXIT_CONFIG if config else EXIT_RETRY) from None
     return database
 
 
@@ -40,17 +84,26 @@ def _fail(message: str, json_out: bool) -> None:
 
 @app.command("serve")
 def serve(
-    host: str | None = typer.Option(None, "--host"),
-    port: int | None = typer.Option(None, "--port"),
-    workers: int | None = typer.Option(None, "--workers"),
+    host: str | None = typer.Option(None, "--host", help=setting_help("host")),
+    port: int | None = typer.Option(None, "--port", help=setting_help("port")),
+    workers: int | None = typer.Option(None, "--workers", help=setting_help("workers")),
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
-    redis_url: str | None = typer.Option(None, "--redis-url", help="share nonces/rate limits"),
-    network: str | None = typer.Option(None, "--network", help="finney | test | localnet ..."),
-    netuid: int | None = typer.Option(None, "--netuid"),
-    localnet_path: str | None = typer.Option(None, "--localnet.path", help="LocalChain file"),
-    audio_dir: str | None = typer.Option(None, "--audio-dir"),
+    redis_url: str | None = typer.Option(None, "--redis-url", help=setting_help("redis_url")),
+    network: str | None = typer.Option(
+        None,
+        "--network",
+        help="finney | test | local | localnet (default: env TUNEFORGE_CHAIN__NETWORK, else test)",
+    ),
+    netuid: int | None = typer.Option(
+        None, "--netuid", help="subnet uid (default: env TUNEFORGE_CHAIN__NETUID, else 234)"
+    ),
+    localnet_path: str | None = typer.Option(
+        None, "--localnet.path", help="LocalChain file (with --network localnet)"
+    ),
+    audio_dir: str | None = typer.Option(None, "--audio-dir", help=setting_help("audio_dir")),
 ) -> None:
-    """Run the API with uvicorn (migrations are applied first, once)."""
+    """Run the API with uvicorn (migrations are applied first, once). Every setting can also
+    come from the environment (TUNEFORGE_*, see api.env.example); flags win."""
     import os
 
     import uvicorn
@@ -107,12 +160,13 @@ def create_account_command(
     plan: str = typer.Option("free", "--plan", help="free | pro | premier"),
     credits: int = typer.Option(0, "--credits"),
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Create an account and print its id."""
     from tuneforge.api.accounts import AccountError, create_account
 
-    db = _open_db(database_url)
+    db = _open_db(database_url, workdir)
     try:
         account = create_account(db, email, plan, credits)
     except AccountError as exc:
@@ -128,12 +182,13 @@ def create_account_command(
 def create_key_command(
     account_id: str = typer.Argument(...),
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Create an API key and print it (it is shown only this once)."""
     from tuneforge.api.accounts import AccountError, create_key
 
-    db = _open_db(database_url)
+    db = _open_db(database_url, workdir)
     try:
         row, key = create_key(db, account_id)
     except AccountError as exc:
@@ -149,12 +204,13 @@ def add_credits_command(
     account_id: str = typer.Argument(...),
     amount: int = typer.Argument(..., help="credits to add (negative removes)"),
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Add credits to an account and print the new balance."""
     from tuneforge.api.accounts import AccountError, add_credits
 
-    db = _open_db(database_url)
+    db = _open_db(database_url, workdir)
     try:
         balance = add_credits(db, account_id, amount)
     except AccountError as exc:
@@ -169,12 +225,13 @@ def add_credits_command(
 def revoke_key_command(
     key_id: str = typer.Argument(...),
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Revoke an API key (by key id, as listed by list-accounts)."""
     from tuneforge.api.accounts import AccountError, revoke_key
 
-    db = _open_db(database_url)
+    db = _open_db(database_url, workdir)
     try:
         revoked_at = revoke_key(db, key_id)
     except AccountError as exc:
@@ -189,12 +246,13 @@ def revoke_key_command(
 @app.command("list-accounts")
 def list_accounts_command(
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """List accounts with their credits and keys (prefixes only)."""
     from tuneforge.api.accounts import list_accounts
 
-    db = _open_db(database_url)
+    db = _open_db(database_url, workdir)
     try:
         accounts = list_accounts(db)
     finally:

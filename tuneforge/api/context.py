@@ -14,8 +14,13 @@ from tuneforge.api.scores import ScoreService
 from tuneforge.api.settings import ApiSettings
 from tuneforge.api.storage import AudioStore
 from tuneforge.nonces import NonceStore
+from tuneforge.scoring.fingerprint import encoded_limit
 
-if TYPE_CHECKING:  # the leaderboard routes import this module through deps
+# A full batch of the longest fingerprints, plus the JSON around them.
+MATCH_BODY_BYTES = 256 * (encoded_limit() + 128)
+
+if TYPE_CHECKING:  # these routes import this module through deps
+    from tuneforge.api.fingerprints import FingerprintService
     from tuneforge.api.leaderboard import Leaderboard
 
 
@@ -31,6 +36,7 @@ class ApiContext:
     metagraph: MetagraphCache
     metrics: ApiMetrics
     leaderboard: Leaderboard
+    fingerprints: FingerprintService
 
     def body_limit(self, method: str, path: str) -> int:
         """Bytes a request body may have: WAV uploads, result bundles, or small JSON."""
@@ -43,4 +49,6 @@ class ApiContext:
             or (path.startswith("/api/v1/validator/jobs/") and path.endswith("/result"))
         ):
             return self.settings.max_scores_body_bytes
+        if method == "POST" and path == "/api/v1/fingerprints/match":
+            return max(self.settings.max_json_body_bytes, MATCH_BODY_BYTES)
         return self.settings.max_json_body_bytes

@@ -299,7 +299,7 @@ class JobService:
                     request_id=request_id,
                     validator_hotkey=validator_hotkey,
                     created_at=now,
-                    **item.model_dump(),
+                    **item.model_dump(exclude={"fingerprint"}),
                 )
                 session.add(track)
                 track_ids.append(track.id)

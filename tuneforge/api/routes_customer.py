@@ -17,6 +17,7 @@ from tuneforge.api.openapi import API_KEY_SECURITY, HOTKEY_SECURITY, errors
 from tuneforge.api.schemas import REQUEST_ID_PATTERN, TRACK_ID_PATTERN, GenerateRequest
 from tuneforge.api.settings import PLAN_RATE_LIMITS
 from tuneforge.api.storage import AudioStoreError
+from tuneforge.api.validation_text import describe_all
 
 router = APIRouter(prefix="/api/v1")
 
@@ -43,7 +44,7 @@ def generate(
     except InsufficientCredits as exc:
         raise HTTPException(402, str(exc)) from None
     except ValidationError as exc:
-        raise HTTPException(400, "; ".join(e["msg"] for e in exc.errors())) from None
+        raise HTTPException(400, describe_all(exc.errors())) from None
     return {
         "request_id": accepted.request_id,
         "status": "queued",

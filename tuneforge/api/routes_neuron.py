@@ -152,12 +152,15 @@ def publish(
 ) -> dict[str, Any]:
     """Publish one round: 201 when new, 200 with the same ids on a retry, 409 if different
     or when a result references a customer's audio."""
+    ctx = deps.context(request)
     try:
-        created, result = deps.context(request).scores.publish(hotkey, body)
+        created, result = ctx.scores.publish(hotkey, body)
     except ScoresConflict as exc:
         raise HTTPException(409, str(exc)) from None
     except AudioNotYours as exc:
         raise HTTPException(exc.status, exc.detail) from None
+    # Indexed after the round is stored: a retry indexes nothing twice (track ids are unique).
+    ctx.fingerprints.index_tracks(hotkey, "round", [r.model_dump() for r in body.results])
     response.status_code = 201 if created else 200
     return result
 
@@ -277,8 +280,9 @@ def job_result(
     uploaded raw with `PUT /validator/audio/{sha256}`, then this JSON references it by
     `audio_sha256` (400 if not uploaded, 403 if uploaded by someone else, 409 if already
     delivered for another job). `error` (or no tracks) fails the job and refunds it."""
+    ctx = deps.context(request)
     try:
-        return deps.context(request).jobs.submit_result(hotkey, request_id, body)
+        answer = ctx.jobs.submit_result(hotkey, request_id, body)
     except JobNotFound:
         raise HTTPException(404, "Request not found") from None
     except JobConflict as exc:
@@ -287,6 +291,14 @@ def job_result(
         raise HTTPException(400, str(exc)) from None
     except AudioNotYours as exc:
         raise HTTPException(exc.status, exc.detail) from None
+    # Customer tracks are music the network paid for too: a later replay of one is a copy.
+    if len(answer["track_ids"]) == len(body.tracks):
+        tracks = [
+            {**t.model_dump(), "track_id": track_id}
+            for t, track_id in zip(body.tracks, answer["track_ids"], strict=True)
+        ]
+        ctx.fingerprints.index_tracks(hotkey, "job", tracks)
+    return answer
 
 
 def base_url(request: Request) -> str:

@@ -15,6 +15,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuneforge import protocol
+from tuneforge.scoring.fingerprint import BadFingerprint
+from tuneforge.scoring.fingerprint import decode as decode_fingerprint
+from tuneforge.scoring.fingerprint import encoded_limit as fingerprint_encoded_limit
 
 TRACK_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -148,6 +151,18 @@ class ScoredTrackFields(_Strict):
     audio_sha256: str = Field(pattern=SHA256_PATTERN)
     duration_seconds: float = Field(gt=0.0, le=600.0)
     sample_rate: int = Field(ge=1000, le=384_000)
+    # The track's copy fingerprint (tuneforge.scoring.fingerprint.encode); indexed network-wide.
+    fingerprint: str | None = Field(default=None, max_length=fingerprint_encoded_limit())
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _fingerprint(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                decode_fingerprint(value)
+            except BadFingerprint as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("generation_ms")
     @classmethod

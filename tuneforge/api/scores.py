@@ -187,7 +187,7 @@ class ScoreService:
                             genre=genre,
                             audio_present=present[item.audio_sha256],
                             created_at=now,
-                            **item.model_dump(),
+                            **item.model_dump(exclude={"fingerprint"}),
                         )
                     )
                 public_id = round_.public_id

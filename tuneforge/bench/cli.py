@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneforge.bench import api, generation, reward, scoring, transport
+from tuneforge.bench import api, copies, generation, reward, scoring, transport
 
 app = typer.Typer(no_args_is_help=True)
 app.command("transport", help="Miner round-trip overhead: raw WAV vs base64-in-JSON.")(
@@ -17,4 +17,7 @@ app.command("scoring", help="CPU seconds per scorer for one clip.")(scoring.comm
 app.command("api", help="API throughput and latency: signed scores/best vs health.")(api.command)
 app.command("reward", help="Real music vs cheap fakes and degraded twins (signal scorers).")(
     reward.command
+)
+app.command("copies", help="Copy check on real music: catch rate per disguise, false positives.")(
+    copies.command
 )

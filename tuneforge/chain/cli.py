@@ -19,6 +19,18 @@ PATH_OPTION = typer.Option(..., "--localnet.path", help="LocalChain SQLite file"
 NETUID_OPTION = typer.Option(DEFAULT_NETUID, "--netuid", help="subnet uid")
 
 
+@app.callback()
+def quiet_library_logs() -> None:
+    """These commands print their own results: LocalChain's DEBUG/INFO logs (e.g. "opened …
+    as reader") would only interleave with them, so only warnings and errors are logged."""
+    import sys
+
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+
 def _fail(exc: Exception) -> typer.Exit:
     from tuneforge.chain.base import ChainError
 

@@ -39,8 +39,17 @@ from tuneforge.localnet.options import (
     WaitTimeout,
 )
 from tuneforge.localnet.processes import Child, Supervisor, die_with_parent, free_port, repo_root
-from tuneforge.localnet.report import excluded_reasons, fmt_score, leaderboard
+from tuneforge.localnet.report import (
+    curl_snippet,
+    excluded_reasons,
+    fmt_score,
+    leaderboard,
+    network_commands,
+)
 from tuneforge.localnet.role_flags import flag_in, job_claim_flags, job_flags, probe_role_flags
+
+# A progress line at least this often while localnet waits on something.
+STILL_WAITING_S = 30.0
 
 
 class Background:
@@ -100,6 +109,7 @@ class Localnet:
         self._deadline = self._started + options.timeout
         self._progress = progress or (lambda message: None)
         self._wallet_validator: Any = None
+        self._customer: dict[str, str] = {}
         self.workdir = Path()
         self._own_workdir = False
         self.rounds_before = 0
@@ -122,12 +132,18 @@ class Localnet:
 
     def wait_for(self, what: str, check: Callable[[], Any], limit_s: float | None = None) -> Any:
         """Poll `check` until it returns something truthy; children must stay alive meanwhile."""
-        stop = time.monotonic() + min(limit_s or 1e9, self.remaining())
+        started = time.monotonic()
+        stop = started + min(limit_s or 1e9, self.remaining())
+        next_note = started + STILL_WAITING_S
         while True:
             self.supervisor.check_alive()
             value = check()
             if value:
                 return value
+            if time.monotonic() >= next_note:
+                # Never a silent minute: say what is still awaited.
+                self.say(f"still waiting for {what} ({time.monotonic() - started:.0f}s so far)")
+                next_note += STILL_WAITING_S
             if time.monotonic() >= stop:
                 self.remaining()  # raises when the overall timeout is the reason
                 raise WaitTimeout(f"timed out waiting for {what}")
@@ -363,6 +379,12 @@ class Localnet:
         )
         models = ", ".join(f"{n} ({p})" for n, p in found.items()) or "none found locally"
         self.say(f"validator starting; scoring models: {models}")
+        if not any(self._numba_lock.path.parent.glob("**/*.nbi")):
+            # Measured on 2 shared cores: 25–90 s of numba compiling, once per machine.
+            self.say(
+                "first run on this machine: the validator compiles librosa's kernels once "
+                f"into {self._numba_lock.path.parent} (about 30–90 s; later runs reuse them)"
+            )
 
     def validator_max_rounds(self) -> int:
         if self.options.keep_running or self.claims_jobs():
@@ -486,12 +508,18 @@ class Localnet:
                 api, self._wallet_validator, status, self._has_flag("--api.publish")
             ),
             "customer_job": customer,
+            # Pages a person can open (the API root and /api/v1 are no pages: 404).
             "urls": {
-                "api": f"{api}/api/v1",
+                "leaderboard": f"{api}/leaderboard",
                 "docs": f"{api}/docs",
-                "leaderboard": f"{api}/api/v1/scores/miners",
+                "redoc": f"{api}/redoc",
+                "health": f"{api}/health",
                 "validator_status": self.net.status_url,
+                "api": api,
             },
+            "customer": dict(self._customer),
+            "curl": curl_snippet(api, self._customer.get("api_key", ""), self.options.duration),
+            "commands": [] if self._own_workdir else network_commands(str(self.workdir)),
             "excluded_scorers": excluded,
             "scoring_models": {
                 **{n: f"loaded from {p}" for n, p in self.net.models_found.items()},
@@ -536,9 +564,10 @@ class Localnet:
             self.start_validator()
             self.run_rounds()
             self._numba_lock.release()
+            self._customer = customer.result(self.remaining())
             job = customer_job(
                 self.net.api_url,
-                customer.result(self.remaining()),
+                self._customer,
                 claims_jobs=self.claims_jobs(),
                 duration_s=self.options.duration,
                 wait_s=self.options.customer_wait_s,

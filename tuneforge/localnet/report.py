@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import shlex
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
 TOP_BOTTOM = 3
+# Polls of the customer's curl loop, 2 s apart: longer than any localnet job takes.
+CURL_POLLS = 150
+COLUMNS_LEGEND = (
+    "columns: ema = the validator's moving average of final scores (weights follow it); "
+    "weight = this miner's share of the weights on chain; last = its final score in the last "
+    "round (composite × penalties, 0–1); top/bottom = its best and worst scorers in that answer"
+)
 
 
 def excluded_reasons(miners: list[dict[str, Any]]) -> dict[str, str]:
@@ -51,6 +60,47 @@ def leaderboard(
     return sorted(rows, key=lambda r: (-r["ema"], r["uid"]))
 
 
+def curl_snippet(api_url: str, api_key: str, duration_s: float) -> str:
+    """Shell lines a customer can paste: request a track, wait for it, save it as track.wav.
+
+    Plain curl plus python3 (already needed for TuneForge) to read JSON; the poll is bounded
+    so a stopped network ends the loop instead of hanging the shell."""
+    auth = '-H "Authorization: Bearer $TF_KEY"'
+    body = shlex.quote(
+        '{"prompt": "Calm lo-fi beat with warm piano and soft drums", '
+        f'"duration_seconds": {duration_s:g}}}'
+    )
+    read_id = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"request_id\"])'"
+    read_url = (
+        'python3 -c \'import json; print(json.load(open("status.json"))'
+        '["tracks"][0]["audio_url"])\''
+    )
+    return "\n".join(
+        [
+            f"export TF_API={api_url} TF_KEY={api_key}",
+            f'ID=$(curl -fsS "$TF_API/api/v1/music/generate" {auth} '
+            f'-H "Content-Type: application/json" -d {body} | {read_id})',
+            f"for i in $(seq {CURL_POLLS}); do "
+            f'curl -fsS "$TF_API/api/v1/music/status/$ID" {auth} -o status.json && '
+            'grep -Eq \'"status": ?"(completed|failed)"\' status.json && break; '
+            "sleep 2; done",
+            f'curl -fsS "$TF_API$({read_url})" {auth} -o track.wav && echo "saved track.wav"',
+        ]
+    )
+
+
+def network_commands(workdir: str) -> list[str]:
+    """`tuneforge` commands that address this localnet's database, state and chain."""
+    quoted = shlex.quote(workdir)
+    return [
+        f"tuneforge validator status --workdir {quoted}",
+        f"tuneforge api list-accounts --workdir {quoted}",
+        f"tuneforge api create-account --email you@example.com --credits 100 --workdir {quoted}",
+        f"tuneforge api create-key ACCOUNT_ID --workdir {quoted}",
+        f"tuneforge chain show --localnet.path {shlex.quote(workdir + '/chain.db')}",
+    ]
+
+
 def fmt_score(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{float(value):.{digits}f}"
 
@@ -76,6 +126,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{'':>46}bottom: {bottom}")
         if row.get("error"):
             lines.append(f"{'':>46}error: {row['error']}")
+    lines.extend(textwrap.wrap(COLUMNS_LEGEND, width=100, subsequent_indent="  "))
     weights = report["weights_set"]
     if weights.get("count"):
         lines.append(
@@ -110,10 +161,46 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("excluded scorers (never pretended):")
         for name, reason in report["excluded_scorers"].items():
             lines.append(f"  {name}: {reason}")
-    lines.append("")
-    state = "up" if report.get("running") else "stopped now"
-    for name, url in report["urls"].items():
-        lines.append(f"{name:<12} {url}  ({state})")
-    removed = report.get("workdir_removed") and not report.get("running")
-    lines.append(f"{'workdir':<12} {report['workdir']}" + ("  (removed)" if removed else ""))
+    lines.extend(usage_lines(report))
     return "\n".join(lines)
+
+
+def usage_lines(report: dict[str, Any]) -> list[str]:
+    """Where to look and what to run: the URLs, the customer key, the curl, the commands —
+    with a re-run hint when the network is already gone."""
+    running = bool(report.get("running"))
+    workdir = str(report["workdir"])
+    removed = bool(report.get("workdir_removed")) and not running
+    lines = [""]
+    if running:
+        lines.append("The network is up until Ctrl-C:")
+    else:
+        again = "--keep-running" + ("" if not removed else " --workdir ./localnet")
+        lines.append(
+            f"The network has stopped. To use these, run it again with {again} "
+            "(it stays up until Ctrl-C):"
+        )
+    labels = {
+        "leaderboard": "leaderboard",
+        "docs": "API docs",
+        "redoc": "ReDoc",
+        "health": "API health",
+        "validator_status": "validator",
+        "api": "API base",
+    }
+    for name, url in report["urls"].items():
+        lines.append(f"  {labels.get(name, name):<12} {url}")
+    customer = report.get("customer") or {}
+    if customer.get("api_key") and not removed:  # a removed database holds no key
+        lines.append(
+            f"  {'API key':<12} {customer['api_key']}  (account {customer.get('account_id')}, "
+            f"in {workdir}/api.db)"
+        )
+    if running and report.get("curl"):
+        lines += ["", "Generate and download a track (paste into a shell):", report["curl"]]
+    if not removed:
+        lines += ["", "Commands for this network:"]
+        lines += [f"  {command}" for command in network_commands(workdir)]
+    lines.append("")
+    lines.append(f"{'workdir':<12} {workdir}" + ("  (removed)" if removed else ""))
+    return lines

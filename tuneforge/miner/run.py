@@ -54,6 +54,47 @@ def published_address(settings: MinerSettings) -> tuple[str, int]:
     return str(address), port
 
 
+# Networks where validators call the published address over the internet. `local` (a local
+# subtensor), `localnet` (LocalChain) and ws:// endpoints are test setups where a loopback or
+# private address is the right one to publish.
+PUBLIC_NETWORKS = frozenset({"finney", "test", "archive"})
+
+
+def is_public_network(network: str) -> bool:
+    return network in PUBLIC_NETWORKS or network.startswith("wss://")
+
+
+def refuse_unreachable(ip: str, network: str) -> None:
+    """On a public network, refuse an address no validator can call: documentation
+    placeholders (203.0.113.0/24 …), private, loopback, link-local, reserved, multicast.
+
+    Publishing one would register a miner that silently earns nothing (issue 13: the example
+    config's placeholder went on chain without a word)."""
+    if not is_public_network(network):
+        return
+    address = ipaddress.ip_address(ip)
+    if address.is_global:
+        return
+    kind = next(
+        (
+            name
+            for name, flag in (
+                ("a loopback", address.is_loopback),
+                ("a link-local", address.is_link_local),
+                ("a multicast", address.is_multicast),
+                ("a private or documentation (placeholder)", address.is_private),
+            )
+            if flag
+        ),
+        "a reserved",
+    )
+    raise MinerStartupError(
+        f"{ip} is {kind} address that validators on {network} cannot reach; set "
+        "TUNEFORGE_AXON__EXTERNAL_IP in miner.env (or --axon.external_ip) to this machine's "
+        "public IP, or use --miner.ip_source url:https://api.ipify.org"
+    )
+
+
 def ip_source(settings: MinerSettings) -> IpSource | None:
     """The configured public-IP source (`--miner.ip_source`), or None when IPs are not watched."""
     try:
@@ -116,10 +157,12 @@ def run(settings: MinerSettings) -> None:
     from tuneforge.wallets import load_wallet
 
     configure_logging(settings.logging, "miner.log")
-    wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path)
-    hotkey = wallet.hotkey.ss58_address
+    # The address first: a wrong one is refused before a wallet, chain or model is touched.
     source = ip_source(settings)
     ip, port = startup_address(settings, source)
+    refuse_unreachable(ip, settings.network)
+    wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path)
+    hotkey = wallet.hotkey.ss58_address
     chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
     watcher: IpWatcher | None = None
     try:

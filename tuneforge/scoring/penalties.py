@@ -7,6 +7,10 @@ Thresholds below are measured on synthesised music vs the same music degraded (s
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -14,16 +18,17 @@ import numpy as np
 from tuneforge.scoring import features
 from tuneforge.scoring.base import Challenge, Penalty, RoundContext, ScoreResult
 from tuneforge.scoring.clip import Clip
-from tuneforge.scoring.fingerprint import MATCH_SIMILARITY, fingerprint, similarity
+from tuneforge.scoring.copy_index import CopyIndex, stored_codes
+from tuneforge.scoring.fingerprint import BANDS, fingerprint
 from tuneforge.scoring.music_features import flux_shape
 from tuneforge.scoring.weights import duration_multiplier
 
-FINGERPRINT_HISTORY_LIMIT = 500
+FINGERPRINT_HISTORY_LIMIT = 500  # earlier clips in the per-round copy index
 # Abrupt cut-offs (music_features.FluxShape.decay_peakiness): no real clip of the tuning half
 # exceeded 10.9 (95% under 7.7); dry synthesised notes measured 10-59 (median 21), time-reversed
 # clips up to 150. The penalty starts above the real range and takes 60% at 30.
 ABRUPT_DECAY_RANGE = (11.0, 30.0)
-ABRUPT_DECAY_MAX_LOSS = 0.6  # earlier clips compared against (≈1 ms each)
+ABRUPT_DECAY_MAX_LOSS = 0.6
 
 
 def _ramp(value: float, start: float, end: float) -> float:
@@ -265,29 +270,72 @@ class ArtifactPenalty(Penalty):
 
 
 class FingerprintPenalty(Penalty):
-    """0.0 when the clip nearly matches another clip of this round or any earlier clip in the
-    history (shifted, rescaled or noisy copies included), else 1.0."""
+    """0.0 when the clip is a (disguised) copy of another clip of this round or of an earlier
+    clip in the local history — tempo, pitch, noise, EQ, offset and splices included — else
+    1.0. The network-wide index is consulted by the validator (validator/copies.py)."""
 
     name = "fingerprint_penalty"
+
+    def __init__(self, models: Any = None) -> None:
+        super().__init__(models)
+        self._lock = threading.Lock()
+        # history codes by fingerprint digest: a round re-reads the same history entries
+        self._codes: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._round: tuple[weakref.ref[RoundContext], CopyIndex, list[str]] | None = None
+
+    def _stored_codes(self, matrix: np.ndarray) -> np.ndarray:
+        digest = hashlib.blake2b(matrix.tobytes(), digest_size=16).digest() + bytes(
+            str(matrix.shape), "ascii"
+        )
+        codes = self._codes.get(digest)
+        if codes is None:
+            codes = stored_codes(matrix)
+            self._codes[digest] = codes
+            while len(self._codes) > 4 * FINGERPRINT_HISTORY_LIMIT:
+                self._codes.popitem(last=False)
+        return codes
+
+    def _index(self, context: RoundContext) -> tuple[CopyIndex, list[str]]:
+        """One index per round: the round's clips first (keys 0..n-1), then the history."""
+        if self._round is not None and self._round[0]() is context:
+            return self._round[1], self._round[2]
+        matrices: list[np.ndarray] = []
+        labels: list[str] = []
+        for clip, hotkey in zip(context.clips, context.miner_hotkeys, strict=True):
+            matrices.append(fingerprint(clip))
+            labels.append(f"another clip of this round (from {hotkey})")
+        for hotkey, earlier in context.history.fingerprints(FINGERPRINT_HISTORY_LIMIT):
+            # entries of an older fingerprint format cannot be compared: skipped
+            if earlier.dtype == np.uint8 and earlier.ndim == 2 and earlier.shape[0] == BANDS:
+                matrices.append(earlier)
+                labels.append(f"an earlier clip from {hotkey}")
+        index = CopyIndex(lambda key: matrices[key])
+        for key, matrix in enumerate(matrices):
+            index.add_codes(key, self._stored_codes(matrix))
+        self._round = (weakref.ref(context), index, labels)
+        return index, labels
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        mine = fingerprint(clip)
-        best, source = 0.0, ""
-        for other_index, other in enumerate(context.clips):
-            if other_index == index:
-                continue
-            value = similarity(mine, fingerprint(other))
-            if value > best:
-                best = value
-                source = f"another clip of this round (from {context.miner_hotkeys[other_index]})"
-        for hotkey, earlier in context.history.fingerprints(FINGERPRINT_HISTORY_LIMIT):
-            value = similarity(mine, earlier)
-            if value > best:
-                best, source = value, f"an earlier clip from {hotkey}"
-        details = {"best_similarity": round(best, 4), "match_threshold": MATCH_SIMILARITY}
-        if best >= MATCH_SIMILARITY:
-            details["matched"] = source
-            return ScoreResult(0.0, f"near-copy of {source} (similarity {best:.2f})", details)
-        return ScoreResult(1.0, "", details)
+        with self._lock:
+            copy_index, labels = self._index(context)
+            found = copy_index.search(fingerprint(clip), exclude=frozenset({index}))
+        details: dict[str, Any] = {"compared_with": len(labels) - 1}
+        if not found:
+            return ScoreResult(1.0, "", details)
+        best = found[0]
+        match = best.match
+        details.update(
+            matched=labels[best.key],
+            similarity=match.similarity,
+            covered_s=match.covered_s,
+            semitones=match.semitones,
+            tempo=match.tempo,
+        )
+        return ScoreResult(
+            0.0,
+            f"copy of {labels[best.key]}: {match.covered_s:.1f} s match, similarity"
+            f" {match.similarity:.2f}, {match.semitones:+d} semitones, tempo x{match.tempo:.3f}",
+            details,
+        )

@@ -15,15 +15,31 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{float(value):.{digits}f}"
 
 
+# The validator's own default for --neuron.state_path (docs/validator.md).
+DEFAULT_STATE = "~/.tuneforge/validator/state.db"
+
+
 @app.command("status")
 def status(
-    state: Annotated[Path, typer.Option("--state", help="the validator's state.db")],
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help=f"the validator's state.db (default: {DEFAULT_STATE})"),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir", help="a `tuneforge localnet --workdir` directory: its validator's state"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Each miner's EMA, weight and last result (breakdown, reasons); rounds; last weights."""
+    from tuneforge.config import expand_path
     from tuneforge.validator.state import StateError, ValidatorState
     from tuneforge.validator.status import status_snapshot
 
+    if state is None:
+        state = workdir / "validator" / "state.db" if workdir else Path(expand_path(DEFAULT_STATE))
     if not state.is_file():
         typer.echo(f"no validator state at {state}", err=True)
         raise typer.Exit(code=2)

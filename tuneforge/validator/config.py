@@ -68,6 +68,10 @@ class ApiPublishSettings(BaseModel):
     url: str = Field(default="", description="TuneForge API base URL")
     publish: bool = Field(default=False, description="publish round results to the API")
     jobs: bool = Field(default=False, description="claim and serve customer jobs from the API")
+    copy_check: bool = Field(
+        default=True,
+        description="look every clip up in the API's network-wide copy index (needs --api.url)",
+    )
     timeout_s: float = Field(default=30.0, gt=0, le=600, description="per API request")
     retry_base_s: float = Field(
         default=2.0, gt=0, description="first retry delay; doubles per failure (with jitter)"

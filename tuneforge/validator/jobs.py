@@ -55,9 +55,10 @@ def best_miners(
     return sorted(candidates, key=order)[:k]
 
 
-def _track(outcome: QueryOutcome, score: ClipScore) -> dict[str, Any]:
+def _track(outcome: QueryOutcome, score: ClipScore, fingerprint: str | None) -> dict[str, Any]:
     assert outcome.audio is not None and outcome.wav is not None
     return {
+        **({"fingerprint": fingerprint} if fingerprint else {}),
         "miner_uid": outcome.uid,
         "miner_hotkey": outcome.hotkey,
         **score.published_fields(),
@@ -154,14 +155,14 @@ class JobWorker:
         seeds = {n.hotkey: miner_seed(seed, n.hotkey) for n in miners}
         outcomes = await self.runner.client.query_many(miners, challenge, deadline, seeds)
         try:
-            scores = await self.runner.score(challenge, outcomes, "job")
+            scores, fingerprints = await self.runner.score(challenge, outcomes, "job")
         except Exception as exc:
             log.exception("job {}: scoring failed", request_id)
             return self._fail(request_id, "error", f"scoring failed: {type(exc).__name__}")
         finally:
             # Jobs leave no trace in the scoring history (see the module docstring).
             self.state.discard_pending_history()
-        return self._deliver(request_id, challenge, outcomes, scores)
+        return self._deliver(request_id, challenge, outcomes, scores, fingerprints)
 
     def _deliver(
         self,
@@ -169,13 +170,14 @@ class JobWorker:
         challenge: MusicGenerationSynapse,
         outcomes: list[QueryOutcome],
         scores: list[ClipScore],
+        fingerprints: list[str | None],
     ) -> str:
         # Ranked by final score; a clip whose penalties zeroed it (typically the copy check,
         # when two miners' answers resemble each other) still beats a refund if its composite
         # is positive: the customer sees its score and penalties with the track.
         usable = [
-            (s, o)
-            for o, s in zip(outcomes, scores, strict=True)
+            (s, o, f)
+            for o, s, f in zip(outcomes, scores, fingerprints, strict=True)
             if o.audio is not None and o.wav is not None and s.composite > 0
         ]
         if not usable:
@@ -186,8 +188,8 @@ class JobWorker:
         group = job_group(request_id)
         entries: list[OutboxEntry] = []
         tracks = []
-        for score, outcome in best:
-            track = _track(outcome, score)
+        for score, outcome, fingerprint in best:
+            track = _track(outcome, score, fingerprint)
             tracks.append(track)
             audio = {"request_id": request_id, "audio_sha256": track["audio_sha256"]}
             entries.append((JOB_AUDIO, audio, outcome.wav, group))

@@ -21,6 +21,7 @@ from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.validator.challenges import make_challenge, miner_seed, round_seed
 from tuneforge.validator.config import ValidatorSettings
+from tuneforge.validator.copies import CopyChecker, apply_verdicts
 from tuneforge.validator.ema import update_ema
 from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.publisher import ROUND_RESULT, TRACK_AUDIO, round_group
@@ -86,6 +87,7 @@ class RoundRunner:
         client: MinerClient,
         scorer: RoundScorer,
         metrics: ValidatorMetrics | None = None,
+        copies: CopyChecker | None = None,
     ) -> None:
         self.settings = settings
         self.hotkey = hotkey
@@ -93,6 +95,8 @@ class RoundRunner:
         self.client = client
         self.scorer = scorer
         self.metrics = metrics or ValidatorMetrics()
+        # The network copy check; without one every clip is checked locally only (and says so).
+        self.copies = copies or CopyChecker(None)
         self._secret = state.secret()
 
     @property
@@ -104,9 +108,10 @@ class RoundRunner:
         challenge: MusicGenerationSynapse,
         outcomes: list[QueryOutcome],
         purpose: str,
-    ) -> list[ClipScore]:
-        """Score answers in a worker thread (CPU/GPU work keeps off the event loop); the
-        engine's pending history is discarded on failure. Used by rounds and customer jobs."""
+    ) -> tuple[list[ClipScore], list[str | None]]:
+        """(scores, each clip's encoded fingerprint). Answers are scored in a worker thread
+        (CPU/GPU work keeps off the event loop) while the network copy index is asked about
+        them; the engine's pending history is discarded on failure. Used by rounds and jobs."""
         # Speed is judged on the time this validator measured (request sent -> last byte read),
         # never on the miner's own X-TuneForge-Generation-Ms claim, which a miner could fake.
         submissions = [
@@ -119,21 +124,25 @@ class RoundRunner:
             for o in outcomes
         ]
         started = time.perf_counter()
+        check = asyncio.create_task(self.copies.check([o.audio for o in outcomes]))
         try:
             scores = await asyncio.to_thread(self.scorer.score_round, challenge, submissions)
         except BaseException:
+            check.cancel()
             self.state.discard_pending_history()
             raise
+        verdicts = await check
         self.metrics.scoring_seconds.labels(purpose=purpose).observe(time.perf_counter() - started)
         if len(scores) != len(outcomes):
             self.state.discard_pending_history()
             raise RuntimeError(f"engine returned {len(scores)} scores for {len(outcomes)} clips")
+        apply_verdicts(scores, verdicts)
         for outcome in outcomes:
             self.metrics.queries.labels(purpose=purpose, outcome=outcome.code or "ok").inc()
         for score in scores:
             for check in score.failures:
                 self.metrics.check_failures.labels(check=check).inc()
-        return scores
+        return scores, [v.fingerprint for v in verdicts]
 
     async def run_round(self, metagraph: Metagraph) -> RoundReport | None:
         """Run the next round; None when there is nobody to query (nothing is counted)."""
@@ -168,7 +177,7 @@ class RoundRunner:
         )
         seeds = {n.hotkey: miner_seed(seed, n.hotkey) for n in miners}
         outcomes = await self.client.query_many(miners, challenge, deadline, seeds)
-        scores = await self.score(challenge, outcomes, "round")
+        scores, fingerprints = await self.score(challenge, outcomes, "round")
         emas = update_ema(
             self.state.emas(),
             {(o.uid, o.hotkey): s.final_score for o, s in zip(outcomes, scores, strict=True)},
@@ -189,7 +198,9 @@ class RoundRunner:
             for o, s in zip(outcomes, scores, strict=True)
         ]
         round_id = str(uuid.UUID(bytes=hashlib.sha256(b"round-id|" + seed).digest()[:16]))
-        outbox = self._publications(round_id, metagraph.block, challenge, outcomes, scores)
+        outbox = self._publications(
+            round_id, metagraph.block, challenge, outcomes, scores, fingerprints
+        )
         self.state.commit_round(
             round_number,
             challenge.model_dump(),
@@ -222,6 +233,7 @@ class RoundRunner:
         challenge: MusicGenerationSynapse,
         outcomes: list[QueryOutcome],
         scores: list[ClipScore],
+        fingerprints: list[str | None],
     ) -> list[OutboxEntry]:
         """Outbox items for the API (API.md `POST /scores` + one audio upload per track), one
         group per round so the audio follows the acknowledged round."""
@@ -230,7 +242,7 @@ class RoundRunner:
         group = round_group(round_id)
         items: list[OutboxEntry] = []
         tracks = []
-        for outcome, score in zip(outcomes, scores, strict=True):
+        for outcome, score, encoded in zip(outcomes, scores, fingerprints, strict=True):
             if outcome.audio is None or outcome.wav is None:
                 continue
             trk = track_id(round_id, outcome.hotkey)
@@ -245,6 +257,7 @@ class RoundRunner:
                     "audio_sha256": digest,
                     "duration_seconds": outcome.audio.duration_seconds,
                     "sample_rate": outcome.audio.sample_rate,
+                    **({"fingerprint": encoded} if encoded else {}),
                 }
             )
             items.append(

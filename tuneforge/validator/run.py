@@ -98,6 +98,7 @@ def run(settings: ValidatorSettings) -> None:
     from tuneforge.chain.factory import open_chain
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.validator.api_client import ApiClient
+    from tuneforge.validator.copies import CopyChecker
     from tuneforge.validator.jobs import JobWorker
     from tuneforge.validator.loop import ValidatorLoop
     from tuneforge.validator.metrics import ValidatorMetrics
@@ -157,13 +158,15 @@ def run(settings: ValidatorSettings) -> None:
         async def main() -> None:
             client = MinerClient(wallet, neuron.max_response_bytes, neuron.max_audio_seconds)
             api: ApiClient | None = None
-            if api_settings.publish or api_settings.jobs:
+            wants_api = api_settings.publish or api_settings.jobs
+            if wants_api or (api_settings.copy_check and api_settings.url):
                 try:
                     api = ApiClient(api_settings.url, wallet, api_settings.timeout_s)
                 except ValueError as exc:
                     raise ValidatorStartupError(str(exc)) from exc
             try:
-                runner = RoundRunner(settings, hotkey, state, client, engine, metrics)
+                copies = CopyChecker(api if api_settings.copy_check else None)
+                runner = RoundRunner(settings, hotkey, state, client, engine, metrics, copies)
                 publisher = None
                 if api is not None:
                     publisher = Publisher(

@@ -1,0 +1,138 @@
+"""Copy fingerprints: the wire format refuses hostile bytes; disguised copies match, different
+pieces do not; the index finds originals (and both sources of a splice) among other tracks."""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import numpy as np
+import pytest
+from scipy.signal import butter, sosfilt
+
+from tests.helpers import signals
+from tuneforge.audio import Audio, resample
+from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.scoring import fingerprint as fp
+from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.copy_index import CopyIndex
+
+
+def _print(audio: Audio) -> np.ndarray:
+    return fp.fingerprint(Clip(audio))
+
+
+def _synth(seed: int, key: str = "A minor", tempo: int = 90, seconds: float = 12) -> Audio:
+    from tuneforge.generation.synth import SynthBackend
+
+    challenge = MusicGenerationSynapse(
+        prompt="lofi", key=key, tempo_bpm=tempo, duration_seconds=seconds, seed=seed
+    )
+    return SynthBackend().generate(challenge)
+
+
+def _speed(audio: Audio, ratio: float) -> Audio:
+    """Played `ratio` times faster: tempo x ratio AND pitch up 12·log2(ratio) semitones."""
+    slowed = Audio(audio.samples, int(round(audio.sample_rate * ratio)))
+    return resample(slowed, audio.sample_rate)
+
+
+def _excerpt(audio: Audio, start_s: float, seconds: float) -> Audio:
+    a = int(start_s * audio.sample_rate)
+    return Audio(audio.samples[:, a : a + int(seconds * audio.sample_rate)], audio.sample_rate)
+
+
+@pytest.fixture(scope="module")
+def original() -> Audio:
+    return _synth(seed=11, seconds=24)
+
+
+def test_fingerprint_round_trips_through_the_wire_format(original: Audio) -> None:
+    matrix = _print(original)
+    assert matrix.shape[0] == fp.BANDS and matrix.dtype == np.uint8
+    encoded = fp.encode(matrix)
+    assert len(encoded) < 6_000  # ≈ 5 KB for 24 s
+    assert np.array_equal(fp.decode(encoded), matrix)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        struct.pack("<BBH", 9, fp.BANDS, 1) + b"\x00" * 24,  # unknown version
+        struct.pack("<BBH", 1, 12, 1) + b"\x00" * 6,  # wrong band count
+        struct.pack("<BBH", 1, fp.BANDS, 4) + b"\x00" * 10,  # shorter than its header says
+        struct.pack("<BBH", 1, fp.BANDS, fp.MAX_FRAMES + 1) + b"\x00" * 10,  # too long
+    ],
+)
+def test_hostile_fingerprints_are_refused(raw: bytes) -> None:
+    with pytest.raises(fp.BadFingerprint):
+        fp.decode(base64.b64encode(raw).decode())
+
+
+def test_non_base64_and_oversized_text_is_refused() -> None:
+    for text in ("not base64 !!", "A" * (fp.encoded_limit() + 4), "ünïcode"):
+        with pytest.raises(fp.BadFingerprint):
+            fp.decode(text)
+
+
+def test_disguised_copies_match_their_original(original: Audio) -> None:
+    reference = fp.prepare_reference(_print(original))
+    excerpt = _excerpt(original, 3.3, 12)
+    band_pass = butter(2, [300, 3000], "bandpass", fs=excerpt.sample_rate, output="sos")
+    disguises = {
+        "offset, gain and 20 dB noise": signals.scaled(signals.with_noise(excerpt, 20), 0.5),
+        "EQ": Audio(sosfilt(band_pass, excerpt.samples).astype(np.float32), 32000),
+        "5% faster and higher": _speed(_excerpt(original, 3.3, 12.6), 1.05),
+        "5% slower and lower": _speed(_excerpt(original, 3.3, 11.4), 0.95),
+    }
+    for name, copy in disguises.items():
+        match = fp.Query(_print(copy)).compare(reference)
+        assert match.is_copy, f"{name}: {match}"
+
+
+def test_different_pieces_in_the_same_key_and_tempo_are_not_copies() -> None:
+    prints = [_print(_synth(seed)) for seed in range(5)]
+    for i, query in enumerate(prints):
+        q = fp.Query(query)
+        for j, other in enumerate(prints):
+            if i != j:
+                match = q.compare(fp.prepare_reference(other))
+                assert not match.is_copy, f"seed {i} vs seed {j}: {match}"
+
+
+def test_silence_and_noise_are_never_copies() -> None:
+    silence = _print(signals.silence(12))
+    noise = _print(signals.white_noise(12))
+    assert not fp.Query(silence).compare(fp.prepare_reference(silence)).is_copy
+    assert (
+        not fp.Query(noise)
+        .compare(fp.prepare_reference(_print(signals.white_noise(12, seed=3))))
+        .is_copy
+    )
+
+
+def test_index_names_the_original_among_other_tracks_and_both_halves_of_a_splice(
+    original: Audio,
+) -> None:
+    kinds = [(1, "C major", 120), (2, "E minor", 100), (3, "A minor", 90), (4, "D major", 110)]
+    others = [_synth(seed, key, tempo, 24) for seed, key, tempo in kinds]
+    tracks = [_print(original), *(_print(o) for o in others)]
+    index = CopyIndex(lambda key: tracks[key])
+    for key, matrix in enumerate(tracks):
+        index.add(key, matrix)
+
+    copy = signals.with_noise(_speed(_excerpt(original, 2.1, 12.6), 1.05), 20)
+    found = index.search(_print(copy))
+    assert [f.key for f in found][:1] == [0]
+
+    splice = Audio(
+        np.concatenate(
+            [_excerpt(original, 1.0, 7).samples, _excerpt(others[0], 4.0, 7).samples], axis=1
+        ),
+        32000,
+    )
+    assert {f.key for f in index.search(_print(splice))} == {0, 1}
+
+    fresh = _print(_synth(seed=99, seconds=12))
+    assert index.search(fresh) == []

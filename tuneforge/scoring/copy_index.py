@@ -1,0 +1,213 @@
+"""A copy index over many fingerprints: which earlier tracks is this clip a disguised copy of?
+
+Two stages, because comparing a clip in full with a million tracks is far too slow:
+1. Retrieval. Every stored track contributes one 64-bit code per window (every CODE_HOP
+   frames): the signs of fixed random projections of the window's coarse shape (16 bands × 4
+   time slices, normalised as in `fingerprint.normalise`). A query computes codes for every
+   window start, transposition and tempo ratio; a stored track is a candidate when codes agree
+   exactly on one of the BANDS_OF_BITS slices of bits (locality-sensitive hashing), and
+   candidates are ranked by how many query windows found them.
+2. Verification. The best CANDIDATES are compared in full (`fingerprint.Query.compare`).
+
+Pure and in-memory: the API keeps one per process fed from its database, the validator one
+over its local history. The first track added with a given audio keeps it: a later identical
+track is a copy of the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuneforge.scoring import fingerprint as fp
+
+CODE_HOP = 4  # stored windows every ≈ 0.74 s; queries try every frame
+CODE_BITS = 64
+BITS_PER_BAND = 16
+BANDS_OF_BITS = CODE_BITS // BITS_PER_BAND
+PROBE_FLIPS = 4  # per band, also look up the key with each of its 4 least certain bits flipped
+MAX_HAMMING = 14  # a hit counts when the whole 64-bit codes differ in at most 14 bits
+POOL_BANDS = 3  # 48 semitone bands -> 16
+POOL_FRAMES = 6  # 24 frames -> 4
+QUERY_TRANSPOSITIONS = (-1, 0, 1)
+QUERY_TEMPOS = (0.95, 1.0, 1.05)
+CANDIDATES = 8  # stored tracks verified in full per query
+MIN_VOTES = 2  # query window groups that must find a track before it is verified
+_PROJECTION = (
+    np.random.default_rng(20261201)
+    .standard_normal((CODE_BITS, (fp.BANDS // POOL_BANDS) * (fp.WINDOW_FRAMES // POOL_FRAMES)))
+    .astype(np.float32)
+)
+_BIT_WEIGHTS = np.uint64(1) << np.arange(CODE_BITS, dtype=np.uint64)
+_BAND_MASK = np.uint64((1 << BITS_PER_BAND) - 1)
+
+
+def window_projections(normalised: np.ndarray, hop: int) -> np.ndarray:
+    """[windows, CODE_BITS] random projections of the coarse shape of each window starting
+    every `hop` frames (silent windows dropped)."""
+    n = normalised.shape[1] - fp.WINDOW_FRAMES + 1
+    if n <= 0:
+        return np.zeros((0, CODE_BITS), dtype=np.float32)
+    bands = fp.BANDS // POOL_BANDS
+    pooled = normalised.reshape(bands, POOL_BANDS, -1).mean(axis=1)  # [16, frames]
+    starts = np.arange(0, n, hop)
+    # mean of each POOL_FRAMES slice of each window, via a running sum
+    cumulative = np.concatenate([np.zeros((bands, 1)), np.cumsum(pooled, axis=1)], axis=1)
+    parts = []
+    for k in range(fp.WINDOW_FRAMES // POOL_FRAMES):
+        first = starts + k * POOL_FRAMES
+        parts.append((cumulative[:, first + POOL_FRAMES] - cumulative[:, first]) / POOL_FRAMES)
+    shapes = np.stack(parts, axis=2).transpose(1, 0, 2).reshape(len(starts), -1)
+    shapes -= shapes.mean(axis=1, keepdims=True)
+    sounding = np.abs(shapes).sum(axis=1) > 1e-6
+    return (shapes[sounding] @ _PROJECTION.T).astype(np.float32)
+
+
+def to_codes(projections: np.ndarray) -> np.ndarray:
+    return ((projections > 0).astype(np.uint64) * _BIT_WEIGHTS).sum(axis=1, dtype=np.uint64)
+
+
+def stored_codes(matrix: np.ndarray) -> np.ndarray:
+    """The uint64 window codes a stored track contributes to the index."""
+    return np.unique(to_codes(window_projections(fp.normalise(matrix), CODE_HOP)))
+
+
+def _band(codes: np.ndarray, band: int) -> np.ndarray:
+    return ((codes >> np.uint64(band * BITS_PER_BAND)) & _BAND_MASK).astype(np.uint16)
+
+
+def query_probes(matrix: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(full codes [w], window group [w], band keys to probe [BANDS_OF_BITS, w, 1 + flips]) per
+    transposition and tempo: one window per frame, grouped by CODE_HOP frames of the query."""
+    variants = []
+    for semitones in QUERY_TRANSPOSITIONS:
+        for tempo in QUERY_TEMPOS:
+            projections = window_projections(fp.normalise(matrix, semitones, tempo), 1)
+            if len(projections) == 0:
+                continue
+            codes = to_codes(projections)
+            groups = (np.arange(len(codes)) / tempo).astype(np.int64) // CODE_HOP
+            keys = []
+            for band in range(BANDS_OF_BITS):
+                base = _band(codes, band)
+                bits = slice(band * BITS_PER_BAND, (band + 1) * BITS_PER_BAND)
+                unsure = np.argsort(np.abs(projections[:, bits]), axis=1)[:, :PROBE_FLIPS]
+                flips = (np.uint16(1) << unsure.astype(np.uint16)).astype(np.uint16)
+                keys.append(np.concatenate([base[:, None], base[:, None] ^ flips], axis=1))
+            variants.append((codes, groups, np.stack(keys)))
+    return variants
+
+
+@dataclass(frozen=True)
+class Found:
+    """A stored track the query copies, with the comparison that proved it."""
+
+    key: int  # the caller's id for the stored track
+    match: fp.Match
+
+
+class CopyIndex:
+    """Window codes of stored tracks (append-only) and the search over them.
+
+    `load(key)` returns a stored track's fingerprint matrix for verification (a dict lookup in
+    memory, a database read in the API). Memory: 12 bytes per code plus 6 per code and band
+    (≈ 36 bytes × ~20 codes per 30 s track)."""
+
+    def __init__(self, load: Callable[[int], np.ndarray | None]) -> None:
+        self._load = load
+        self._pending_codes: list[np.ndarray] = []
+        self._pending_keys: list[np.ndarray] = []
+        self._codes = np.zeros(0, dtype=np.uint64)
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._bands: list[tuple[np.ndarray, np.ndarray]] = []  # sorted band keys, code rows
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, key: int, matrix: np.ndarray) -> None:
+        self.add_codes(key, stored_codes(matrix))
+
+    def add_codes(self, key: int, codes: np.ndarray) -> None:
+        self.add_many(np.full(len(codes), key, dtype=np.int64), codes, tracks=1)
+
+    def add_many(self, keys: np.ndarray, codes: np.ndarray, tracks: int) -> None:
+        """Bulk load: `codes[i]` belongs to track `keys[i]`; `tracks` distinct keys in all."""
+        self._pending_codes.append(np.asarray(codes, dtype=np.uint64))
+        self._pending_keys.append(np.asarray(keys, dtype=np.int64))
+        self._size += tracks
+
+    def _settle(self) -> None:
+        """Merge pending codes into the sorted band tables (one sort per batch of adds)."""
+        if not self._pending_codes:
+            return
+        self._codes = np.concatenate([self._codes, *self._pending_codes])
+        self._keys = np.concatenate([self._keys, *self._pending_keys])
+        self._pending_codes, self._pending_keys = [], []
+        self._bands = []
+        for band in range(BANDS_OF_BITS):
+            keys = _band(self._codes, band)
+            rows = np.argsort(keys, kind="stable").astype(np.int32)
+            self._bands.append((keys[rows], rows))
+
+    def candidates(self, matrix: np.ndarray, exclude: frozenset[int] = frozenset()) -> list[int]:
+        """Stored tracks whose codes lie within MAX_HAMMING of codes of at least MIN_VOTES
+        query window groups, most votes first."""
+        self._settle()
+        if not self._bands:
+            return []
+        found_keys, found_groups = [], []
+        for codes, groups, probes in query_probes(matrix):
+            per_probe = probes.shape[2]
+            for band, (table, rows) in enumerate(self._bands):
+                wanted = probes[band].ravel()
+                lo = np.searchsorted(table, wanted, side="left")
+                hits = np.searchsorted(table, wanted, side="right") - lo
+                total = int(hits.sum())
+                if total == 0:
+                    continue
+                # expand each [lo, lo + hits) range into (query window, stored code row) pairs
+                first = np.cumsum(hits) - hits
+                stored = rows[np.repeat(lo - first, hits) + np.arange(total)]
+                window = np.repeat(np.arange(len(wanted)) // per_probe, hits)
+                close = np.bitwise_count(codes[window] ^ self._codes[stored]) <= MAX_HAMMING
+                found_keys.append(self._keys[stored[close]])
+                found_groups.append(groups[window[close]])
+        if not found_keys:
+            return []
+        pairs = np.unique(
+            np.stack([np.concatenate(found_keys), np.concatenate(found_groups)]), axis=1
+        )
+        tracks, votes = np.unique(pairs[0], return_counts=True)
+        order = np.argsort(-votes, kind="stable")
+        ranked = [
+            int(t)
+            for t, v in zip(tracks[order], votes[order], strict=True)
+            if v >= MIN_VOTES and int(t) not in exclude
+        ]
+        return ranked[:CANDIDATES]
+
+    def search(self, matrix: np.ndarray, exclude: frozenset[int] = frozenset()) -> list[Found]:
+        """Stored tracks this query copies, most of the query first, each verified in full.
+
+        A track that explains at least one window is a source when all such sources together
+        explain `fingerprint.needed_seconds` of the query (one source, or a splice of several)."""
+        keys = self.candidates(matrix, exclude)
+        if not keys:
+            return []
+        query = fp.Query(matrix)
+        sources = []
+        inside = np.zeros(matrix.shape[1], dtype=bool)
+        for key in keys:
+            stored = self._load(key)
+            if stored is None:
+                continue
+            match = query.compare(fp.prepare_reference(stored))
+            if match.similarity >= fp.WINDOW_MATCH and match.covered_s > 0:
+                sources.append(Found(key, match))
+                inside |= match.inside
+        if float(inside.sum()) * fp.STEP_S < fp.needed_seconds(query.seconds):
+            return []
+        return sorted(sources, key=lambda f: (-f.match.covered_s, -f.match.similarity))
