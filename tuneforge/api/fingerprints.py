@@ -27,6 +27,7 @@ from tuneforge.api import deps
 from tuneforge.api.db import Database
 from tuneforge.api.jobs import iso
 from tuneforge.api.models import Base, utcnow
+from tuneforge.api.openapi import HOTKEY_SECURITY, errors
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.copy_index import CopyIndex, stored_codes
 
@@ -202,7 +203,11 @@ class FingerprintService:
 router = APIRouter(prefix="/api/v1", tags=["validator"])
 
 
-@router.post("/fingerprints/match")
+@router.post(
+    "/fingerprints/match",
+    responses=errors(401, 403),
+    openapi_extra={"security": HOTKEY_SECURITY},
+)
 async def match(
     body: MatchRequest, request: Request, _hotkey: str = Depends(deps.validator)
 ) -> dict[str, Any]:
