@@ -45,3 +45,21 @@ def test_chain_show_prints_no_debug_lines(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("LocalChain (test double) netuid 234")
     assert "DEBUG" not in done.stderr + done.stdout and "INFO" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["localnet"],
+        ["score"],
+        ["api", "list-accounts"],
+        ["validator", "status"],
+        ["bench", "scoring"],
+    ],
+)
+def test_flags_are_shown_as_flags_not_as_options_taking_a_bool(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], terminal_width=120)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "--json" in line or "--keep" in line]
+    assert rows
+    assert not any("<bool>" in row for row in rows)  # `--json true` is not how a flag is given

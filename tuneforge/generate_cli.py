@@ -20,7 +20,7 @@ def generate_command(
     tempo: int | None = typer.Option(None, "--tempo", help="BPM"),
     key: str | None = typer.Option(None, "--key", help='e.g. "A minor"'),
     instruments: str = typer.Option("", "--instruments", help="comma-separated"),
-    vocals: bool = typer.Option(False, "--vocals/--no-vocals", help="ask for singing"),
+    vocals: bool = typer.Option(False, "--vocals/--no-vocals", metavar="", help="ask for singing"),
     lyrics: str | None = typer.Option(
         None, "--lyrics", help="lyrics to sing (with --vocals; written by the lyrics model if not)"
     ),
@@ -43,7 +43,9 @@ def generate_command(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | fp16 | bf16"),
     output: Path = typer.Option(Path("out.wav"), "-o", "--output", help="WAV file to write"),
-    score: bool = typer.Option(False, "--score", help="score the result with the engine"),
+    score: bool = typer.Option(
+        False, "--score", metavar="", help="score the result with the engine"
+    ),
 ) -> None:
     """Generate one clip from a prompt and write it as a WAV."""
     from pydantic import ValidationError

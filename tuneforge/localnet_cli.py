@@ -47,9 +47,11 @@ def localnet_command(
         typer.Option("--workdir", help="keep chain, wallets, state and logs here (default: temp)"),
     ] = None,
     keep_running: Annotated[
-        bool, typer.Option("--keep-running", help="leave the network up until Ctrl-C")
+        bool, typer.Option("--keep-running", metavar="", help="leave the network up until Ctrl-C")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="print one JSON object")
+    ] = False,
     timeout: Annotated[
         float, typer.Option("--timeout", help="give up after this many seconds", min=1)
     ] = 600.0,

@@ -161,7 +161,7 @@ def create_account_command(
     credits: int = typer.Option(0, "--credits"),
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
     workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Create an account and print its id."""
     from tuneforge.api.accounts import AccountError, create_account
@@ -183,7 +183,7 @@ def create_key_command(
     account_id: str = typer.Argument(...),
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
     workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Create an API key and print it (it is shown only this once)."""
     from tuneforge.api.accounts import AccountError, create_key
@@ -205,7 +205,7 @@ def add_credits_command(
     amount: int = typer.Argument(..., help="credits to add (negative removes)"),
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
     workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Add credits to an account and print the new balance."""
     from tuneforge.api.accounts import AccountError, add_credits
@@ -226,7 +226,7 @@ def revoke_key_command(
     key_id: str = typer.Argument(...),
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
     workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Revoke an API key (by key id, as listed by list-accounts)."""
     from tuneforge.api.accounts import AccountError, revoke_key
@@ -247,7 +247,7 @@ def revoke_key_command(
 def list_accounts_command(
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
     workdir: Path | None = typer.Option(None, "--workdir", help=WORKDIR_HELP),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """List accounts with their credits and keys (prefixes only)."""
     from tuneforge.api.accounts import list_accounts

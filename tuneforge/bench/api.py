@@ -103,7 +103,7 @@ def _seed_scores(base_url: str, validator: Any, count: int = 20) -> None:
 def command(
     seconds: float = typer.Option(5.0, "--seconds", min=0.5, help="measurement per endpoint"),
     concurrency: int = typer.Option(32, "--concurrency", min=1, max=1024),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Signed GET /api/v1/scores/best vs GET /api/v1/health at N concurrent clients."""
     import asyncio

@@ -273,7 +273,7 @@ def command(
     cache: Path = typer.Option(
         Path("~/.cache/tuneforge/copies"), "--cache", help="downloads and renders"
     ),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Catch rate per disguise, false-positive rate, and index latency for 256 queries."""
     found = real_pieces(pieces, cache.expanduser())

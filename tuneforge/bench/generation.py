@@ -29,15 +29,18 @@ def command(
     dtype: str = typer.Option("auto", "--dtype", help="auto | fp32 | fp16 | bf16"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     static_cache: bool = typer.Option(
-        False, "--static-cache/--no-static-cache", help="static KV cache"
+        False, "--static-cache/--no-static-cache", metavar="", help="static KV cache"
     ),
     compile_model: bool = typer.Option(
-        False, "--compile/--no-compile", help="let transformers compile decoding (static cache)"
+        False,
+        "--compile/--no-compile",
+        metavar="",
+        help="let transformers compile decoding (static cache)",
     ),
     threads: int = typer.Option(
         0, "--threads", min=0, max=256, help="CPU threads for torch (0 = torch's default)"
     ),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Time generation with random weights of a real architecture."""
     if dtype not in ("auto", "fp32", "fp16", "bf16"):

@@ -73,8 +73,8 @@ def command(
     split: str = typer.Option("heldout", "--split", help="heldout | tune | all"),
     renders: int = typer.Option(0, "--renders", min=0, help="use the first N scores (0 = all)"),
     cache: Path | None = typer.Option(None, "--cache", help="calibration cache directory"),
-    no_fadtk: bool = typer.Option(False, "--no-fadtk", help="leave fadtk's clips out"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    no_fadtk: bool = typer.Option(False, "--no-fadtk", metavar="", help="leave fadtk's clips out"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Real music vs cheap fakes and degraded twins, with the signal scorers alone."""
     from tuneforge.calibration.real import CalibrationUnavailable, cache_dir

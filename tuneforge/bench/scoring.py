@@ -19,7 +19,7 @@ TARGET_CPU_S = 3.0
 
 def command(
     duration: float = typer.Option(30.0, "--duration", help="clip length, seconds (1-60)"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """CPU seconds per scorer and penalty on a synthesised clip, warm."""
     from tuneforge.protocol import MusicGenerationSynapse

@@ -177,7 +177,7 @@ def measure(requests: int = 50, warmup: int = 3) -> dict[str, Any]:
 
 def command(
     requests: int = typer.Option(50, "--requests", min=1, max=10_000, help="timed requests each"),
-    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Round-trip overhead of signed requests returning raw WAV vs base64-in-JSON."""
     result = measure(requests=requests)

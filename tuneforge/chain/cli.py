@@ -78,7 +78,7 @@ def register_command(
     coldkey: str = typer.Option("", "--coldkey", help="coldkey ss58 address"),
     stake: float = typer.Option(0.0, "--stake", help="stake in TAO"),
     validator_permit: bool = typer.Option(
-        False, "--validator-permit", help="grant a validator permit"
+        False, "--validator-permit", metavar="", help="grant a validator permit"
     ),
     axon: str | None = typer.Option(None, "--axon", help="published axon IP:PORT"),
     netuid: int = NETUID_OPTION,
@@ -131,7 +131,7 @@ def _snapshot(chain: Any) -> dict[str, Any]:
 def show_command(
     path: str = PATH_OPTION,
     netuid: int = NETUID_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print JSON"),
 ) -> None:
     """Show neurons (stake, permit, axon) and the weights each validator set."""
     from tuneforge.chain.base import ChainError

@@ -8,6 +8,7 @@ when their model directories are given; the output says which scorers are exclud
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,20 @@ def score_command(
     tempo: int | None = typer.Option(None, "--tempo", help="requested tempo, BPM"),
     key: str | None = typer.Option(None, "--key", help='e.g. "A minor"'),
     instruments: str = typer.Option("", "--instruments", help="comma-separated"),
-    vocals: bool = typer.Option(False, "--vocals/--no-vocals"),
+    vocals: bool = typer.Option(False, "--vocals/--no-vocals", metavar=""),
     lyrics: str | None = typer.Option(None, "--lyrics"),
     duration: float | None = typer.Option(
         None, "--duration", help="requested seconds (default: the first readable file's length)"
     ),
     independent: bool = typer.Option(
-        False, "--independent", help="score each file alone (no cross-file copy/diversity checks)"
+        False,
+        "--independent",
+        metavar="",
+        help="score each file alone (no cross-file copy/diversity checks)",
     ),
-    json_out: bool = typer.Option(False, "--json", help="one JSON object per file per line"),
+    json_out: bool = typer.Option(
+        False, "--json", metavar="", help="one JSON object per file per line"
+    ),
     clap: str | None = typer.Option(None, "--clap", help="CLAP model id or local dir"),
     mert: str | None = typer.Option(None, "--mert", help="MERT model id or local dir"),
     whisper: str | None = typer.Option(None, "--whisper", help="Whisper model id or local dir"),
@@ -98,6 +104,14 @@ def score_command(
             raise typer.Exit(code=2) from exc
 
     engine = ScoringEngine.create(InMemoryHistory(), models)
+    # Never minutes of silence: librosa compiles its kernels with numba on first use (about a
+    # minute on 2 cores, cached afterwards). Progress goes to stderr; --json keeps stdout clean.
+    typer.echo(
+        f"scoring {len(files)} file(s); the first run on a machine also compiles librosa's "
+        "kernels (about a minute, cached afterwards)…",
+        err=True,
+    )
+    started = time.perf_counter()
     if independent:
         scores = []
         for submission in submissions:
@@ -105,6 +119,7 @@ def score_command(
             scores.extend(engine.score_round(challenge, [submission]))
     else:
         scores = engine.score_round(challenge, submissions)
+    typer.echo(f"scored in {time.perf_counter() - started:.1f} s", err=True)
 
     if json_out:
         for path, score in zip(files, scores, strict=True):

@@ -90,7 +90,7 @@ def distance(
     directory: Path = typer.Argument(..., exists=True, file_okay=False),
     embedding: str = typer.Option("dsp", "--embedding", help="dsp | mert"),
     reference: Path | None = typer.Option(None, "--reference", help="default: the shipped one"),
-    per_file: bool = typer.Option(True, "--per-file/--pooled"),
+    per_file: bool = typer.Option(True, "--per-file/--pooled", metavar=""),
     model: str | None = typer.Option(None, "--model"),
     device: str = typer.Option("auto", "--device"),
 ) -> None:

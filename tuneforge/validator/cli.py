@@ -31,7 +31,9 @@ def status(
             "--workdir", help="a `tuneforge localnet --workdir` directory: its validator's state"
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="machine-readable output")
+    ] = False,
 ) -> None:
     """Each miner's EMA, weight and last result (breakdown, reasons); rounds; last weights."""
     from tuneforge.config import expand_path
