@@ -18,9 +18,9 @@ import numpy as np
 from loguru import logger
 
 from tuneforge.audio import Audio
-from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
+from tuneforge.generation.base import GenerationError
 from tuneforge.generation.lyrics import LyricsWriter, fallback_lyrics
-from tuneforge.generation.musicgen import is_oom, resolve_device, resolve_dtype
+from tuneforge.generation.musicgen import model_failures, resolve_device, resolve_dtype
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.prompt import build_caption
 from tuneforge.generation.settings import GenerationSettings
@@ -113,26 +113,12 @@ class AceStepBackend:
             self._load_locked()
         seed = self.settings.seed_for(request.seed)
         lyrics = self.lyrics_for(request, seed)  # outside the pipeline lock: its own lock
-        with self._lock:
-            try:
-                samples = self._generate_locked(request, lyrics, seed)
-            except GenerationError:
-                raise
-            except Exception as exc:  # the boundary: every model failure becomes a typed error
-                if is_oom(exc):
-                    self._release_memory()
-                    raise GenerationOutOfMemory(f"out of accelerator memory: {exc}") from exc
-                raise GenerationError(f"ACE-Step generation failed: {exc}") from exc
+        with self._lock, model_failures("ACE-Step"):
+            samples = self._generate_locked(request, lyrics, seed)
         raw = Audio(samples, self.sample_rate)
         return finish(
             raw, request.duration_seconds, self.settings.target_lufs, self.settings.true_peak_dbfs
         )
-
-    def _release_memory(self) -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     def _generate_locked(
         self, request: MusicGenerationSynapse, lyrics: str, seed: int

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,24 @@ def is_oom(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+@contextmanager
+def model_failures(model: str) -> Iterator[None]:
+    """The backend boundary: every model failure becomes a typed error. Out of accelerator
+    memory frees the cache and becomes GenerationOutOfMemory (the miner answers 503)."""
+    try:
+        yield
+    except GenerationError:
+        raise
+    except Exception as exc:
+        if is_oom(exc):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise GenerationOutOfMemory(f"out of accelerator memory: {exc}") from exc
+        raise GenerationError(f"{model} generation failed: {exc}") from exc
 
 
 def crossfade_append(audio: np.ndarray, continuation: np.ndarray, overlap: int) -> np.ndarray:
@@ -135,26 +155,13 @@ class MusicGenBackend:
         prompt = build_prompt(request)
         with self._lock:
             self._load_locked()
-            try:
+            with model_failures("MusicGen"):
                 seed = self.settings.seed_for(request.seed)
                 samples = self._generate_locked(prompt, request.duration_seconds, seed)
-            except GenerationError:
-                raise
-            except Exception as exc:  # the boundary: every model failure becomes a typed error
-                if is_oom(exc):
-                    self._release_memory()
-                    raise GenerationOutOfMemory(f"out of accelerator memory: {exc}") from exc
-                raise GenerationError(f"MusicGen generation failed: {exc}") from exc
         raw = Audio(samples, self.sample_rate)
         return finish(
             raw, request.duration_seconds, self.settings.target_lufs, self.settings.true_peak_dbfs
         )
-
-    def _release_memory(self) -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     def _generate_locked(self, prompt: str, duration_s: float, seed: int) -> np.ndarray:
         import torch
