@@ -4,13 +4,12 @@ own loading code (offline), plus routing between backends."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers.tiny_singing import build_tiny_ace_step
+from tests.helpers.tiny_singing import build_tiny_ace_step, offline_and_threads  # noqa: F401
 from tuneforge.audio import integrated_lufs
 from tuneforge.generation.ace_step import INSTRUMENTAL_LYRICS, AceStepBackend
 from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
@@ -21,22 +20,6 @@ from tuneforge.generation.settings import DEFAULT_MODELS, GenerationSettings
 from tuneforge.protocol import MusicGenerationSynapse
 
 RATE = 48_000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _offline_and_threads() -> Iterator[None]:
-    import torch
-
-    threads = torch.get_num_threads()
-    saved = {name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    yield
-    torch.set_num_threads(threads)
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 @pytest.fixture(scope="module")

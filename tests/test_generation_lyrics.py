@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.tiny_singing import build_tiny_qwen3
+from tests.helpers.tiny_singing import build_tiny_qwen3, offline_and_threads  # noqa: F401
 from tuneforge.generation.lyrics import (
     MAX_LINE_CHARS,
     LyricsWriter,
@@ -17,18 +15,6 @@ from tuneforge.generation.lyrics import (
     line_budget,
 )
 from tuneforge.protocol import MusicGenerationSynapse
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _offline() -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 @pytest.fixture(scope="module")

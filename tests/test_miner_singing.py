@@ -3,16 +3,13 @@ with their lyrics, instrumental ones made by MusicGen, and each signed WAV says 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.helpers.miner_server import get_info, make_net, post_generate, serve_app, synapse_body
 from tests.helpers.tiny_musicgen import build_tiny_musicgen
-from tests.helpers.tiny_singing import build_tiny_ace_step
+from tests.helpers.tiny_singing import build_tiny_ace_step, offline_and_threads  # noqa: F401
 from tuneforge.audio import decode_wav
 from tuneforge.auth import verify_response
 from tuneforge.generation.ace_step import AceStepBackend
@@ -20,22 +17,6 @@ from tuneforge.generation.musicgen import MusicGenBackend
 from tuneforge.generation.router import RoutedBackend
 from tuneforge.generation.settings import GenerationSettings
 from tuneforge.protocol import GENERATE_PATH, HEADER_MODEL, HEADER_SAMPLE_RATE
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _offline_and_threads() -> Iterator[None]:
-    import torch
-
-    threads = torch.get_num_threads()
-    saved = {name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    yield
-    torch.set_num_threads(threads)
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 class _Singer(AceStepBackend):

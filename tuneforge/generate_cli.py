@@ -54,7 +54,7 @@ def generate_command(
     from tuneforge.generation.base import GenerationError
     from tuneforge.generation.factory import create_backend
     from tuneforge.generation.settings import GenerationSettings
-    from tuneforge.protocol import MusicGenerationSynapse
+    from tuneforge.protocol import MusicGenerationSynapse, split_instruments
 
     try:
         request = MusicGenerationSynapse(
@@ -63,7 +63,7 @@ def generate_command(
             mood=mood,
             tempo_bpm=tempo,
             key=key,
-            instruments=[item for item in instruments.split(",") if item.strip()],
+            instruments=split_instruments(instruments),
             vocals=vocals,
             lyrics=lyrics,
             duration_seconds=duration,

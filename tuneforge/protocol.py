@@ -119,3 +119,8 @@ def request_deadline_s(
 ) -> float:
     """Per-request deadline: a fixed allowance plus a budget per second of requested audio."""
     return base_s + per_second_s * duration_seconds
+
+
+def split_instruments(text: str) -> list[str]:
+    """A command line's "piano, strings" as the synapse's instrument list."""
+    return [item.strip() for item in text.split(",") if item.strip()]

@@ -6,9 +6,34 @@ benchmark also uses at full size); tokenizers are trained in-process since none 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 _ACE_MARKER = "tiny_ace_step.done"
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_and_threads() -> Iterator[None]:
+    """Import into a test module: the hub stays offline (a missing model fails in seconds) and
+    torch's thread count is restored after the module (backends may change it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    saved = {name: os.environ.get(name) for name in _OFFLINE_VARIABLES}
+    os.environ.update(dict.fromkeys(_OFFLINE_VARIABLES, "1"))
+    yield
+    torch.set_num_threads(threads)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 _QWEN_MARKER = "tiny_qwen3.done"
 
 # Qwen3's chat template, cut to what the writer uses; `enable_thinking=False` pre-fills an empty

@@ -59,7 +59,12 @@ def score_command(
     from pydantic import ValidationError
 
     from tuneforge.audio import AudioError, decode_wav
-    from tuneforge.protocol import MAX_DURATION_S, MIN_DURATION_S, MusicGenerationSynapse
+    from tuneforge.protocol import (
+        MAX_DURATION_S,
+        MIN_DURATION_S,
+        MusicGenerationSynapse,
+        split_instruments,
+    )
     from tuneforge.scoring.base import Submission
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.scoring.history import InMemoryHistory
@@ -82,7 +87,7 @@ def score_command(
             mood=mood,
             tempo_bpm=tempo,
             key=key,
-            instruments=[i for i in instruments.split(",") if i.strip()],
+            instruments=split_instruments(instruments),
             vocals=vocals,
             lyrics=lyrics,
             duration_seconds=duration,
