@@ -62,15 +62,16 @@ def generate(
     if idempotency_key is not None and not IDEMPOTENCY_KEY_PATTERN.match(idempotency_key):
         raise HTTPException(400, "Idempotency-Key must be 1-255 printable ASCII characters")
     if body.callback_url is not None:
-        try:
-            webhooks.check_callback(body.callback_url, ctx.settings.webhook_allow_private)
-        except webhooks.BadCallback as exc:
-            raise HTTPException(400, str(exc)) from None
+        # The secret first: it is a cheap lookup, the URL check resolves a host name.
         if not webhooks.has_secret(ctx.db, identity.account_id):
             raise HTTPException(
                 400,
                 "callback_url needs a webhook secret first: POST /api/v1/account/webhook-secret",
             )
+        try:
+            webhooks.check_callback(body.callback_url, ctx.settings.webhook_allow_private)
+        except webhooks.BadCallback as exc:
+            raise HTTPException(400, str(exc)) from None
     try:
         accepted = ctx.jobs.accept(identity, body, idempotency_key)
     except InsufficientCredits as exc:
