@@ -58,9 +58,15 @@ class ApiClient:
         await self._client.aclose()
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        max_bytes: int = MAX_RESPONSE_BYTES,
     ) -> ApiAnswer:
-        """One signed request (`path` under /api/v1); raises ApiUnavailable when no answer."""
+        """One signed request (`path` under /api/v1); raises ApiUnavailable when no answer
+        (or one longer than `max_bytes`: audio downloads pass a larger cap)."""
         full_path = API_PREFIX + path
         headers = sign_hotkey_headers(self.wallet, method, full_path, body)
         if body:
@@ -72,7 +78,7 @@ class ApiClient:
                 data = bytearray()
                 async for chunk in response.aiter_bytes():
                     data += chunk
-                    if len(data) > MAX_RESPONSE_BYTES:
+                    if len(data) > max_bytes:
                         raise ApiUnavailable(f"{method} {full_path}: reply over {len(data)} bytes")
                 return ApiAnswer(response.status_code, bytes(data))
         except httpx.HTTPError as exc:

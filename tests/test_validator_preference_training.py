@@ -1,0 +1,127 @@
+"""Preference training on validators: votes become pairs in a stable order, the head trains to
+the same bytes from the same input, float noise barely moves its accuracy, and too few pairs
+leave the scorer inactive with the count it has and needs."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuneforge.scoring import preference_model as pm
+from tuneforge.scoring.weights import preference_weight
+from tuneforge.validator.preference_training import (
+    Pair,
+    TrackRef,
+    oriented,
+    pairs_from_feed,
+    train_from_pairs,
+)
+
+DIM = 16
+
+
+def _ref(n: int) -> TrackRef:
+    sha = hashlib.sha256(f"track {n}".encode()).hexdigest()
+    return TrackRef(f"trk_{n}", f"/api/v1/music/audio/trk_{n}.wav", sha)
+
+
+def _world(pairs: int, seed: int = 3) -> tuple[list[Pair], dict[str, np.ndarray]]:
+    """Tracks with random embeddings; voters prefer the higher hidden utility 85% of the time."""
+    rng = np.random.default_rng(seed)
+    tracks = [_ref(n) for n in range(2 * pairs)]
+    embeddings = {t.audio_sha256: rng.normal(size=DIM).astype(np.float32) for t in tracks}
+    direction = rng.normal(size=DIM)
+    result = []
+    for i in range(pairs):
+        a, b = tracks[2 * i], tracks[2 * i + 1]
+        better = embeddings[a.audio_sha256] @ direction > embeddings[b.audio_sha256] @ direction
+        if rng.random() > 0.85:
+            better = not better
+        winner, loser = (a, b) if better else (b, a)
+        result.append(Pair((i + 1, i + 1), winner, loser))
+    return result, embeddings
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_the_same_pairs_train_the_same_checkpoint_bytes(tmp_path: Path) -> None:
+    pairs, embeddings = _world(200)
+    first = train_from_pairs(pairs, embeddings, tmp_path / "one" / "preference")
+    second = train_from_pairs(pairs, embeddings, tmp_path / "two" / "preference")
+    assert first.active and first.pairs_used == 200
+    assert _files(tmp_path / "one" / "preference") == _files(tmp_path / "two" / "preference")
+    assert first.heldout_accuracy == second.heldout_accuracy
+    assert first.heldout_accuracy is not None and first.heldout_accuracy > 0.7
+    assert first.weight == preference_weight(first.heldout_accuracy) > 0
+    loaded = pm.PreferenceModel.from_pretrained(tmp_path / "one" / "preference")
+    assert loaded.heldout_accuracy == first.heldout_accuracy
+
+
+def test_float_noise_moves_the_heldout_accuracy_by_less_than_one_point(tmp_path: Path) -> None:
+    pairs, embeddings = _world(200)
+    rng = np.random.default_rng(11)
+    # Another machine's embeddings of the same audio: equal up to float32 rounding noise.
+    noisy = {
+        k: (v * (1 + 1e-6 * rng.standard_normal(v.shape))).astype(np.float32)
+        for k, v in embeddings.items()
+    }
+    exact = train_from_pairs(pairs, embeddings, tmp_path / "exact")
+    other = train_from_pairs(pairs, noisy, tmp_path / "noisy")
+    assert exact.heldout_accuracy is not None and other.heldout_accuracy is not None
+    assert abs(exact.heldout_accuracy - other.heldout_accuracy) < 0.01
+
+
+def test_only_whole_blocks_of_pairs_are_used_so_late_readers_agree(tmp_path: Path) -> None:
+    pairs, embeddings = _world(60)
+    early = train_from_pairs(pairs[:57], embeddings, tmp_path / "early")
+    late = train_from_pairs(pairs, embeddings, tmp_path / "late")
+    assert early.pairs_used == late.pairs_used == 50
+    assert _files(tmp_path / "early") == _files(tmp_path / "late")
+
+
+def test_too_few_pairs_leave_the_scorer_inactive_and_say_how_many(tmp_path: Path) -> None:
+    pairs, embeddings = _world(pm.MIN_PAIRS - 1)
+    report = train_from_pairs(pairs, embeddings, tmp_path / "preference")
+    assert not report.active and not (tmp_path / "preference").exists()
+    assert report.describe() == (
+        f"preference scorer inactive: {pm.MIN_PAIRS - 1} usable pairs, needs {pm.MIN_PAIRS}"
+    )
+
+
+def _item(n: int, kind: str, **fields: Any) -> dict[str, Any]:
+    def ref(t: int) -> dict[str, Any]:
+        r = _ref(t)
+        return {"track_id": r.track_id, "audio_url": r.audio_url, "audio_sha256": r.audio_sha256}
+
+    body: dict[str, Any] = {"vote_id": f"vote_{n}", "kind": kind, "voter": "voter_x"}
+    body["request_id"] = fields.get("request", "req_1")
+    if kind == "compare":
+        body.update(winner=ref(fields["winner"]), loser=ref(fields["loser"]))
+    else:
+        body["track"] = ref(fields["track"])
+    return body
+
+
+def test_votes_become_pairs_that_only_append_as_the_feed_grows() -> None:
+    feed = [
+        _item(1, "up", track=1),
+        _item(2, "compare", winner=3, loser=4, request="req_2"),
+        _item(3, "down", track=2),
+        _item(4, "down", track=9, request="req_other"),  # no up vote on that request
+        {"vote_id": "vote_5", "kind": "compare", "winner": {"track_id": "x"}},  # malformed
+    ]
+    pairs = pairs_from_feed(feed)
+    assert [(p.winner.track_id, p.loser.track_id) for p in pairs] == [
+        ("trk_3", "trk_4"),
+        ("trk_1", "trk_2"),
+    ]
+    grown = pairs_from_feed([*feed, _item(6, "compare", winner=7, loser=8, request="req_3")])
+    assert grown[: len(pairs)] == pairs
+    a, b, won = oriented(grown)
+    for left, right, a_won, pair in zip(a, b, won, grown, strict=True):
+        assert (left, right) == ((pair.winner, pair.loser) if a_won else (pair.loser, pair.winner))
