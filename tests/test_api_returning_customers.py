@@ -4,9 +4,7 @@ the validators' preference feed, Idempotency-Key, signed webhooks with retries, 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
-import itertools
 import json
 import threading
 import time
@@ -18,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 import soundfile as sf
-from bittensor.sp_core import Keypair
 
 from tests.helpers.api_server import (
     Neurons,
@@ -30,14 +27,10 @@ from tests.helpers.api_server import (
     postgres_schema_url,
     running_api,
     signed_request,
-    wav_bytes,
 )
+from tests.helpers.customer_jobs import complete
 from tuneforge.api import webhooks
 from tuneforge.api.settings import ApiSettings
-
-MINER = Keypair.create_from_uri("//ReturningMiner").ss58_address
-_freqs = itertools.count(300)
-_claimed: set[str] = set()  # a claim leases every queued job, not only the one asked for
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -69,43 +62,6 @@ def client(api) -> Iterator[httpx.Client]:
 def generate(client: httpx.Client, key: str, **fields: Any) -> httpx.Response:
     body = {"prompt": "a calm piano piece", "duration_seconds": 3, **fields}
     return client.post("/api/v1/music/generate", json=body, headers=bearer(key))
-
-
-def complete(
-    client: httpx.Client,
-    validator: Any,
-    request_id: str,
-    scores: list[float],
-    seconds: float = 0.25,
-) -> list[str]:
-    """Claim every queued job, deliver `scores` tracks for `request_id` (fresh audio each)."""
-    body = json.dumps({"max_jobs": 50}).encode()
-    claimed = signed_request(client, validator, "POST", "/api/v1/validator/jobs/claim", body)
-    _claimed.update(j["request_id"] for j in claimed.json()["jobs"])
-    assert request_id in _claimed
-    tracks = []
-    for score in scores:
-        audio = wav_bytes(seconds=seconds, freq=next(_freqs))
-        digest = hashlib.sha256(audio).hexdigest()
-        put = signed_request(client, validator, "PUT", f"/api/v1/validator/audio/{digest}", audio)
-        assert put.status_code in (200, 201), put.text
-        tracks.append(
-            {
-                "miner_uid": 7,
-                "miner_hotkey": MINER,
-                "final_score": score,
-                "composite": score,
-                "score_breakdown": {"clap": score},
-                "penalties": {"duration_penalty": 1.0},
-                "audio_sha256": digest,
-                "duration_seconds": seconds,
-                "sample_rate": 32000,
-            }
-        )
-    path = f"/api/v1/validator/jobs/{request_id}/result"
-    done = signed_request(client, validator, "POST", path, json.dumps({"tracks": tracks}).encode())
-    assert done.status_code == 200, done.text
-    return done.json()["track_ids"]
 
 
 def status(client: httpx.Client, key: str, request_id: str) -> dict[str, Any]:

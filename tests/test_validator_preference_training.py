@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tuneforge.scoring import preference_model as pm
 from tuneforge.scoring.weights import preference_weight
@@ -125,3 +126,65 @@ def test_votes_become_pairs_that_only_append_as_the_feed_grows() -> None:
     a, b, won = oriented(grown)
     for left, right, a_won, pair in zip(a, b, won, grown, strict=True):
         assert (left, right) == ((pair.winner, pair.loser) if a_won else (pair.loser, pair.winner))
+
+
+def test_a_validator_trains_on_the_api_feed_with_its_own_embeddings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Votes through the real API -> the feed -> audio fetched and hash-checked -> embedded by
+    the validator's own (tiny) CLAP -> the same checkpoint bytes when embedded and trained twice."""
+    import asyncio
+
+    import httpx
+
+    from tests.helpers.api_server import (
+        bearer,
+        make_chain,
+        make_settings,
+        new_customer,
+        running_api,
+    )
+    from tests.helpers.customer_jobs import complete
+    from tests.helpers.tiny_models import tiny_model_dirs
+    from tuneforge.scoring.neural import NeuralModels
+    from tuneforge.validator.api_client import ApiClient
+    from tuneforge.validator.preference_training import train_preference
+
+    # The recipe's thresholds scaled down (embedding is the slow part): 10 pairs in blocks of 5.
+    monkeypatch.setattr(pm, "MIN_PAIRS", 10)
+    monkeypatch.setattr(pm, "PAIR_STEP", 5)
+    chain_path, neurons = make_chain(tmp_path)
+    # One validator plays every job here: lift its per-hotkey limit (the downloads wait it out).
+    settings = make_settings(
+        tmp_path, chain_path, votes_per_minute=1000, hotkey_rate_limit_per_minute=5000
+    )
+    models = NeuralModels.load(clap=str(tiny_model_dirs().clap), mert=None, whisper=None, mos=None)
+    with running_api(settings) as server, httpx.Client(base_url=server.url, timeout=20) as client:
+        _, key = new_customer(settings, credits=500)
+        for i in range(pm.MIN_PAIRS + 1):
+            request_id = client.post(
+                "/api/v1/music/generate",
+                json={"prompt": f"piece {i}", "duration_seconds": 1, "variants": 2},
+                headers=bearer(key),
+            ).json()["request_id"]
+            dull, bright = complete(
+                client, neurons.validator, request_id, [0.5, 0.5], 1.0, [200 + 7 * i, 2500 + 9 * i]
+            )
+            vote = client.post(
+                "/api/v1/music/compare", json={"winner": bright, "loser": dull}, headers=bearer(key)
+            )
+            assert vote.status_code == 201
+
+        async def run(out: Path) -> Any:
+            api = ApiClient(server.url, neurons.validator)
+            try:
+                return await train_preference(api, models, out, tmp_path / "cache")
+            finally:
+                await api.aclose()
+
+        first = asyncio.run(run(tmp_path / "a"))
+        second = asyncio.run(run(tmp_path / "b"))
+    assert first.pairs_available == pm.MIN_PAIRS + 1 and first.pairs_used == pm.MIN_PAIRS
+    assert first.active and first.heldout_accuracy == second.heldout_accuracy
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert len(list((tmp_path / "cache").glob("*.wav"))) == 2 * (pm.MIN_PAIRS + 1)

@@ -68,7 +68,8 @@ class ApiClient:
         """One signed request (`path` under /api/v1); raises ApiUnavailable when no answer
         (or one longer than `max_bytes`: audio downloads pass a larger cap)."""
         full_path = API_PREFIX + path
-        headers = sign_hotkey_headers(self.wallet, method, full_path, body)
+        # The signature covers the path without its query string (API.md).
+        headers = sign_hotkey_headers(self.wallet, method, full_path.split("?", 1)[0], body)
         if body:
             headers["Content-Type"] = content_type
         try:

@@ -93,3 +93,60 @@ def status(
         for name, reason in miner["reasons"].items():
             if reason:
                 typer.echo(f"      {name}: {reason}")
+
+
+@app.command("train-preference")
+def train_preference(
+    api_url: Annotated[str, typer.Option("--api.url", help="TuneForge API base URL")],
+    clap: Annotated[
+        str, typer.Option("--scoring.clap", help="CLAP model id or dir (the network's)")
+    ],
+    wallet_name: Annotated[str, typer.Option("--wallet.name")] = "default",
+    wallet_hotkey: Annotated[str, typer.Option("--wallet.hotkey")] = "default",
+    wallet_path: Annotated[str, typer.Option("--wallet.path")] = "~/.bittensor/wallets",
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="checkpoint directory (give it to --scoring.preference)"),
+    ] = Path("~/.tuneforge/validator/preference"),
+    cache: Annotated[Path, typer.Option("--cache", help="downloaded voted tracks")] = Path(
+        "~/.tuneforge/validator/preference-audio"
+    ),
+    device: Annotated[str, typer.Option("--scoring.device")] = "auto",
+) -> None:
+    """Fit the preference head on customer votes (GET /preferences), embedding the voted tracks
+    with this validator's own CLAP; deterministic, so validators reading the same votes agree.
+    Says how many pairs it has and needs while there are too few."""
+    import asyncio
+
+    from tuneforge.config import expand_path
+    from tuneforge.scoring.neural import NeuralModels
+    from tuneforge.validator.api_client import ApiClient, ApiUnavailable
+    from tuneforge.validator.preference_training import train_preference as run_training
+    from tuneforge.wallets import WalletError, load_wallet
+
+    try:
+        wallet = load_wallet(wallet_name, wallet_hotkey, wallet_path)
+    except WalletError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
+    models = NeuralModels.load(clap=clap, mert=None, whisper=None, mos=None, device=device)
+
+    async def run() -> Any:
+        api = ApiClient(api_url, wallet)
+        try:
+            return await run_training(
+                api, models, Path(expand_path(str(out))), Path(expand_path(str(cache)))
+            )
+        finally:
+            await api.aclose()
+
+    try:
+        report = asyncio.run(run())
+    except ApiUnavailable as exc:
+        typer.echo(f"the API did not answer: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(report.describe())
+    if report.checkpoint:
+        typer.echo(
+            f"checkpoint: {report.checkpoint} (use --scoring.preference {report.checkpoint})"
+        )

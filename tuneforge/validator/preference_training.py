@@ -11,6 +11,7 @@ preference weight. Runs off the scoring path (a CLI command, or a periodic task 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -30,6 +31,9 @@ from tuneforge.validator.api_client import API_PREFIX, ApiClient, ApiUnavailable
 MAX_AUDIO_BYTES = 32 * 1024 * 1024
 MAX_FEED_PAGES = 1000  # 1000 pages x 1000 votes: far beyond what one training run should read
 EMBEDDING = "clap_embedding"
+# The API limits each hotkey per minute (API.md): a long download waits rather than skips.
+RATE_LIMIT_TRIES = 7
+RATE_LIMIT_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,7 @@ async def fetch_audio(api: ApiClient, tracks: Iterable[TrackRef], cache: Path) -
     for track in {t.audio_sha256: t for t in tracks}.values():
         target = cache / f"{track.audio_sha256}.wav"
         if not target.is_file():
-            path = track.audio_url.removeprefix(API_PREFIX)
-            answer = await api.request("GET", path, max_bytes=MAX_AUDIO_BYTES)
+            answer = await _download(api, track.audio_url.removeprefix(API_PREFIX))
             if answer.status != 200 or hashlib.sha256(answer.body).hexdigest() != (
                 track.audio_sha256
             ):
@@ -177,6 +180,16 @@ async def fetch_audio(api: ApiClient, tracks: Iterable[TrackRef], cache: Path) -
             os.replace(tmp, target)
         paths[track.audio_sha256] = target
     return paths
+
+
+async def _download(api: ApiClient, path: str) -> Any:
+    """One track; waits out the API's per-hotkey rate limit (429) a few times."""
+    for _ in range(RATE_LIMIT_TRIES):
+        answer = await api.request("GET", path, max_bytes=MAX_AUDIO_BYTES)
+        if answer.status != 429:
+            return answer
+        await asyncio.sleep(RATE_LIMIT_WAIT_S)
+    return answer
 
 
 def embed(paths: Mapping[str, Path], models: Any, name: str = EMBEDDING) -> dict[str, np.ndarray]:
