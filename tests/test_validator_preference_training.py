@@ -188,3 +188,40 @@ def test_a_validator_trains_on_the_api_feed_with_its_own_embeddings(
     assert first.active and first.heldout_accuracy == second.heldout_accuracy
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     assert len(list((tmp_path / "cache").glob("*.wav"))) == 2 * (pm.MIN_PAIRS + 1)
+
+
+def test_a_dsp_embedding_head_trains_and_scores_without_any_neural_model(tmp_path: Path) -> None:
+    """Where no CLAP is loaded (localnet), the head reads the model-free DSP embedding: voters
+    who prefer brighter tracks give a head that ranks a bright clip above a dull one."""
+    from tuneforge.audio import Audio
+    from tuneforge.protocol import MusicGenerationSynapse
+    from tuneforge.scoring.base import RoundContext
+    from tuneforge.scoring.clip import Clip
+    from tuneforge.scoring.features import dsp_embedding
+    from tuneforge.scoring.history import InMemoryHistory
+    from tuneforge.scoring.neural import NeuralModels
+    from tuneforge.scoring.scorers.preference import PreferenceScorer
+
+    def clip(freq: float) -> Clip:
+        t = np.arange(22050) / 22050
+        tone = 0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(2 * np.pi * 2 * freq * t)
+        return Clip(Audio(tone.astype(np.float32), 22050))
+
+    pairs, embeddings = [], {}
+    for i in range(60):
+        dull, bright = _ref(2 * i), _ref(2 * i + 1)
+        embeddings[dull.audio_sha256] = dsp_embedding(clip(150 + 5 * i))
+        embeddings[bright.audio_sha256] = dsp_embedding(clip(1500 + 40 * i))
+        pairs.append(Pair((i + 1, i + 1), bright, dull))
+    report = train_from_pairs(pairs, embeddings, tmp_path / "pref", name="dsp_embedding")
+    assert report.active and report.heldout_accuracy is not None
+    assert report.heldout_accuracy >= 0.8
+    models = NeuralModels("cpu")
+    models.preference = pm.PreferenceModel.from_pretrained(tmp_path / "pref")
+    scorer = PreferenceScorer(models)
+    challenge = MusicGenerationSynapse(prompt="anything", duration_seconds=1)
+    clips = [clip(200.0), clip(2000.0)]
+    context = RoundContext(clips, ["a", "b"], [None, None], InMemoryHistory(), models)
+    dull_score = scorer.measure(clips[0], challenge, context, 0).value
+    bright_score = scorer.measure(clips[1], challenge, context, 1).value
+    assert dull_score is not None and bright_score is not None and bright_score > dull_score

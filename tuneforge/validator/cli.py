@@ -100,7 +100,14 @@ def train_preference(
     api_url: Annotated[str, typer.Option("--api.url", help="TuneForge API base URL")],
     clap: Annotated[
         str, typer.Option("--scoring.clap", help="CLAP model id or dir (the network's)")
-    ],
+    ] = "",
+    embedding: Annotated[
+        str,
+        typer.Option(
+            "--embedding",
+            help="clap (the network's recipe, needs --scoring.clap) or dsp (no model: localnet)",
+        ),
+    ] = "clap",
     wallet_name: Annotated[str, typer.Option("--wallet.name")] = "default",
     wallet_hotkey: Annotated[str, typer.Option("--wallet.hotkey")] = "default",
     wallet_path: Annotated[str, typer.Option("--wallet.path")] = "~/.bittensor/wallets",
@@ -129,13 +136,27 @@ def train_preference(
     except WalletError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=2) from None
-    models = NeuralModels.load(clap=clap, mert=None, whisper=None, mos=None, device=device)
+    if embedding not in ("clap", "dsp"):
+        typer.echo("--embedding must be clap or dsp", err=True)
+        raise typer.Exit(code=2)
+    if embedding == "clap" and not clap:
+        typer.echo("--embedding clap needs --scoring.clap (a CLAP id or dir)", err=True)
+        raise typer.Exit(code=2)
+    models = (
+        NeuralModels.load(clap=clap, mert=None, whisper=None, mos=None, device=device)
+        if embedding == "clap"
+        else None
+    )
 
     async def run() -> Any:
         api = ApiClient(api_url, wallet)
         try:
             return await run_training(
-                api, models, Path(expand_path(str(out))), Path(expand_path(str(cache)))
+                api,
+                models,
+                Path(expand_path(str(out))),
+                Path(expand_path(str(cache))),
+                f"{embedding}_embedding",
             )
         finally:
             await api.aclose()

@@ -30,7 +30,8 @@ from tuneforge.validator.api_client import API_PREFIX, ApiClient, ApiUnavailable
 
 MAX_AUDIO_BYTES = 32 * 1024 * 1024
 MAX_FEED_PAGES = 1000  # 1000 pages x 1000 votes: far beyond what one training run should read
-EMBEDDING = "clap_embedding"
+EMBEDDING = "clap_embedding"  # what the network's recipe reads (D37)
+DSP_EMBEDDING = "dsp_embedding"  # model-free: localnet and machines without CLAP
 # The API limits each hotkey per minute (API.md): a long download waits rather than skips.
 RATE_LIMIT_TRIES = 7
 RATE_LIMIT_WAIT_S = 10.0
@@ -193,15 +194,20 @@ async def _download(api: ApiClient, path: str) -> Any:
 
 
 def embed(paths: Mapping[str, Path], models: Any, name: str = EMBEDDING) -> dict[str, np.ndarray]:
-    """{sha256: embedding} with this validator's own models (sorted, so batches never vary)."""
+    """{sha256: embedding} with this validator's own models, one clip at a time (so no batch
+    composition enters); the DSP embedding needs no model (`models` may be None)."""
     from tuneforge.audio import decode_wav
     from tuneforge.scoring.clip import Clip
+    from tuneforge.scoring.features import dsp_embedding
 
     result: dict[str, np.ndarray] = {}
     for sha in sorted(paths):
         clip = Clip(decode_wav(paths[sha].read_bytes()))
-        models.prepare_round([clip])
-        value = clip.neural.embedding(name)
+        if name == DSP_EMBEDDING:
+            value = dsp_embedding(clip)
+        else:
+            models.prepare_round([clip])
+            value = clip.neural.embedding(name)
         if value is not None:
             result[sha] = np.asarray(value, dtype=np.float32)
     return result
