@@ -55,6 +55,16 @@ def localnet_command(
     timeout: Annotated[
         float, typer.Option("--timeout", help="give up after this many seconds", min=1)
     ] = 600.0,
+    votes: Annotated[
+        int,
+        typer.Option(
+            "--votes",
+            help="a scripted customer casts N votes, then the validator trains the preference "
+            "head on them and the report shows its accuracy and weight (50 pairs activate it)",
+            min=0,
+            max=1000,
+        ),
+    ] = 0,
 ) -> None:
     """Start LocalChain, the API, N miners and a validator on 127.0.0.1; run rounds; request a
     track as a customer; print the leaderboard. Ctrl-C stops every process."""
@@ -77,6 +87,7 @@ def localnet_command(
         workdir=str(workdir) if workdir else "",
         keep_running=keep_running,
         timeout=timeout,
+        votes=votes,
     )
 
     def progress(message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -219,6 +220,9 @@ class Localnet:
         env = self.child_env()
         # The API caches the metagraph; a short refresh lets it see localnet's neurons quickly.
         env["TUNEFORGE_METAGRAPH_REFRESH_S"] = "2"
+        # Local only: callbacks may target 127.0.0.1, and the scripted voter may vote quickly.
+        env["TUNEFORGE_WEBHOOK_ALLOW_PRIVATE"] = "true"
+        env["TUNEFORGE_VOTES_PER_MINUTE"] = "1000"
         argv = [
             sys.executable, "-m", "tuneforge.cli", "api", "serve",
             "--host", LOOPBACK, "--port", str(port), "--workers", "1",
@@ -467,6 +471,44 @@ class Localnet:
                 return
             time.sleep(POLL_S * 2)
 
+    def votes_and_training(self) -> dict[str, Any]:
+        """`--votes N`: a scripted customer votes, then the validator trains on the votes."""
+        from tuneforge.localnet.votes import VOTE_CLIP_SECONDS, scripted_votes, train_on_votes
+
+        variants = min(3, self.options.miners)
+        jobs = math.ceil(self.options.votes / math.comb(variants, 2))
+        needed = jobs * variants * math.ceil(VOTE_CLIP_SECONDS / 3)
+        self.tuneforge_cli(
+            "api", "add-credits", self._customer["account_id"], str(needed),
+            "--database-url", f"sqlite:///{self.workdir / 'api.db'}",
+        )  # fmt: skip
+        cast = scripted_votes(
+            self.net.api_url,
+            self._customer["api_key"],
+            votes=self.options.votes,
+            variants=variants,
+            wait_s=max(60.0, 20.0 * jobs),
+            wait_for=self.wait_for,
+            say=self.say,
+        )
+        clap = self.net.models_found.get("clap")
+        embedding = (
+            ["--embedding", "clap", "--scoring.clap", clap] if clap else ["--embedding", "dsp"]
+        )
+        self.say("validator: training the preference head on the votes")
+        trained = train_on_votes(
+            self.tuneforge_cli,
+            [
+                "--api.url", self.net.api_url,
+                "--wallet.name", "validator", "--wallet.hotkey", "default",
+                "--wallet.path", str(self.workdir / "wallets"),
+                "--out", str(self.workdir / "validator" / "preference"),
+                "--cache", str(self.workdir / "validator" / "preference-audio"),
+                *embedding,
+            ],
+        )  # fmt: skip
+        return {**cast, "training": trained}
+
     def final_status(self) -> dict[str, Any]:
         """The validator's view: its status endpoint while it runs, else its own CLI
         (`tuneforge validator status --json`, reading the state file it left)."""
@@ -574,8 +616,11 @@ class Localnet:
                 wait_for=self.wait_for,
                 say=self.say,
             )
+            preference = self.votes_and_training() if self.options.votes else None
             self.settle_publications()
             report = self.report(job)
+            if preference is not None:
+                report["preference"] = preference
             on_report(report)
             if self.options.keep_running:
                 self.say("network left running; Ctrl-C stops every process")

@@ -157,6 +157,13 @@ def format_report(report: dict[str, Any]) -> str:
             f"{job.get('credits_charged')} credits, {len(tracks)} track(s)"
             + (f" — {job['error']}" if job.get("error") else "")
         )
+    preference = report.get("preference")
+    if preference is not None:
+        lines.append(
+            f"scripted votes: {preference.get('votes')} over {preference.get('jobs')} requests"
+        )
+        training = preference.get("training") or {}
+        lines.append(f"  {training.get('summary') or training.get('error') or 'not trained'}")
     if report["excluded_scorers"]:
         lines.append("excluded scorers (never pretended):")
         for name, reason in report["excluded_scorers"].items():

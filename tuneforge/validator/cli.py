@@ -119,11 +119,15 @@ def train_preference(
         "~/.tuneforge/validator/preference-audio"
     ),
     device: Annotated[str, typer.Option("--scoring.device")] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="machine-readable output")
+    ] = False,
 ) -> None:
     """Fit the preference head on customer votes (GET /preferences), embedding the voted tracks
     with this validator's own CLAP; deterministic, so validators reading the same votes agree.
     Says how many pairs it has and needs while there are too few."""
     import asyncio
+    import dataclasses
 
     from tuneforge.config import expand_path
     from tuneforge.scoring.neural import NeuralModels
@@ -166,6 +170,17 @@ def train_preference(
     except ApiUnavailable as exc:
         typer.echo(f"the API did not answer: {exc}", err=True)
         raise typer.Exit(code=1) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    **dataclasses.asdict(report),
+                    "active": report.active,
+                    "summary": report.describe(),
+                }
+            )
+        )
+        return
     typer.echo(report.describe())
     if report.checkpoint:
         typer.echo(
