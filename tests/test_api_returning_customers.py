@@ -328,3 +328,57 @@ def test_a_callback_to_a_private_address_is_refused_by_the_api_with_the_setting_
             refused = generate(client, key, callback_url=url)
             assert refused.status_code == 400, url
         assert credits(client, key) == 20
+
+
+def test_a_queued_callback_is_checked_again_at_send_time_and_backs_off(tmp_path) -> None:
+    """A URL that passed at accept but resolves privately when sent (DNS rebinding, or a
+    setting turned off since) is not contacted: the attempt fails and is retried later."""
+    from datetime import timedelta
+
+    from tuneforge.api.accounts import create_account
+    from tuneforge.api.db import Database, upgrade
+    from tuneforge.api.models import JOB_FAILED, GenerationRequest, WebhookDelivery, utcnow
+
+    receiver = _Receiver()
+    db = Database.open(f"sqlite:///{tmp_path / 'api.db'}")
+    try:
+        upgrade(db)
+        account = create_account(db, "hooks@example.com", "free", 0)
+        webhooks.rotate_secret(db, account.id)
+        now = utcnow()
+        with db.write() as session:
+            session.add(
+                GenerationRequest(
+                    id="req_rebound",
+                    account_id=account.id,
+                    api_key_id="key_x",
+                    status=JOB_FAILED,
+                    challenge={},
+                    duration_seconds=3.0,
+                    credits_charged=1,
+                    refunded=True,
+                    created_at=now,
+                    updated_at=now,
+                    deadline_at=now,
+                    attempts=0,
+                    variants=1,
+                    credits_refunded=0,
+                    callback_url=receiver.url,
+                )  # fmt: skip
+            )
+            session.flush()
+            webhooks.enqueue(session, "req_rebound", JOB_FAILED, now)
+        policy = webhooks.WebhookPolicy(False, 2.0, 3, 10.0, 3600.0)
+        sender = webhooks.WebhookSender(db, policy)
+        assert sender.run_once(now) == 1
+        (row,) = sender.deliveries(account.id, "req_rebound", 10)
+        assert row["status"] == "pending" and row["attempts"] == 1
+        assert row["last_error"].startswith("callback_url") and receiver.seen == []
+        with db.read() as session:
+            due = session.get(WebhookDelivery, row["delivery_id"]).next_attempt_at
+        assert due >= now + timedelta(seconds=9)  # retried after the base backoff, not at once
+        assert sender.run_once(now) == 0
+    finally:
+        receiver.close()
+        db.dispose()
+    assert [webhooks.backoff_s(n, policy) for n in (1, 2, 3)] == [10.0, 20.0, 40.0]
