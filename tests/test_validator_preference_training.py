@@ -225,3 +225,34 @@ def test_a_dsp_embedding_head_trains_and_scores_without_any_neural_model(tmp_pat
     dull_score = scorer.measure(clips[0], challenge, context, 0).value
     bright_score = scorer.measure(clips[1], challenge, context, 1).value
     assert dull_score is not None and bright_score is not None and bright_score > dull_score
+
+
+def test_the_periodic_trainer_says_how_many_pairs_it_has_and_needs(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.helpers.api_server import make_chain, make_settings, running_api
+    from tuneforge.validator.api_client import ApiClient
+    from tuneforge.validator.preference_training import DSP_EMBEDDING, PreferenceTrainer
+
+    chain_path, neurons = make_chain(tmp_path)
+    settings = make_settings(tmp_path, chain_path)
+
+    async def run(url: str) -> PreferenceTrainer:
+        api = ApiClient(url, neurons.validator)
+        trainer = PreferenceTrainer(api, None, tmp_path / "pref", tmp_path / "audio", 3600.0)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(trainer.run(stop))
+        while trainer.last is None:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 5)  # the period's wait ends with the stop
+        await api.aclose()
+        return trainer
+
+    with running_api(settings) as server:
+        trainer = asyncio.run(run(server.url))
+    assert trainer.embedding == DSP_EMBEDDING  # no CLAP loaded: the model-free embedding
+    assert trainer.last is not None and not trainer.last.active
+    assert trainer.last.describe() == (
+        f"preference scorer inactive: 0 usable pairs, needs {pm.MIN_PAIRS}"
+    )

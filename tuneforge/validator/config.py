@@ -91,6 +91,15 @@ class ApiPublishSettings(BaseModel):
     jobs_tracks: int = Field(
         default=1, ge=1, le=16, description="best tracks delivered per customer job"
     )
+    preference_train_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="retrain the preference head on customer votes this often (0 = off)",
+    )
+    preference_dir: str = Field(
+        default="~/.tuneforge/validator/preference",
+        description="where periodic training writes the head (and caches voted audio beside it)",
+    )
 
 
 class ValidatorSettings(TuneForgeSettings):

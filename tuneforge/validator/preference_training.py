@@ -12,6 +12,7 @@ preference weight. Runs off the scoring path (a CLI command, or a periodic task 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -262,6 +263,46 @@ async def train_preference(
     if pm.usable_pair_count(len(pairs)) == 0:
         return TrainingReport(len(pairs), pm.MIN_PAIRS, 0)
     paths = await fetch_audio(api, [t for p in pairs for t in (p.winner, p.loser)], cache)
-    report = train_from_pairs(pairs, embed(paths, models, name), out_dir, name)
+
+    def fit() -> TrainingReport:
+        return train_from_pairs(pairs, embed(paths, models, name), out_dir, name)
+
+    # Embedding and fitting are CPU work: off the event loop, so rounds and jobs go on.
+    report = await asyncio.to_thread(fit)
     logger.info("{}", report.describe())
     return report
+
+
+class PreferenceTrainer:
+    """The validator's periodic retraining (`--api.preference_train_interval_s`), beside the
+    round loop and never inside it; `last` is the latest report."""
+
+    def __init__(
+        self, api: ApiClient, models: Any, out_dir: Path, cache: Path, interval_s: float
+    ) -> None:
+        self.api = api
+        self.models = models
+        self.out_dir = out_dir
+        self.cache = cache
+        self.interval_s = interval_s
+        # The network's recipe reads CLAP; a validator without it (localnet) uses the DSP one.
+        has_clap = models is not None and models.has("clap")
+        self.embedding = EMBEDDING if has_clap else DSP_EMBEDDING
+        self.last: TrainingReport | None = None
+
+    async def run_once(self) -> TrainingReport | None:
+        try:
+            self.last = await train_preference(
+                self.api, self.models, self.out_dir, self.cache, self.embedding
+            )
+        except ApiUnavailable as exc:
+            logger.warning("preference training skipped: {}", exc)
+        except Exception:  # a failed pass is retried next period; the validator goes on
+            logger.exception("preference training failed")
+        return self.last
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.interval_s)

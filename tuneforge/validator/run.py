@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.scoring.neural import NeuralModels
     from tuneforge.validator.loop import ValidatorLoop
+    from tuneforge.validator.preference_training import PreferenceTrainer
     from tuneforge.validator.publisher import Publisher
 
 FLUSH_ON_EXIT_S = 10.0
@@ -71,7 +72,10 @@ def check_scorer_set(engine: ScoringEngine, network: str, allow_missing: bool) -
 
 
 async def _serve(
-    validator: ValidatorLoop, stop: asyncio.Event, publisher: Publisher | None = None
+    validator: ValidatorLoop,
+    stop: asyncio.Event,
+    publisher: Publisher | None = None,
+    trainer: PreferenceTrainer | None = None,
 ) -> None:
     """Run the loop (and the publisher beside it); SIGTERM/SIGINT end it cleanly (an unfinished
     round is simply not counted, unsent publications stay in the outbox)."""
@@ -79,6 +83,7 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         running.add_signal_handler(signum, stop.set)
     publishing = asyncio.ensure_future(publisher.run(stop)) if publisher is not None else None
+    training = asyncio.ensure_future(trainer.run(stop)) if trainer is not None else None
     try:
         await validator.run(stop)
         if publisher is not None and not stop.is_set():
@@ -86,6 +91,9 @@ async def _serve(
             await publisher.flush(FLUSH_ON_EXIT_S)
     finally:
         stop.set()
+        if training is not None:
+            training.cancel()
+            await asyncio.gather(training, return_exceptions=True)
         if publishing is not None:
             try:
                 await asyncio.wait_for(publishing, timeout=FLUSH_ON_EXIT_S)
@@ -102,6 +110,7 @@ def run(settings: ValidatorSettings) -> None:
     from tuneforge.validator.jobs import JobWorker
     from tuneforge.validator.loop import ValidatorLoop
     from tuneforge.validator.metrics import ValidatorMetrics
+    from tuneforge.validator.preference_training import PreferenceTrainer
     from tuneforge.validator.publisher import Publisher
     from tuneforge.validator.query import MinerClient
     from tuneforge.validator.round import RoundRunner
@@ -185,7 +194,17 @@ def run(settings: ValidatorSettings) -> None:
                     else None
                 )
                 loop = ValidatorLoop(settings, hotkey, chain, state, runner, jobs, on_round=wake)
-                await _serve(loop, asyncio.Event(), publisher)
+                trainer = None
+                if api is not None and api_settings.preference_train_interval_s > 0:
+                    out = expand_path(api_settings.preference_dir)
+                    trainer = PreferenceTrainer(
+                        api,
+                        engine.models,
+                        out,
+                        out.with_name(out.name + "-audio"),
+                        api_settings.preference_train_interval_s,
+                    )
+                await _serve(loop, asyncio.Event(), publisher, trainer)
             finally:
                 await client.aclose()
                 if api is not None:
