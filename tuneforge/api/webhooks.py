@@ -98,6 +98,12 @@ def _allowed_address(address: str, allow_private: bool) -> bool:
     return ip.is_global and not (ip.is_reserved or ip.is_link_local or ip.is_loopback)
 
 
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (the one DNS seam: tests replace it)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
 def resolve_callback(url: str, allow_private: bool) -> tuple[str, str, int]:
     """(host, checked address, port) of a callback URL, or BadCallback with the reason."""
     try:
@@ -115,10 +121,9 @@ def resolve_callback(url: str, allow_private: bool) -> tuple[str, str, int]:
         raise BadCallback("callback_url has no host")
     port = port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+        addresses = resolve_host(host, port)
+    except (OSError, UnicodeError):
         raise BadCallback(f"callback_url host {host} does not resolve") from None
-    addresses = [str(info[4][0]) for info in infos]
     # Every address must pass: a host that also resolves to an internal one is refused.
     if not addresses or not all(_allowed_address(a, allow_private) for a in addresses):
         raise BadCallback(
