@@ -76,7 +76,7 @@ def register_command(
     path: str = PATH_OPTION,
     hotkey: str = typer.Option(..., "--hotkey", help="hotkey ss58 address"),
     coldkey: str = typer.Option("", "--coldkey", help="coldkey ss58 address"),
-    stake: float = typer.Option(0.0, "--stake", help="stake in TAO"),
+    stake: float = typer.Option(0.0, "--stake", help="stake (the subnet's alpha)"),
     validator_permit: bool = typer.Option(
         False, "--validator-permit", metavar="", help="grant a validator permit"
     ),

@@ -145,8 +145,8 @@ def check_caller(neuron: Neuron | None, caller: str, policy: AdmissionPolicy) ->
     if neuron.stake < policy.min_stake:
         raise Refusal(
             403,
-            f"hotkey {caller} (uid {neuron.uid}) has {neuron.stake:.2f} TAO staked, "
-            f"minimum is {policy.min_stake:.2f}",
+            f"hotkey {caller} (uid {neuron.uid}) has {neuron.stake:.2f} alpha staked, "
+            f"minimum is {policy.min_stake:.2f} alpha",
         )
     return neuron
 

@@ -16,8 +16,8 @@ from tuneforge.generation.settings import GenerationSettings
 from tuneforge.metrics import parse_networks
 from tuneforge.miner.ip_watch import check_ip_source_spec
 
-# Minimum caller stake (TAO) when --miner.min_stake is not given. On finney a validator permit
-# already implies a large stake, and 1000 TAO keeps low-stake permit holders from filling the
+# Minimum caller stake when --miner.min_stake is not given. On finney a validator permit
+# already implies a large stake, and 1000 keeps low-stake permit holders from filling the
 # queue; testnet stakes are play money and small; local chains are for demos and tests.
 DEFAULT_MIN_STAKE_BY_NETWORK: dict[str, float] = {
     "finney": 1000.0,
@@ -32,7 +32,7 @@ class MinerSection(BaseModel):
     min_stake: float | None = Field(
         default=None,
         ge=0.0,
-        description="minimum caller stake in TAO (default: finney 1000, test 10, local 0)",
+        description="minimum caller stake in the subnet's alpha (default: finney 1000, test 10, local 0)",
     )
     require_validator_permit: bool = Field(
         default=True, description="refuse callers without a validator permit"
