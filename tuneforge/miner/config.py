@@ -32,7 +32,7 @@ class MinerSection(BaseModel):
     min_stake: float | None = Field(
         default=None,
         ge=0.0,
-        description="minimum caller stake in the subnet's alpha (default: finney 1000, test 10, local 0)",
+        description="minimum caller stake, in alpha (default: finney 1000, test 10, local 0)",
     )
     require_validator_permit: bool = Field(
         default=True, description="refuse callers without a validator permit"

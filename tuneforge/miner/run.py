@@ -1,4 +1,7 @@
-"""Start a miner: wallet → chain → backend → publish the axon → serve until stopped."""
+"""Start a miner: wallet → chain → backend → publish the axon → serve until stopped.
+
+Publishing is idempotent and patient (miner/axon.py): a restart does not re-send an address the
+chain already holds, and a serving rate limit or a chain outage never stops the HTTP server."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from tuneforge.chain.base import ChainError, ChainView
 from tuneforge.generation.base import Backend, GenerationError
 from tuneforge.generation.settings import GenerationSettings
 from tuneforge.logs import configure_logging
+from tuneforge.miner.axon import AxonPublisher
 from tuneforge.miner.config import MinerSettings
 from tuneforge.miner.ip_watch import (
     IpSource,
@@ -165,15 +169,18 @@ def run(settings: MinerSettings) -> None:
     hotkey = wallet.hotkey.ss58_address
     chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
     watcher: IpWatcher | None = None
+    publisher: AxonPublisher | None = None
     try:
         uid = check_registered(chain, hotkey, settings.network, settings.netuid)
         backend = load_backend(settings.generation)
         app = create_app(settings, backend, chain, wallet)
+        publisher = AxonPublisher(chain, hotkey, ip, port)
         try:
-            chain.serve(ip, port)
+            publisher.start()
         except ChainError as exc:
             raise MinerStartupError(f"could not publish {ip}:{port}: {exc}") from exc
-        logger.info("uid {} published {}:{} on netuid {}", uid, ip, port, settings.netuid)
+        if publisher.published.is_set():
+            logger.info("uid {} serves {}:{} on netuid {}", uid, ip, port, settings.netuid)
         if source is not None:
             watcher = IpWatcher(chain, source, port, settings.miner.ip_check_interval_s, ip)
             watcher.start()
@@ -195,6 +202,8 @@ def run(settings: MinerSettings) -> None:
         with contextlib.suppress(_Stopped, KeyboardInterrupt):
             uvicorn.Server(config).run()
     finally:
+        if publisher is not None:
+            publisher.stop()
         if watcher is not None:
             watcher.stop()
         chain.close()
