@@ -131,6 +131,17 @@ def check_registered(chain: ChainView, hotkey: str, network: str, netuid: int) -
     return uid
 
 
+def load_backends(settings: GenerationSettings, devices: list[str]) -> list[Backend]:
+    """One loaded model replica per device (`--miner.devices`), in device order: worker `i` of
+    the queue generates on replica `i`, so every GPU given to the miner works at once."""
+    replicas = []
+    for device in devices:
+        replica = load_backend(settings.model_copy(update={"device": device}))
+        logger.info("replica {} on {}", len(replicas), device)
+        replicas.append(replica)
+    return replicas
+
+
 def load_backend(settings: GenerationSettings) -> Backend:
     """Create the backend and load its model before the axon is published: a first validator
     request must not pay minutes of loading (or downloading) and miss its deadline."""
@@ -172,8 +183,9 @@ def run(settings: MinerSettings) -> None:
     publisher: AxonPublisher | None = None
     try:
         uid = check_registered(chain, hotkey, settings.network, settings.netuid)
-        backend = load_backend(settings.generation)
-        app = create_app(settings, backend, chain, wallet)
+        devices = settings.miner.device_list(settings.generation.device)
+        backends = load_backends(settings.generation, devices)
+        app = create_app(settings, backends, chain, wallet)
         publisher = AxonPublisher(chain, hotkey, ip, port)
         try:
             publisher.start()
