@@ -55,6 +55,14 @@ def localnet_command(
     timeout: Annotated[
         float, typer.Option("--timeout", help="give up after this many seconds", min=1)
     ] = 600.0,
+    commit_reveal: Annotated[
+        bool,
+        typer.Option(
+            "--commit-reveal",
+            metavar="",
+            help="the chain runs commit-reveal weights (committed, revealed 4 blocks later)",
+        ),
+    ] = False,
 ) -> None:
     """Start LocalChain, the API, N miners and a validator on 127.0.0.1; run rounds; request a
     track as a customer; print the leaderboard. Ctrl-C stops every process."""
@@ -77,6 +85,7 @@ def localnet_command(
         workdir=str(workdir) if workdir else "",
         keep_running=keep_running,
         timeout=timeout,
+        commit_reveal=commit_reveal,
     )
 
     def progress(message: str) -> None:

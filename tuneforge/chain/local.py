@@ -349,8 +349,11 @@ class LocalChain:
             self._reveal_due(conn)
             uid = self._acting_uid(conn, "set weights")
             block = self._block_at(conn)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'weights_version'").fetchone()
-            required = int(row[0]) if row else 0
+            required = int(
+                dict(conn.execute("SELECT key, value FROM meta").fetchall()).get(
+                    "weights_version", "0"
+                )
+            )
             if int(version_key) < required:
                 raise ChainError(
                     ChainErrorCode.INVALID,
@@ -385,8 +388,11 @@ class LocalChain:
                     ChainErrorCode.INVALID, f"weights name unregistered uids {unknown}"
                 )
             reveal_block: int | None = None
-            if self.commit_reveal:
-                reveal_block = block + self.reveal_period_blocks
+            # Read in this transaction: the owner may switch commit-reveal while neurons run.
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("commit_reveal") == "1":
+                period = int(meta.get("reveal_period_blocks", DEFAULT_REVEAL_PERIOD_BLOCKS))
+                reveal_block = block + period
                 # One pending commit per validator, as on chain: a newer one replaces it.
                 conn.execute(
                     "INSERT OR REPLACE INTO commits (validator_uid, commit_block, reveal_block, "
@@ -567,6 +573,21 @@ class LocalChain:
             ).fetchone()
             shifted = float(genesis) - blocks * self.block_time_s
             conn.execute("UPDATE meta SET value = ? WHERE key = 'genesis_time'", (repr(shifted),))
+
+    def set_commit_reveal(self, enabled: bool, reveal_period_blocks: int | None = None) -> None:
+        """The subnet owner's commit-reveal switch and reveal period (admin)."""
+        if reveal_period_blocks is not None and reveal_period_blocks < 1:
+            raise ChainError(ChainErrorCode.INVALID, "reveal_period_blocks must be >= 1")
+        values = {"commit_reveal": "1" if enabled else "0"}
+        if reveal_period_blocks is not None:
+            values["reveal_period_blocks"] = str(int(reveal_period_blocks))
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items()
+            )
+        self.commit_reveal = enabled
+        if reveal_period_blocks is not None:
+            self.reveal_period_blocks = int(reveal_period_blocks)
 
     def set_weights_version(self, version: int) -> None:
         """The subnet owner's `weights_version` hyperparameter (admin)."""

@@ -43,6 +43,7 @@ class LocalnetOptions:
     netuid: int = DEFAULT_NETUID
     round_interval_s: float = 1.0
     customer_wait_s: float = 120.0
+    commit_reveal: bool = False
 
     def validate(self) -> None:
         if not 1 <= self.miners <= 32:
