@@ -60,3 +60,42 @@ def test_refusals_that_time_cannot_fix_still_stop_the_start(tmp_path: Path) -> N
     with pytest.raises(ChainError) as info:
         AxonPublisher(stranger, "5NotRegistered", "10.0.0.1", 8091).start()
     assert info.value.code == ChainErrorCode.NOT_REGISTERED
+
+
+def test_the_miner_rides_out_a_chain_endpoint_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bittensor as bt
+
+    from tests.helpers.chain_substrate import FakeNeuron, FakeSubstrate
+    from tuneforge.chain.bittensor_chain import BittensorChain
+    from tuneforge.miner.metagraph_cache import MetagraphCache
+
+    monkeypatch.setenv("BTCLI_TOKEN_SYMBOLS_CACHE", str(tmp_path / "token_symbols.json"))
+    miner = make_wallet(tmp_path, "miner")
+    fake = FakeSubstrate(
+        netuid=234, block=100, neurons=[FakeNeuron(miner.hotkey.ss58_address, "c")]
+    )
+    chain = BittensorChain(
+        "local", 234, miner, connect=lambda: bt.Subtensor("local", substrate=fake)
+    )
+    cache = MetagraphCache(chain, refresh_s=60)
+    cache.refresh()
+    fake.drop()
+    # Startup during the outage: publishing is retried in the background, not fatal.
+    publisher = AxonPublisher(chain, miner.hotkey.ss58_address, "10.0.0.1", 8091, 0.05, 0.2)
+    publisher.start()
+    try:
+        with pytest.raises(ChainError) as info:
+            cache.refresh()
+        assert info.value.code == ChainErrorCode.UNAVAILABLE
+        assert cache.get().block == 100  # admission keeps using the cached callers
+        fake.restore()
+        fake.block = 120
+        assert publisher.published.wait(10), "never published after the endpoint came back"
+        assert cache.refresh().block == 120
+        assert cache.get().by_hotkey(miner.hotkey.ss58_address).axon == "10.0.0.1:8091"
+        assert chain.reconnects >= 1
+    finally:
+        publisher.stop()
+        chain.close()
