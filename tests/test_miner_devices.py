@@ -139,3 +139,34 @@ def test_a_slot_is_one_use_bound_to_its_caller_and_expires(tmp_path: Path) -> No
         time.sleep(0.8)
         assert post_generate(client, owner, net.miner_hotkey, body).status_code == 200
     assert backend.calls == 2
+
+
+def test_a_reservation_abandoned_while_queued_frees_its_caller_and_worker(tmp_path: Path) -> None:
+    from tests.helpers.miner_server import post_generate, synapse_body
+
+    net = make_net(tmp_path)
+    busy, patient = net.add_caller("busy"), net.add_caller("patient")
+    gate = threading.Event()
+    backend = CountingBackend(gate=gate)
+    with (
+        serve_app(net.app([backend], max_concurrent_per_caller=1)) as url,
+        httpx.Client(base_url=url, timeout=20) as client,
+    ):
+        body = synapse_body()
+        holder = threading.Thread(
+            target=post_generate, args=(client, busy, net.miner_hotkey, body), daemon=True
+        )
+        holder.start()
+        assert backend.entered.wait(10)  # the only worker is busy
+        with (
+            httpx.Client(base_url=url, timeout=0.5) as impatient,
+            pytest.raises(httpx.ReadTimeout),
+        ):
+            _reserve(impatient, patient, net.miner_hotkey)  # queued, then hangs up
+        gate.set()
+        holder.join(10)
+        # Its concurrency unit (limit 1) and the worker are free again: a new reservation works.
+        grant = SlotGrant.model_validate(_reserve(client, patient, net.miner_hotkey).json())
+        headers = signed_headers(patient, net.miner_hotkey, body) | {HEADER_SLOT: grant.slot}
+        assert client.post("/v1/generate", content=body, headers=headers).status_code == 200
+    assert backend.calls == 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,11 @@ class SlotBook:
 
     def hold(self, slot: Slot) -> MusicGenerationSynapse:
         """Worker side: announce the slot is held, then wait for its prompt (or expire it)."""
-        slot.ready.set_result(None)
+        try:
+            slot.ready.set_result(None)
+        except InvalidStateError:  # the caller left while the reservation waited
+            self.close(slot)
+            raise SlotExpired("the caller left before a worker was free") from None
         try:
             return slot.prompt.result(timeout=self.ttl_s)
         except TimeoutError:
