@@ -67,13 +67,11 @@ def test_two_devices_generate_two_validators_requests_at_the_same_time(tmp_path:
     validators = [net.add_caller(f"validator{i}") for i in range(2)]
     backends, running = _replicas(2, seconds=1.0)
     with serve_app(net.app(backends)) as url:
-        started = time.perf_counter()
         outcomes = asyncio.run(_ask_together(net, validators, url))
-        wall = time.perf_counter() - started
     assert all(o.ok and o.slotted for o in outcomes), [o.error for o in outcomes]
-    assert running[1] == 2  # both devices worked at once
+    assert running[1] == 2  # both devices worked at once, not one after the other
     assert [b.calls for b in backends] == [1, 1]  # one request each
-    assert wall < 1.9  # not one after the other
+    assert all(o.wait_ms < 900 for o in outcomes)  # nobody queued behind the other
 
 
 def test_waiting_behind_another_validator_is_not_counted_as_generation_time(
@@ -165,8 +163,13 @@ def test_a_reservation_abandoned_while_queued_frees_its_caller_and_worker(tmp_pa
             _reserve(impatient, patient, net.miner_hotkey)  # queued, then hangs up
         gate.set()
         holder.join(10)
-        # Its concurrency unit (limit 1) and the worker are free again: a new reservation works.
-        grant = SlotGrant.model_validate(_reserve(client, patient, net.miner_hotkey).json())
+        # Its concurrency unit (limit 1) and the worker are freed once the server has seen the
+        # hang-up (not a 10 s slot lifetime later): a new reservation works.
+        deadline = time.monotonic() + 5
+        while (answer := _reserve(client, patient, net.miner_hotkey)).status_code == 429:
+            assert time.monotonic() < deadline, "the abandoned reservation was never released"
+            time.sleep(0.1)
+        grant = SlotGrant.model_validate(answer.json())
         headers = signed_headers(patient, net.miner_hotkey, body) | {HEADER_SLOT: grant.slot}
         assert client.post("/v1/generate", content=body, headers=headers).status_code == 200
     assert backend.calls == 2
