@@ -86,6 +86,13 @@ def test_a_stale_version_key_sets_no_weights_and_says_so_everywhere(tmp_path: Pa
         "weights_version": SPEC_VERSION_KEY + 1,
         "stale": True,
     }
+    from typer.testing import CliRunner
+
+    from tuneforge.cli import app
+
+    printed = CliRunner().invoke(app, ["validator", "status", "--state", str(net.state_path)])
+    assert printed.exit_code == 0, printed.output
+    assert "version: STALE" in printed.output and str(SPEC_VERSION_KEY + 1) in printed.output
     # The owner lowers it again (or we upgraded): weights flow.
     net.chain.set_weights_version(SPEC_VERSION_KEY)
     assert (loop.maybe_set_weights() or {}).get("ok") is True
