@@ -182,6 +182,11 @@ class GenerationService:
         except (QueueFull, QueueClosed) as exc:
             retry = exc.retry_after_s if isinstance(exc, QueueFull) else 30
             raise Refusal(503, str(exc), {"Retry-After": str(retry)}) from None
+        if await request.is_disconnected():
+            # Left just as a worker took the slot: free it now rather than after its lifetime.
+            with contextlib.suppress(InvalidStateError):
+                slot.prompt.set_exception(SlotExpired("the caller left"))
+            raise Refusal(499, "caller disconnected")
         log.debug("slot held for {} s", self.slots.ttl_s)
         return SlotGrant(slot=slot.token, ttl_s=self.slots.ttl_s)
 
