@@ -298,3 +298,23 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     assert validator.scoring.clap == str((models / "clap").resolve())
     assert validator.scoring.mert == "" and validator.scoring.allow_missing
     assert validator.api.url == "http://127.0.0.1:4321" and validator.api.publish
+
+
+def test_commit_reveal_network_reports_weights_once_the_chain_revealed_them(
+    tmp_path: Path,
+) -> None:
+    from tuneforge.chain.local import LocalChain
+    from tuneforge.localnet.chain_setup import chain_weights, register_network
+
+    path = tmp_path / "chain.db"
+    registered = register_network(path, 234, str(tmp_path / "wallets"), 1, commit_reveal=True)
+    validator = LocalChain(path, hotkey=registered.validator_wallet.hotkey.ss58_address)
+    miner_uid = validator.uid_of(registered.miner_hotkeys[0])
+    result = validator.set_weights({miner_uid: 1.0}, version_key=1)
+    assert result.committed and chain_weights(path, 234, registered.validator_uid)["weights"] == {}
+    seen = chain_weights(path, 234, registered.validator_uid, reveal_wait_s=10.0)
+    assert seen["commit_reveal"] and seen["weights"] == {str(miner_uid): 1.0}
+    assert seen["pending_reveal_block"] is None
+    # Reopening without the flag switches the subnet back to plain weights.
+    register_network(path, 234, str(tmp_path / "wallets"), 1)
+    assert not LocalChain(path).commit_reveal

@@ -65,6 +65,14 @@ def localnet_command(
             max=1000,
         ),
     ] = 0,
+    commit_reveal: Annotated[
+        bool,
+        typer.Option(
+            "--commit-reveal",
+            metavar="",
+            help="the chain runs commit-reveal weights (committed, revealed 4 blocks later)",
+        ),
+    ] = False,
 ) -> None:
     """Start LocalChain, the API, N miners and a validator on 127.0.0.1; run rounds; request a
     track as a customer; print the leaderboard. Ctrl-C stops every process."""
@@ -88,6 +96,7 @@ def localnet_command(
         keep_running=keep_running,
         timeout=timeout,
         votes=votes,
+        commit_reveal=commit_reveal,
     )
 
     def progress(message: str) -> None:

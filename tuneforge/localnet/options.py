@@ -44,6 +44,7 @@ class LocalnetOptions:
     round_interval_s: float = 1.0
     customer_wait_s: float = 120.0
     votes: int = 0  # scripted customer votes, then preference training (0 = none)
+    commit_reveal: bool = False
 
     def validate(self) -> None:
         if not 1 <= self.miners <= 32:

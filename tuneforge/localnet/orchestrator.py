@@ -27,7 +27,7 @@ import httpx
 from loguru import logger
 
 from tuneforge.localnet.api_client import create_customer, customer_job, published
-from tuneforge.localnet.chain_setup import BLOCK_TIME_S, register_network
+from tuneforge.localnet.chain_setup import BLOCK_TIME_S, REVEAL_PERIOD_BLOCKS, register_network
 from tuneforge.localnet.chain_setup import chain_weights as read_chain_weights
 from tuneforge.localnet.models import MODEL_SCORERS, discover_models
 from tuneforge.localnet.numba_cache import CacheLock, numba_cache_dir
@@ -202,7 +202,11 @@ class Localnet:
     def setup_chain_and_wallets(self) -> None:
         path = self.workdir / "chain.db"
         registered = register_network(
-            path, self.options.netuid, str(self.workdir / "wallets"), self.options.miners
+            path,
+            self.options.netuid,
+            str(self.workdir / "wallets"),
+            self.options.miners,
+            commit_reveal=self.options.commit_reveal,
         )
         self._wallet_validator = registered.validator_wallet
         self.net.validator_hotkey = registered.validator_wallet.hotkey.ss58_address
@@ -212,6 +216,7 @@ class Localnet:
         self.say(
             f"LocalChain (test double) at {path}: validator uid {self.net.validator_uid}, "
             f"{self.options.miners} miner(s) registered, {BLOCK_TIME_S}s blocks"
+            + (", commit-reveal weights" if self.options.commit_reveal else "")
         )
 
     def start_api(self) -> None:
@@ -437,7 +442,8 @@ class Localnet:
             if outcome and outcome.get("at") != last_outcome_at:
                 last_outcome_at = outcome.get("at")
                 if outcome.get("ok"):
-                    self.say(f"weights set on chain at block {outcome.get('block')}")
+                    verb = "committed" if outcome.get("committed") else "set on chain"
+                    self.say(f"weights {verb} at block {outcome.get('block')}")
                 else:
                     self.say(f"weights not set: {outcome.get('code')} {outcome.get('message')}")
             if done >= target and outcome:
@@ -522,8 +528,13 @@ class Localnet:
 
     def report(self, customer: dict[str, Any]) -> dict[str, Any]:
         status = self.final_status()
+        # A commit is revealed REVEAL_PERIOD_BLOCKS after it was made: wait for that (bounded).
+        reveal_wait = (REVEAL_PERIOD_BLOCKS + 2) * BLOCK_TIME_S if self.options.commit_reveal else 0
         weights = read_chain_weights(
-            self.net.chain_path, self.options.netuid, self.net.validator_uid
+            self.net.chain_path,
+            self.options.netuid,
+            self.net.validator_uid,
+            reveal_wait_s=min(reveal_wait, max(0.0, self.remaining())),
         )
         if not weights["count"]:
             weights["last_outcome"] = status.get("last_weights")

@@ -133,6 +133,12 @@ def format_report(report: dict[str, Any]) -> str:
             f"\nweights: set {weights['count']} time(s) by validator uid {weights['validator_uid']}"
             f" on {len(weights['weights'])} uids (LocalChain test double)"
         )
+        if weights.get("commit_reveal"):
+            pending = weights.get("pending_reveal_block")
+            lines.append(
+                "weights: commit-reveal — shown as revealed by the chain"
+                + (f"; the latest commit reveals at block {pending}" if pending else "")
+            )
     else:
         outcome = weights.get("last_outcome") or {}
         why = f"{outcome.get('code')}: {outcome.get('message')}" if outcome else "never attempted"

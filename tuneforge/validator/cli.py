@@ -62,13 +62,28 @@ def status(
     if weights is None:
         typer.echo("last weights: never attempted")
     elif weights.get("ok"):
+        verb = "committed" if weights.get("committed") else "set"
         typer.echo(
-            f"last weights: set at block {weights['block']} on {len(weights['weights'])} uids"
+            f"last weights: {verb} at block {weights['block']} on {len(weights['weights'])} uids"
         )
     else:
         typer.echo(
             f"last weights: NOT set ({weights.get('code')}: {weights.get('message')})"
             + (f" — {weights['remediation']}" if weights.get("remediation") else "")
+        )
+    version = snapshot["version"]
+    if version["stale"]:
+        typer.echo(
+            f"version: STALE — version_key {version['version_key']} < subnet weights_version "
+            f"{version['weights_version']}; weights are not set until you upgrade"
+        )
+    else:
+        typer.echo(f"version: version_key {version['version_key']} (ok)")
+    pending = snapshot["pending_commit"]
+    if pending is not None:
+        typer.echo(
+            f"pending commit: block {pending['block']}, revealed by the chain at round "
+            f"{pending['reveal_round']}"
         )
     typer.echo(f"outbox: {snapshot['outbox_size']} unsent")
     typer.echo(f"{'uid':>4}  {'hotkey':<48}  {'ema':>6}  {'weight':>6}  {'last':>6}  rounds")
