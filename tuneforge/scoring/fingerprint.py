@@ -43,9 +43,9 @@ _HEADER = struct.Struct("<BBH")  # version, bands, frames
 
 # Matching. Measured on 60 real pieces (37 Bach/Monteverdi/Palestrina renders, fadtk's 23 real
 # clips), 12 s excerpts compared in full with every piece (D30): at 0.62 every disguise is caught
-# in ≥ 59/60 (pitch-shifted 10 s fadtk clips sit at 0.64-0.72, which 0.7 missed); different
-# pieces cover at most 0.82 of the needed seconds — the pairs that cover more share notes (two
-# editions of one score, one chorale tune harmonised twice, Agnus Dei I/II of one mass).
+# in ≥ 59/60 (pitch-shifted 10 s fadtk clips sit at 0.64-0.72, which 0.7 missed), and the only
+# pieces that reach the needed seconds of another share its notes (two editions of one score,
+# one chorale tune harmonised twice, Agnus Dei I/II of one mass).
 WINDOW_FRAMES = 24  # ≈ 4.5 s of query per window
 WINDOW_HOP = 8  # windows every ≈ 1.5 s
 EQ_CONTEXT_FRAMES = 33  # ≈ 6 s moving average removed from each band
