@@ -3,11 +3,11 @@
 Two stages, because comparing a clip in full with a million tracks is far too slow:
 1. Retrieval. Every stored track contributes one 64-bit code per window (every CODE_HOP
    frames): the signs of fixed random projections of the window's coarse shape (16 bands × 4
-   time slices, normalised as in `fingerprint.normalise`). A query computes codes for every
-   window start, transposition and tempo ratio — over the whole query and over ≈ 6 s pieces of
-   it normalised on their own (a splice's parts) — and a stored track is a candidate when codes
-   agree on one of the BANDS_OF_BITS slices of bits up to two of its least certain bits
-   (multi-probe locality-sensitive hashing) and then within MAX_HAMMING on all 64 bits.
+   time slices, normalised as in `fingerprint.normalise`). A query computes codes for a
+   window every QUERY_HOP frames, each transposition and tempo ratio — over the whole query and
+   over ≈ 6 s pieces of it normalised on their own (a splice's parts) — and a stored track is a
+   candidate when codes agree on one of the BANDS_OF_BITS slices of bits up to two of its least
+   certain bits (multi-probe locality-sensitive hashing), then within MAX_HAMMING on all 64.
    Candidates are voted for by query window groups: each ≈ 3 s region of the query brings its
    own best tracks (both sources of a splice), then the most-voted overall.
 2. Verification. At most CANDIDATES are compared in full (`fingerprint.Query.compare`).
@@ -29,7 +29,8 @@ import numpy as np
 
 from tuneforge.scoring import fingerprint as fp
 
-CODE_HOP = 2  # stored windows every ≈ 0.37 s; queries try every frame
+CODE_HOP = 2  # stored windows every ≈ 0.37 s ...
+QUERY_HOP = 2  # ... and query windows too: ≤ 1 frame off (every frame found no more copies)
 CODE_BITS = 64
 BITS_PER_BAND = 16
 BANDS_OF_BITS = CODE_BITS // BITS_PER_BAND
@@ -99,14 +100,14 @@ def _band(codes: np.ndarray, band: int) -> np.ndarray:
 
 def query_probes(matrix: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(full codes [w], window group [w], band keys to probe [BANDS_OF_BITS, w, probes]) per
-    transposition, tempo and piece of the query (`fingerprint.query_pieces`): one window per
-    frame, grouped by CODE_HOP frames of the query."""
+    transposition, tempo and piece of the query (`fingerprint.query_pieces`): one window every
+    QUERY_HOP frames, grouped by CODE_HOP frames of the query."""
     variants = []
     for first, end in fp.query_pieces(matrix.shape[1]):
         for semitones in QUERY_TRANSPOSITIONS:
             for tempo in QUERY_TEMPOS:
                 normalised = fp.normalise(matrix[:, first:end], semitones, tempo)
-                starts, projections = window_projections(normalised, 1)
+                starts, projections = window_projections(normalised, QUERY_HOP)
                 if len(projections) == 0:
                     continue
                 codes = to_codes(projections)
