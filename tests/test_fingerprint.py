@@ -162,3 +162,19 @@ def test_the_engine_and_the_copy_check_share_one_clip_per_answer(original: Audio
     assert shared_clip(original).has_feature(fp._extracted)  # ... is the engine's, too
     same_samples = Audio(original.samples, original.sample_rate)
     assert shared_clip(same_samples) is not clip  # identity, not equality
+
+
+def test_a_query_long_enough_for_a_splice_is_also_coded_in_pieces_of_its_own() -> None:
+    assert fp.query_pieces(40) == [(0, 40)]
+    pieces = fp.query_pieces(63)
+    assert pieces[0] == (0, 63) and pieces[-1] == (63 - fp.SEGMENT_FRAMES, 63)
+    assert all(end - first == fp.SEGMENT_FRAMES for first, end in pieces[1:])
+
+
+def test_the_bench_counts_a_piece_that_plays_the_same_notes_as_shared_not_false() -> None:
+    from tuneforge.bench.copies import RATE, shares_material
+
+    rng = np.random.default_rng(4)
+    other = rng.standard_normal(RATE * 20).astype(np.float32)
+    assert shares_material(other[3 * RATE : 15 * RATE] * 0.5, other)
+    assert not shares_material(rng.standard_normal(RATE * 12).astype(np.float32), other)
