@@ -188,15 +188,16 @@ def run(settings: ValidatorSettings) -> None:
                     api = ApiClient(api_settings.url, wallet, api_settings.timeout_s)
                 except ValueError as exc:
                     raise ValidatorStartupError(str(exc)) from exc
-            catalogue = (
-                CatalogueClient(
-                    settings.catalogue.acoustid_key,
-                    settings.catalogue.url,
-                    wait_s=settings.catalogue.wait_s,
-                )
-                if looks_up
-                else None
-            )
+            catalogue: CatalogueClient | None = None
+            if looks_up:
+                try:
+                    catalogue = CatalogueClient(
+                        settings.catalogue.acoustid_key,
+                        settings.catalogue.url,
+                        wait_s=settings.catalogue.wait_s,
+                    )
+                except ValueError as exc:
+                    raise ValidatorStartupError(str(exc)) from exc
             try:
                 copies = CopyChecker(api if api_settings.copy_check else None, catalogue)
                 runner = RoundRunner(settings, hotkey, state, client, engine, metrics, copies)
