@@ -31,7 +31,7 @@ from tuneforge.scoring.base import (
     ScoringHistory,
     Submission,
 )
-from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.clip import Clip, shared_clip
 from tuneforge.scoring.fingerprint import fingerprint
 from tuneforge.scoring.registry import Loaded, ScorerSet, load_scorer_set
 from tuneforge.scoring.scorers.diversity import diversity_embedding
@@ -145,7 +145,7 @@ class ScoringEngine:
                 continue
             started = self._clock()
             try:
-                clip = Clip(submission.audio)
+                clip = shared_clip(submission.audio)
                 seconds = clip.original.duration_seconds
             except Exception as exc:  # hostile audio that the decoder let through
                 logger.bind(hotkey=submission.miner_hotkey).warning("undecodable clip: {}", exc)

@@ -102,6 +102,20 @@ class ApiPublishSettings(BaseModel):
     )
 
 
+class CatalogueSettings(BaseModel):
+    acoustid_key: str = Field(
+        default="",
+        description="AcoustID application key (needed on test/finney once the network turns "
+        "the catalogue check on)",
+    )
+    url: str = Field(
+        default="https://api.acoustid.org/v2/lookup", description="AcoustID lookup endpoint"
+    )
+    wait_s: float = Field(
+        default=30.0, gt=0, le=600, description="longest a round waits for its lookups"
+    )
+
+
 class ValidatorSettings(TuneForgeSettings):
     netuid: int = Field(default=DEFAULT_NETUID, ge=0, description="subnet uid")
     network: str = Field(
@@ -113,3 +127,4 @@ class ValidatorSettings(TuneForgeSettings):
     neuron: NeuronSettings = NeuronSettings()
     scoring: ScoringModelSettings = ScoringModelSettings()
     api: ApiPublishSettings = ApiPublishSettings()
+    catalogue: CatalogueSettings = CatalogueSettings()
