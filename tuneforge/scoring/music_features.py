@@ -21,6 +21,7 @@ from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.keys import (
     KEY_NAMES,
     KeyEstimate,
+    bass_correlations,
     estimate_from_correlations,
     key_correlations,
 )
@@ -160,12 +161,16 @@ def opening_chroma(clip: Clip) -> np.ndarray:
     return clip.feature(compute)
 
 
-def key_chroma(clip: Clip) -> np.ndarray:
-    """Pitch-class energy shares [12] (summing to 1, all zero if silent) of the 30 Hz-1 kHz band
-    from a long-window STFT: every bin within 0.3 semitone of an equal-tempered pitch adds its
-    power to that pitch class."""
+BASS_HIGH_HZ = 200.0  # the bass line: below ~G3
+BASS_WEIGHT = 0.3  # bass-line evidence added to the key correlations (tuning half: 32 -> 33 of 35)
 
-    def compute(c: Clip) -> np.ndarray:
+
+def _key_band_chroma(clip: Clip) -> tuple[np.ndarray, np.ndarray]:
+    """(key chroma, bass chroma): pitch-class shares [12] of the 30 Hz-1 kHz band and of the
+    bass below BASS_HIGH_HZ, from one long-window STFT; each sums to 1 (all zero if silent).
+    Every bin within 0.3 semitone of an equal-tempered pitch adds its power to that class."""
+
+    def compute(c: Clip) -> tuple[np.ndarray, np.ndarray]:
         y = np.asarray(c.y, dtype=np.float64)
         if len(y) < KEY_N_FFT:
             y = np.concatenate([y, np.zeros(KEY_N_FFT - len(y))])
@@ -176,29 +181,47 @@ def key_chroma(clip: Clip) -> np.ndarray:
         midi = 69.0 + 12.0 * np.log2(freqs[band] / 440.0)
         near = np.abs(midi - np.round(midi)) < KEY_SEMITONE_TOLERANCE
         classes = np.mod(np.round(midi[near]), 12).astype(int)
+        bass = freqs[band][near] <= BASS_HIGH_HZ
         power = np.zeros(len(band))
         for start in range(0, n_frames, 64):  # blocks bound the memory of long clips
             index = np.arange(start, min(n_frames, start + 64))
             frames = y[index[:, None] * KEY_HOP + np.arange(KEY_N_FFT)[None, :]] * window
             power += (np.abs(np.fft.rfft(frames, axis=1)[:, band]) ** 2).sum(axis=0)
-        shares = np.bincount(classes, weights=power[near], minlength=12)
-        total = float(shares.sum())
-        return shares / total if total > EPS else np.zeros(12)
+
+        def shares(mask: np.ndarray) -> np.ndarray:
+            counts = np.bincount(classes[mask], weights=power[near][mask], minlength=12)
+            total = float(counts.sum())
+            return counts / total if total > EPS else np.zeros(12)
+
+        return shares(np.ones_like(bass)), shares(bass)
 
     return clip.feature(compute)
+
+
+def key_chroma(clip: Clip) -> np.ndarray:
+    """Pitch-class energy shares [12] (summing to 1, all zero if silent) of the 30 Hz-1 kHz band
+    from a long-window STFT."""
+    return _key_band_chroma(clip)[0]
 
 
 def key_estimate(clip: Clip) -> KeyEstimate:
     """Key from profile correlation of the log key chroma, with the opening second's chroma added
     at half weight: pitch distributions alone confuse a minor key with its relative major (the
-    same notes), while music very often opens on its tonic chord. Correlation and margin are
-    those of the combined evidence, scaled back to -1..1. A silent clip correlates 0."""
+    same notes), while music very often opens on its tonic chord. The bass line adds its own
+    evidence (keys.bass_correlations: the bass dwells on the tonic, then the dominant), which
+    separates a key from its dominant when the melody visits the dominant's leading tone.
+    Correlation and margin are those of the combined evidence, scaled back to -1..1. A silent
+    clip correlates 0."""
 
     def compute(c: Clip) -> KeyEstimate:
-        shares = key_chroma(c)
+        shares, bass = _key_band_chroma(c)
         evidence = np.log(shares + KEY_LOG_FLOOR) if shares.sum() > EPS else shares
         corr = key_correlations(evidence) + OPENING_WEIGHT * key_correlations(opening_chroma(c))
-        return estimate_from_correlations(corr / (1.0 + OPENING_WEIGHT))
+        weight = 1.0 + OPENING_WEIGHT
+        if bass.sum() > EPS:
+            corr = corr + BASS_WEIGHT * bass_correlations(np.log(bass + KEY_LOG_FLOOR))
+            weight += BASS_WEIGHT
+        return estimate_from_correlations(corr / weight)
 
     return clip.feature(compute)
 

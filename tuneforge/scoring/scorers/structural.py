@@ -28,6 +28,7 @@ NOVELTY_KERNEL_SECONDS = 4.0
 # Section changes are only expected of clips this long: a 15-30 s excerpt may well be one
 # section, and a novelty peak in one is as often a splice as a new section.
 SECTIONS_FROM_SECONDS = 30.0
+REPETITION_EXPECTED_SECONDS = (15.0, 40.0)
 # The ending weighs most: a piece that stops in the middle of a bar at full level has not ended,
 # whatever came before. Repetition counts less than it did (0.5): a short excerpt of real music
 # need not repeat itself, while exact repetition is the cheapest thing to generate.
@@ -130,7 +131,10 @@ class StructuralScorer(Scorer):
         start_db, end_db, fade_db = edge_levels_db(clip)
         beginning = 0.4 + 0.6 * ramp(-start_db, 6.0, 20.0)
         ending = max(ramp(-end_db, 6.0, 24.0), ramp(-fade_db, 3.0, 12.0))
-        repeats = ramp(repetition, 0.02, 0.2)
+        # Repetition is expected of clips long enough to hold a repeated phrase: not at all at
+        # 15 s (an excerpt of a chorale does not repeat), fully from 40 s.
+        expected_repeats = ramp(seconds, *REPETITION_EXPECTED_SECONDS)
+        repeats = expected_repeats * ramp(repetition, 0.02, 0.2) + (1.0 - expected_repeats)
         value = (
             WEIGHTS["repetition"] * repeats
             + WEIGHTS["sections"] * sections
