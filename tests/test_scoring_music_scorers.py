@@ -251,7 +251,15 @@ def test_the_note_change_envelope_hears_releases_as_well_as_attacks() -> None:
 
 def test_short_excerpts_need_neither_repetition_nor_section_changes() -> None:
     """A 15 s excerpt of through-composed music has not had time to repeat or change section."""
-    piece = signals.in_room(signals.tonal_piece("C major", tempo_bpm=90, seconds=15))
+    sr, beat = 22_050, 0.6
+    rng = np.random.default_rng(3)
+    t = np.arange(int(beat * sr)) / sr
+    bars = []
+    for _ in range(25):  # 15 s of chords that never come back: random triads of C major
+        notes = 60 + np.array([0, 2, 4, 5, 7, 9, 11])[rng.choice(7, 3, replace=False)]
+        freqs = 440.0 * 2.0 ** ((notes - 69) / 12.0)
+        bars.append(sum(np.sin(2 * np.pi * f * t) for f in freqs) * np.exp(-3.0 * t) * 0.2)
+    piece = signals.in_room(Audio(np.concatenate(bars).astype(np.float32), sr))
     result = score(StructuralScorer(), piece, duration_seconds=15.0)
     assert result.details["parts"]["repetition"] == 1.0
     assert result.details["parts"]["sections"] == 1.0
