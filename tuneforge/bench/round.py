@@ -114,17 +114,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-def _children() -> list[int]:
-    pids: list[int] = []
-    me = os.getpid()
-    for task in Path(f"/proc/{me}/task").iterdir():
-        try:
-            pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return pids
-
-
 def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, Any]:
     from tuneforge.localnet.chain_setup import register_network
     from tuneforge.scoring.engine import ScoringEngine
@@ -179,7 +168,7 @@ def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, An
 
             chain = LocalChain(chain_path, netuid=NETUID, hotkey=hotkey)
             loop = ValidatorLoop(settings, hotkey, chain, state, runner)
-            measured = asyncio.run(_rounds(loop, runner, state, rounds + 1))
+            measured = asyncio.run(_rounds(loop, runner, state, rounds + 1, engine.worker_pids))
             measured = measured[1:]  # the first round pays connection set-up and caches
             history = state.history_bytes()
             state_file = Path(neuron.state_path).stat().st_size
@@ -203,7 +192,10 @@ def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, An
     }
 
 
-async def _rounds(loop: Any, runner: Any, state: Any, count: int) -> list[dict[str, Any]]:
+async def _rounds(
+    loop: Any, runner: Any, state: Any, count: int, worker_pids: Any
+) -> list[dict[str, Any]]:
+    """Each round measured on this process and its scoring workers only (not the miners)."""
     out = []
     try:
         for _ in range(count):
@@ -211,14 +203,14 @@ async def _rounds(loop: Any, runner: Any, state: Any, count: int) -> list[dict[s
             state_path = Path(state.path)
             size_before = state_path.stat().st_size + _wal_size(state_path)
             history_before = sum(state.history_bytes().values())
-            workers_before = {pid: _cpu_seconds(pid) for pid in _children()}
+            workers_before = {pid: _cpu_seconds(pid) for pid in worker_pids()}
             me_before = time.process_time()
             started = time.perf_counter()
-            with _Sampler(lambda: [os.getpid(), *_children()]) as sampler:
+            with _Sampler(lambda: [os.getpid(), *worker_pids()]) as sampler:
                 report = await runner.run_round(metagraph)
             wall = time.perf_counter() - started
             me = time.process_time() - me_before
-            workers = sum(_cpu_seconds(pid) - workers_before.get(pid, 0.0) for pid in _children())
+            workers = sum(_cpu_seconds(pid) - workers_before.get(pid, 0.0) for pid in worker_pids())
             assert report is not None, "nobody answered"
             answered = sum(o.audio is not None for o in report.outcomes)
             out.append(

@@ -120,6 +120,9 @@ class ScoringEngine:
     def workers(self) -> int:
         return 1 if self._pool is None else self._pool.workers
 
+    def worker_pids(self) -> list[int]:
+        return [] if self._pool is None else self._pool.pids()
+
     def close(self) -> None:
         """Stop the worker processes, if any."""
         if self._pool is not None:
@@ -167,14 +170,14 @@ class ScoringEngine:
             prompt="warm-up", tempo_bpm=120, duration_seconds=seconds
         )
         started = time.perf_counter()
+        if self._pool is not None and self.models is None:
+            self._pool.warm_up()  # every clip is scored in the workers: they compile, not we
+            return time.perf_counter() - started
         kept, self.history = self.history, InMemoryHistory()
-        pool, self._pool = self._pool, None  # this process compiles too: it may score alone
         try:
             self.score(challenge, [Submission("warm-up", audio, generation_ms=1.0)])
         finally:
-            self.history, self._pool = kept, pool
-        if self._pool is not None:
-            self._pool.warm_up()
+            self.history = kept
         return time.perf_counter() - started
 
     def score_round(self, challenge: Challenge, submissions: list[Submission]) -> list[ClipScore]:
@@ -196,7 +199,7 @@ class ScoringEngine:
         for i, submission in enumerate(submissions):
             if submission.audio is None:
                 results[i] = self._failed(submission.error or "no audio")
-        pool = self._pool if self.models is None and len(live) > 1 else None
+        pool = self._pool if self.models is None else None
         clips: dict[int, Clip] = {}
         prepare_ms = 0.0
         if pool is not None:

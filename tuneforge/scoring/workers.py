@@ -73,6 +73,10 @@ class ScoringPool:
         finally:
             Path(path).unlink(missing_ok=True)
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids (benchmarks read their CPU time and memory)."""
+        return list(getattr(self._executor, "_processes", None) or {})
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 

@@ -16,7 +16,7 @@ from tuneforge.scoring.workers import default_workers
 
 
 class NeuronSettings(BaseModel):
-    # 64 a round every ~2 min covers 256 uids in ~9 min on min_compute.yml hardware
+    # 64 miners a round, a round every ~2.5 min: 256 uids in ~10 min on min_compute.yml hardware
     # (docs/validator.md "Covering the subnet").
     sample_size: int = Field(default=64, ge=1, le=256, description="miners queried per round")
     timeout: float = Field(default=12.0, gt=0, description="per-request deadline base (seconds)")
@@ -27,7 +27,7 @@ class NeuronSettings(BaseModel):
     max_rounds: int = Field(
         default=0, ge=0, description="stop after this many rounds in this run (0 = forever)"
     )
-    round_interval_s: float = Field(default=30.0, ge=0, description="pause between rounds")
+    round_interval_s: float = Field(default=15.0, ge=0, description="pause between rounds")
     metagraph_refresh_blocks: int = Field(
         default=20, ge=1, description="refresh the metagraph every N blocks"
     )
