@@ -3,7 +3,9 @@
 The miners live in a separate process (one HTTP server answering for every hotkey, each reply
 signed by that miner's own wallet) and answer at once with a clip rendered before the bench
 starts, one distinct clip per miner: the figures are the validator's (query, decode, scoring,
-the state transaction), not generation's. Reported per round: wall time, CPU seconds of the
+the state transaction), not generation's. Each miner sends the same clip every round, so from
+the second round on every answer is (rightly) caught as a replay of its own earlier clip; that
+changes a penalty, not the work. Reported per round: wall time, CPU seconds of the
 validator process and of its scoring workers, peak RSS of the validator and its workers together
 (PSS, sampled every 0.1 s from /proc), and how much the state file and its history grew.
 """
@@ -171,7 +173,7 @@ def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, An
             measured = asyncio.run(_rounds(loop, runner, state, rounds + 1, engine.worker_pids))
             measured = measured[1:]  # the first round pays connection set-up and caches
             history = state.history_bytes()
-            state_file = Path(neuron.state_path).stat().st_size
+            state_file = Path(neuron.state_path).stat().st_size + _wal_size(Path(neuron.state_path))
             engine.close()
             state.close()
             chain.close()

@@ -215,6 +215,7 @@ class ScoringEngine:
             prepare_ms = self._prepare(list(clips.values()))
             for i, clip in clips.items():
                 peeks[i] = share(clip, peeks[i])
+                clip.release(peeks[i].shared)  # as in a worker: only what other clips read
         owners: list[int] = []  # submission index of each clip that is scored
         for i in live:
             peek, hotkey = peeks[i], submissions[i].miner_hotkey

@@ -20,8 +20,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+from loguru import logger
 
 from tuneforge.audio import Audio
 from tuneforge.scoring.base import ClipScore, RoundContext
@@ -31,6 +34,9 @@ from tuneforge.scoring.shared import Peek, RoundShared, decode, decode_and_share
 
 if TYPE_CHECKING:
     from tuneforge.scoring.engine import ScoringEngine
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def default_workers() -> int:
@@ -43,12 +49,27 @@ class ScoringPool:
 
     def __init__(self, workers: int, clock: Callable[[], float] = time.perf_counter) -> None:
         self.workers = workers
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers,
+        self._clock = clock
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(clock,),
+            initargs=(self._clock,),
         )
+
+    def _map(self, function: Callable[[T], R], items: list[T]) -> list[R]:
+        try:
+            return list(self._executor.map(function, items))
+        except BrokenProcessPool:
+            # A worker died (killed for memory, or a native crash on some input): this round
+            # fails and is retried; the next one gets fresh workers.
+            logger.error("a scoring worker died: restarting the workers")
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._start()
+            raise
 
     def warm_up(self) -> None:
         """Start every worker now (each compiles librosa's kernels once)."""
@@ -57,7 +78,7 @@ class ScoringPool:
             future.result()
 
     def peek(self, audios: list[Audio | None]) -> list[Peek]:
-        return list(self._executor.map(_peek, audios))
+        return self._map(_peek, audios)
 
     def score(
         self, shared: RoundShared, audios: list[Audio | None]
@@ -69,7 +90,7 @@ class ScoringPool:
             path = handle.name
         try:
             tasks = [(path, index, audio) for index, audio in enumerate(audios)]
-            return list(self._executor.map(_score, tasks))
+            return self._map(_score, tasks)
         finally:
             Path(path).unlink(missing_ok=True)
 
