@@ -4,8 +4,12 @@ memory instead of writing it anywhere."""
 from __future__ import annotations
 
 import copy
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
+import pytest
 
 from tests.helpers import signals
 from tuneforge.audio import Audio
@@ -65,10 +69,16 @@ def test_two_worker_processes_score_a_round_exactly_like_one_process() -> None:
         serial = serial_engine.score(CHALLENGE, submissions)
         parallel = parallel_engine.score(CHALLENGE, submissions)
         again = parallel_engine.score(CHALLENGE, submissions)  # workers keep no round state
+        # A worker that dies (killed for memory, a native crash) fails that round only.
+        os.kill(parallel_engine.worker_pids()[0], signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            parallel_engine.score(CHALLENGE, submissions)
+        recovered = parallel_engine.score(CHALLENGE, submissions)
     finally:
         parallel_engine.close()
     _assert_same(serial, parallel)
     _assert_same(serial, again)
+    _assert_same(serial, recovered)
     copied = serial.scores[2]
     assert copied.penalties["fingerprint_penalty"] == 0.0  # the round's copy is caught in workers
     assert serial.scores[4].error == "timeout" and "shorter than" in (serial.scores[5].error or "")
@@ -103,3 +113,17 @@ def test_a_round_larger_than_its_snapshot_is_refused_not_silently_truncated() ->
         except ValueError:
             continue
         raise AssertionError("a read past the snapshot must fail")
+
+
+def test_a_peer_clip_in_a_worker_refuses_features_the_round_does_not_share() -> None:
+    from tuneforge.scoring.clip import Clip, NeuralFeatures, PeerClip
+    from tuneforge.scoring.features import rms
+    from tuneforge.scoring.fingerprint import fingerprint
+    from tuneforge.scoring.shared import decode_and_share
+
+    audio = signals.tonal_piece("C major", seconds=6.0)
+    peek = decode_and_share(audio)
+    peer = PeerClip(peek.shared, NeuralFeatures())
+    assert np.array_equal(fingerprint(peer), fingerprint(Clip(audio)))
+    with pytest.raises(LookupError):
+        rms(peer)
