@@ -193,3 +193,70 @@ def test_open_chain_uses_the_sdk_for_real_networks_without_connecting(
         open_chain("nonsense", NETUID)
     assert info.value.code == ChainErrorCode.INVALID
     assert "ws://" in info.value.remediation
+
+
+def test_commit_reveal_sends_a_timelocked_commit_that_the_chain_reveals_itself(
+    fake: FakeSubstrate, validator_wallet: bt.Wallet
+) -> None:
+    fake.commit_reveal = True
+    chain = _chain(fake, validator_wallet)
+    result = chain.set_weights({1: 1.0, 2: 3.0}, version_key=SPEC_VERSION_KEY)
+    assert result.committed and result.reveal_round is not None and result.reveal_round > 0
+    [call] = fake.submitted
+    assert call["call_function"] == "commit_timelocked_mechanism_weights"
+    assert call["call_args"]["reveal_round"] == result.reveal_round
+    # The weights are hidden (encrypted to the drand round) and no reveal is ever sent: the
+    # chain decrypts the commit itself, so a validator restart after this loses nothing.
+    assert fake.weights == {}
+    assert fake.commits[validator_wallet.hotkey.ss58_address][1] == result.reveal_round
+    assert fake.neurons[0].last_update == fake.block  # the rate limit counts the commit
+    with pytest.raises(ChainError) as info:
+        chain.set_weights({1: 1.0}, version_key=SPEC_VERSION_KEY)
+    assert info.value.code == ChainErrorCode.RATE_LIMITED
+    assert len(fake.submitted) == 1
+
+
+def test_plain_mode_sets_weights_in_the_clear(
+    fake: FakeSubstrate, validator_wallet: bt.Wallet
+) -> None:
+    result = _chain(fake, validator_wallet).set_weights({1: 1.0}, version_key=SPEC_VERSION_KEY)
+    assert not result.committed and result.reveal_round is None
+    assert fake.submitted[-1]["call_function"] == "set_mechanism_weights"
+
+
+def test_weights_version_is_the_subnets_hyperparameter(fake: FakeSubstrate) -> None:
+    fake.weights_version = 2_001
+    assert _chain(fake, None).weights_version == 2_001
+
+
+def test_serving_rate_limit_is_a_rate_limited_chain_error(
+    fake: FakeSubstrate, validator_wallet: bt.Wallet
+) -> None:
+    fake.serving_rate_limit = 50
+    chain = _chain(fake, validator_wallet)
+    chain.serve("10.1.2.3", 8092)
+    with pytest.raises(ChainError) as info:
+        chain.serve("10.1.2.3", 8093)
+    assert info.value.code == ChainErrorCode.RATE_LIMITED
+    assert chain.metagraph().by_uid(0).axon == "10.1.2.3:8092"
+
+
+def test_a_dropped_endpoint_is_unavailable_and_the_next_call_opens_a_fresh_client(
+    fake: FakeSubstrate,
+) -> None:
+    chain = BittensorChain(
+        "local", NETUID, None, connect=lambda: bt.Subtensor("local", substrate=fake)
+    )
+    assert chain.block == 5_000
+    fake.drop()
+    for _ in range(2):
+        with pytest.raises(ChainError) as info:
+            _ = chain.block
+        assert info.value.code == ChainErrorCode.UNAVAILABLE
+    fake.restore()
+    fake.block = 5_003
+    assert chain.block == 5_003
+    assert chain.metagraph().block == 5_003
+    # Each failed call dropped its dead client; one successful connect before, one after.
+    assert chain.reconnects >= 1 and fake.connects == 2
+    chain.close()

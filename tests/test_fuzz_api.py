@@ -38,6 +38,7 @@ from schemathesis.checks import (
 
 from tests.helpers.api_server import make_chain, make_settings, new_customer, postgres_schema_url
 from tuneforge.api import settings as api_settings
+from tuneforge.api import webhooks
 from tuneforge.api.app import create_app
 from tuneforge.hotkey_auth import sign_hotkey_headers
 
@@ -110,10 +111,16 @@ def _resign_over_digest(keypair: Any, method: str, path: str, digest: str) -> di
     }
 
 
+def _no_dns(host: str, port: int) -> list[str]:
+    raise OSError(f"tests resolve no host names ({host})")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fuzzed(request, tmp_path: Path, monkeypatch) -> Iterator[Any]:
     # The fuzzer is one client sending thousands of requests: lift the limits it would hit.
     monkeypatch.setitem(api_settings.PLAN_RATE_LIMITS, "premier", 1_000_000)
+    # A fuzzed callback_url must not make the test ask a DNS server about a random host.
+    monkeypatch.setattr(webhooks, "resolve_host", _no_dns)
     chain_path, neurons = make_chain(tmp_path)
     with ExitStack() as stack:
         extra: dict[str, Any] = {}

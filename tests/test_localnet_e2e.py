@@ -255,3 +255,24 @@ def test_a_killed_localnet_takes_its_children_with_it(tmp_path: Path) -> None:
         assert result.returncode == -signal.SIGKILL
         # No finally ran in localnet: the children's parent-death signal stops them.
         assert _wait_gone(result.pids, 30.0) == []
+
+
+def test_localnet_completes_with_commit_reveal_weights(tmp_path: Path) -> None:
+    workdir = tmp_path / "net"
+    done = subprocess.run(
+        _localnet(
+            "--miners", "2", "--rounds", "2", "--commit-reveal", "--json",
+            "--workdir", str(workdir),
+        ),
+        capture_output=True, text=True, cwd=REPO, env=_env(tmp_path),
+        timeout=RUN_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    reported = json.loads(done.stdout)["weights_set"]
+    assert reported["commit_reveal"] is True and reported["count"] >= 1
+    assert "weights committed at block" in done.stderr
+    validator_uid, miners = _registered(workdir)
+    with LocalChain(workdir / "chain.db") as chain:
+        revealed = chain.weights()[validator_uid]  # the chain revealed the commit by itself
+    assert set(revealed) == set(miners)
+    assert {int(uid): w for uid, w in reported["weights"].items()} == revealed

@@ -132,6 +132,19 @@ def test_report_text_shows_leaderboard_weights_job_and_urls() -> None:
     assert "tuneforge validator status --workdir /tmp/x" in text
     running = format_report({**report, "running": True})
     assert "up until Ctrl-C" in running and "curl …" in running
+    assert "scripted votes" not in text
+    summary = "preference scorer trained on 50 pairs: held-out accuracy 0.800, weight 23.25"
+    voted = {"votes": 50, "jobs": 17, "training": {"active": True, "summary": summary}}
+    with_votes = format_report({**report, "preference": voted})
+    assert "scripted votes: 50 over 17 requests" in with_votes and summary in with_votes
+
+
+def test_the_scripted_voter_hears_a_brighter_track_as_brighter() -> None:
+    from tests.helpers.api_server import wav_bytes
+    from tuneforge.localnet.votes import brightness
+
+    assert brightness(wav_bytes(0.5, freq=2000.0)) > brightness(wav_bytes(0.5, freq=200.0))
+    assert brightness(wav_bytes(0.5, freq=440.0)) == pytest.approx(440.0, rel=0.05)
 
 
 def test_a_removed_temporary_workdir_suggests_a_workdir_and_lists_no_commands() -> None:
@@ -162,6 +175,8 @@ def test_the_printed_curl_is_valid_shell_with_the_key_and_a_bounded_poll() -> No
         ({"backend": "audiocraft"}, "--backend"),
         ({"miners": 0}, "--miners"),
         ({"duration": 0.5}, "--duration"),
+        ({"votes": 10, "miners": 1}, "--votes"),
+        ({"votes": -1}, "--votes"),
     ],
 )
 def test_invalid_options_are_refused_before_anything_starts(
@@ -283,3 +298,23 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     assert validator.scoring.clap == str((models / "clap").resolve())
     assert validator.scoring.mert == "" and validator.scoring.allow_missing
     assert validator.api.url == "http://127.0.0.1:4321" and validator.api.publish
+
+
+def test_commit_reveal_network_reports_weights_once_the_chain_revealed_them(
+    tmp_path: Path,
+) -> None:
+    from tuneforge.chain.local import LocalChain
+    from tuneforge.localnet.chain_setup import chain_weights, register_network
+
+    path = tmp_path / "chain.db"
+    registered = register_network(path, 234, str(tmp_path / "wallets"), 1, commit_reveal=True)
+    validator = LocalChain(path, hotkey=registered.validator_wallet.hotkey.ss58_address)
+    miner_uid = validator.uid_of(registered.miner_hotkeys[0])
+    result = validator.set_weights({miner_uid: 1.0}, version_key=1)
+    assert result.committed and chain_weights(path, 234, registered.validator_uid)["weights"] == {}
+    seen = chain_weights(path, 234, registered.validator_uid, reveal_wait_s=10.0)
+    assert seen["commit_reveal"] and seen["weights"] == {str(miner_uid): 1.0}
+    assert seen["pending_reveal_block"] is None
+    # Reopening without the flag switches the subnet back to plain weights.
+    register_network(path, 234, str(tmp_path / "wallets"), 1)
+    assert not LocalChain(path).commit_reveal

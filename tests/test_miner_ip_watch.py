@@ -86,7 +86,9 @@ def ip_server() -> Iterator[IpServer]:
 
 @pytest.fixture()
 def chain(tmp_path: Path) -> LocalChain:
-    admin = LocalChain.create(tmp_path / "chain.db")
+    # No serving rate limit here: these tests are about the IP changing (test_miner_axon.py
+    # covers the rate limit, which the watcher meets as one more refusal retried next check).
+    admin = LocalChain.create(tmp_path / "chain.db", serving_rate_limit=0)
     admin.register(MINER)
     return LocalChain(admin.path, admin.netuid, hotkey=MINER)
 
@@ -206,7 +208,7 @@ def test_background_watcher_follows_the_ip_without_being_asked(
 def test_running_miner_republishes_its_axon_after_the_ip_changes(
     tmp_path: Path, ip_server: IpServer
 ) -> None:
-    net = make_net(tmp_path)
+    net = make_net(tmp_path, serving_rate_limit=0)  # the IP changes right after startup
     port = free_port()
     argv = [
         sys.executable,

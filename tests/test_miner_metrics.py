@@ -138,7 +138,7 @@ def test_queue_gauges_show_running_and_waiting_generations(tmp_path_factory) -> 
     validator = net.add_caller("validator", stake=5_000.0)
     gate = threading.Event()
     backend = CountingBackend(gate=gate)
-    app = net.app(backend, queue_size=1, workers=1, max_concurrent_per_caller=8)
+    app = net.app(backend, queue_size=1, max_concurrent_per_caller=8)
     miner, body = net.miner_hotkey, synapse_body(duration_seconds=1.0)
     with (
         serve_app(app) as url,

@@ -100,7 +100,7 @@ def test_one_worker_queue_of_two_serves_three_of_five_and_refuses_two_with_503(
     validator = net.add_caller("validator")
     gate = threading.Event()
     backend = CountingBackend(gate=gate)
-    app = net.app(backend, queue_size=2, workers=1, max_concurrent_per_caller=10)
+    app = net.app(backend, queue_size=2, max_concurrent_per_caller=10)
     with (
         serve_app(app) as url,
         httpx.Client(base_url=url, timeout=30) as client,
@@ -130,7 +130,7 @@ def test_higher_stake_callers_are_served_first_when_queued(tmp_path: Path) -> No
     }
     gate = threading.Event()
     backend = CountingBackend(gate=gate)
-    app = net.app(backend, queue_size=4, workers=1)
+    app = net.app(backend, queue_size=4)
     with (
         serve_app(app) as url,
         httpx.Client(base_url=url, timeout=30) as client,

@@ -12,24 +12,30 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "register.sh"
 
 
-def _stub_btcli(bin_dir: Path, log: Path, fail_on: str = "") -> None:
-    """A btcli stand-in that records each call, one line of argv, and can fail on demand."""
+def _stub_btcli(bin_dir: Path, log: Path, fail_on: str = "", fail_output: str = "") -> None:
+    """A btcli stand-in that records each call, one line of argv, and can fail on demand
+    (printing `fail_output` to stderr, as btcli prints its `error[CODE]` diagnostics)."""
+    (bin_dir / "fail_output.txt").write_text(fail_output)
     stub = bin_dir / "btcli"
     stub.write_text(
         "#!/usr/bin/env bash\n"
         f'echo "$*" >> "{log}"\n'
-        f'if [ -n "{fail_on}" ] && [[ "$*" == *"{fail_on}"* ]]; then exit 7; fi\n'
+        f'if [ -n "{fail_on}" ] && [[ "$*" == *"{fail_on}"* ]]; then\n'
+        f'  cat "{bin_dir / "fail_output.txt"}" >&2; exit 7\n'
+        "fi\n"
         "exit 0\n"
     )
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
 
 
-def _run(tmp_path: Path, *args: str, fail_on: str = "", stdin: str = "") -> tuple[int, str, list]:
+def _run(
+    tmp_path: Path, *args: str, fail_on: str = "", stdin: str = "", fail_output: str = ""
+) -> tuple[int, str, list]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     log = tmp_path / "calls.log"
     log.unlink(missing_ok=True)
-    _stub_btcli(bin_dir, log, fail_on)
+    _stub_btcli(bin_dir, log, fail_on, fail_output)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     proc = subprocess.run(
         ["bash", str(SCRIPT), *args],
@@ -113,3 +119,80 @@ def test_an_option_without_its_value_is_a_usage_error(tmp_path: Path, args: list
     code, output, calls = _run(tmp_path, *args)
     assert code == 2 and calls == []
     assert f"{args[0]} needs a value" in output and "unbound variable" not in output
+
+
+# btcli 11's diagnostics as it prints them (`error[CODE]: ...`, `note: ... `Name``).
+REGISTER_FAILURES = [
+    (
+        "error[RATE_LIMITED]: too many registrations\nnote: the chain rejected the call with "
+        "`TooManyRegistrationsThisInterval`",
+        "rerun in a few minutes",
+    ),
+    (
+        "error[INSUFFICIENT_BALANCE]: balance too low\nnote: the chain rejected the call with "
+        "`NotEnoughBalanceToStake`",
+        "fund the coldkey",
+    ),
+    (
+        "error[DISABLED]: registration is off\nnote: the chain rejected the call with "
+        "`SubNetRegistrationDisabled`",
+        "switched off on netuid 234",
+    ),
+    (
+        "error: MEV shield is not active on this network (MevShield.NextKey is unset)\n"
+        "help: burned_register cannot submit unshielded",
+        "only registers MEV-shielded",
+    ),
+    (
+        "error: registration must be submitted MEV-shielded\nhelp: collateral / "
+        "burned-registration AMM fills cannot run unshielded; omit --no-mev-shield",
+        "btcli config set mev_shield true",
+    ),
+    (
+        "error[SUBNET_NOT_EXISTS]: subnet 234 does not exist",
+        "does not exist on 'test'",
+    ),
+    (
+        "error[LIMIT_EXCEEDED]: price moved\nnote: the chain rejected the call with "
+        "`RegistrationPriceLimitExceeded`",
+        "cost moved",
+    ),
+    ("error: something nobody has seen before", "btcli reported the error above"),
+]
+
+
+@pytest.mark.parametrize(("output", "advice"), REGISTER_FAILURES)
+def test_each_registration_failure_gets_a_plain_message_and_the_next_step(
+    tmp_path: Path, output: str, advice: str
+) -> None:
+    code, text, calls = _run(tmp_path, "--yes", fail_on="subnets register", fail_output=output)
+    assert code == 7, text
+    assert advice in text, text
+    assert "Next:" in text or "rerun" in text
+    assert not any("wallet registrations" in call for call in calls)
+
+
+def test_an_already_registered_hotkey_is_not_a_failure(tmp_path: Path) -> None:
+    output = (
+        "error[ALREADY_EXISTS]: already registered\nnote: the chain rejected the call with "
+        "`HotKeyAlreadyRegisteredInSubNet`"
+    )
+    code, text, calls = _run(tmp_path, "--yes", fail_on="subnets register", fail_output=output)
+    assert code == 0, text
+    assert "already registered" in text
+    assert sum("subnets register" in call for call in calls) == 1  # nothing submitted after
+    assert "wallet registrations" in calls[-1]
+
+
+def test_a_shielded_registration_of_unknown_fate_checks_the_uid_then_fails(
+    tmp_path: Path,
+) -> None:
+    output = (
+        "error: the MEV shield accepted the encrypted submission, but the decrypted extrinsic "
+        "(0xabc) was not included before its era expired"
+    )
+    # Only the real submission fails (the preview passed): it is the one sent with --yes.
+    code, text, calls = _run(tmp_path, "--yes", fail_on="--yes", fail_output=output)
+    assert code == 7, text
+    assert "unknown outcome" in text and "may still have registered" in text
+    assert "wallet registrations" in calls[-1]  # the uid check tells whether it landed

@@ -102,6 +102,29 @@ def test_a_customer_job_is_served_by_synth_miners_and_charged(tmp_path: Path) ->
         assert _credits(http, key) == 97
 
 
+def test_variants_are_served_by_distinct_miners_ranked_by_score(tmp_path: Path) -> None:
+    net = make_validator_net(tmp_path)
+    settings = api_settings(net)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (
+        synth_miners(net, 2) as wallets,
+        api_on_port(settings, port),
+        httpx.Client(base_url=url, timeout=10) as http,
+    ):
+        _, key = new_customer(settings, credits=100)
+        accepted = _generate(http, key, prompt="Bright synth pop", duration_seconds=4, variants=2)
+        assert accepted["credits_charged"] == 4  # ceil(4 / 3) x 2 variants
+        handled, _ = asyncio.run(_serve_jobs_once(net, url))
+        assert handled == 1
+        status = _status(http, key, accepted["request_id"])
+        assert status["status"] == "completed" and status["variants"] == 2, status
+        hotkeys = [t["miner_hotkey"] for t in status["tracks"]]
+        assert sorted(hotkeys) == sorted(w.hotkey.ss58_address for w in wallets)
+        scores = [t["score"] for t in status["tracks"]]
+        assert scores == sorted(scores, reverse=True)
+
+
 def test_a_job_nobody_can_serve_is_failed_at_once_and_refunded(tmp_path: Path) -> None:
     net = make_validator_net(tmp_path)  # no miners at all
     settings = api_settings(net)

@@ -55,6 +55,24 @@ def localnet_command(
     timeout: Annotated[
         float, typer.Option("--timeout", help="give up after this many seconds", min=1)
     ] = 600.0,
+    votes: Annotated[
+        int,
+        typer.Option(
+            "--votes",
+            help="a scripted customer casts N votes, then the validator trains the preference "
+            "head on them and the report shows its accuracy and weight (50 pairs activate it)",
+            min=0,
+            max=1000,
+        ),
+    ] = 0,
+    commit_reveal: Annotated[
+        bool,
+        typer.Option(
+            "--commit-reveal",
+            metavar="",
+            help="the chain runs commit-reveal weights (committed, revealed 4 blocks later)",
+        ),
+    ] = False,
 ) -> None:
     """Start LocalChain, the API, N miners and a validator on 127.0.0.1; run rounds; request a
     track as a customer; print the leaderboard. Ctrl-C stops every process."""
@@ -77,6 +95,8 @@ def localnet_command(
         workdir=str(workdir) if workdir else "",
         keep_running=keep_running,
         timeout=timeout,
+        votes=votes,
+        commit_reveal=commit_reveal,
     )
 
     def progress(message: str) -> None:

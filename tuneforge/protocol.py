@@ -18,6 +18,11 @@ SPEC_VERSION_KEY = 1_000  # MAJOR * 1000 + MINOR
 
 GENERATE_PATH = "/v1/generate"
 INFO_PATH = "/v1/info"
+# Reserve-then-send (docs/decisions.md D33): the validator first reserves a free worker (no
+# prompt), then sends the challenge to that slot and times only that second exchange.
+RESERVE_PATH = "/v1/reserve"
+HEADER_SLOT = "X-TuneForge-Slot"
+MAX_SLOT_GRANT_BYTES = 1024
 
 HEADER_SPEC_VERSION = "X-TuneForge-Spec-Version"
 HEADER_MODEL = "X-TuneForge-Model"
@@ -98,6 +103,23 @@ class MusicGenerationSynapse(BaseModel):
         return cleaned
 
 
+class SlotRequest(BaseModel):
+    """`POST /v1/reserve`: ask for a free worker; deliberately carries no prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    duration_seconds: float = Field(default=15.0, ge=MIN_DURATION_S, le=MAX_DURATION_S)
+
+
+class SlotGrant(BaseModel):
+    """The reserve answer: a one-use token for a worker that now waits `ttl_s` for the prompt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    slot: str = Field(pattern=r"^[0-9a-f]{32}$")
+    ttl_s: float = Field(gt=0.0, le=600.0)
+
+
 class MinerInfo(BaseModel):
     """What `GET /v1/info` answers."""
 
@@ -112,6 +134,7 @@ class MinerInfo(BaseModel):
     queue_depth: int
     queue_capacity: int
     hotkey: str
+    devices: int = 1  # generation workers (one model replica each); older miners omit it
 
 
 def request_deadline_s(

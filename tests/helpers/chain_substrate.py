@@ -2,9 +2,12 @@
 
 `bt.Subtensor("local", substrate=FakeSubstrate(...))` runs the real SDK read decoding and intent
 building against this state, with no network. It answers exactly what SDK 11.3 asks for the
-metagraph, uid lookups, hyperparameters and `SetWeights`/`ServeAxon`; `submit` applies a composed
-`set_mechanism_weights`/`serve_axon` call to the state so the adapter's write path is exercised
-end to end (the real chain's extrinsic encoding and signing are not simulated).
+metagraph, uid lookups, hyperparameters and `SetWeights`/`ServeAxon` — including the storage the
+SDK reads to build a commit-reveal (timelocked) commit; `submit` applies a composed
+`set_mechanism_weights`/`commit_timelocked_mechanism_weights`/`serve_axon` call to the state so
+the adapter's write path is exercised end to end (the real chain's extrinsic encoding and
+signing are not simulated). Serving is rate-limited like the chain's ServingRateLimit, and
+`drop()`/`restore()` take the "endpoint" away and back, as a node restart does.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bittensor.balance import Balance
-from bittensor.result import ExtrinsicResult
+from bittensor.result import ChainError, ExtrinsicResult, RpcConnectionError
 
 RAO_PER_TAO = 10**9
 
@@ -40,13 +43,34 @@ class FakeSubstrate:
     submitted: list[dict[str, Any]] = field(default_factory=list)
     weights: dict[int, dict[int, int]] = field(default_factory=dict)
     token_symbols: dict[int, str] = field(default_factory=dict)
+    weights_version: int = 0
+    serving_rate_limit: int = 0
+    tempo: int = 360
+    reveal_period_epochs: int = 1
+    # hotkey -> (commit block, reveal round, commit bytes) of timelocked commits
+    commits: dict[str, tuple[int, int, bytes]] = field(default_factory=dict)
+    last_served: dict[int, int] = field(default_factory=dict)
+    connects: int = 0
+    down: bool = False
 
     def balance(self, rao: int, netuid: int = 0) -> Balance:
         return Balance.from_rao(rao, netuid, self.token_symbols.get(netuid))
 
     # lifecycle / clock
+    def drop(self) -> None:
+        """The endpoint goes away: every request fails as the SDK's transport reports it."""
+        self.down = True
+
+    def restore(self) -> None:
+        self.down = False
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise RpcConnectionError("connection to ws://fake closed (endpoint restarting)")
+
     async def connect(self) -> None:
-        return None
+        self._check_up()
+        self.connects += 1
 
     async def close(self) -> None:
         return None
@@ -55,6 +79,7 @@ class FakeSubstrate:
         return f"0x{(self.block if block is None else block):064x}"
 
     async def block_number(self) -> int:
+        self._check_up()
         return self.block
 
     async def finalized_block_number(self) -> int:
@@ -73,6 +98,7 @@ class FakeSubstrate:
     async def query(
         self, module: str, fn: str, params: list | None = None, block_hash: str | None = None
     ) -> Any:
+        self._check_up()
         params = params or []
         answers = {
             "Uids": lambda: self._uid(params[1]) if params[0] == self.netuid else None,
@@ -83,6 +109,15 @@ class FakeSubstrate:
             "MaxWeightsLimit": lambda: self.max_weights_limit,
             "SubnetEpochConsensus": lambda: "Yuma",
             "ValidatorPermit": lambda: [n.validator_permit for n in self.neurons],
+            "WeightsVersionKey": lambda: self.weights_version,
+            "ServingRateLimit": lambda: self.serving_rate_limit,
+            # What the SDK reads to place a timelocked commit's drand reveal round.
+            "Tempo": lambda: self.tempo,
+            "RevealPeriodEpochs": lambda: self.reveal_period_epochs,
+            "LastEpochBlock": lambda: self.block - self.block % (self.tempo + 1),
+            "PendingEpochAt": lambda: 0,
+            "SubnetEpochIndex": lambda: self.block // (self.tempo + 1),
+            "BlocksSinceLastStep": lambda: self.block % (self.tempo + 1),
         }
         if fn not in answers:
             raise NotImplementedError(f"FakeSubstrate has no storage {module}.{fn}")
@@ -91,6 +126,7 @@ class FakeSubstrate:
     async def query_map(
         self, module: str, fn: str, params: list | None = None, block_hash: str | None = None
     ) -> list[tuple[Any, Any]]:
+        self._check_up()
         if fn == "Uids":
             return [(n.hotkey, uid) for uid, n in enumerate(self.neurons)]
         return []  # token symbols, commitments: none on this fake subnet
@@ -98,6 +134,7 @@ class FakeSubstrate:
     async def runtime_call(
         self, api: str, method: str, params: list, block_hash: str | None = None
     ) -> Any:
+        self._check_up()
         if method != "get_metagraph":
             raise NotImplementedError(f"FakeSubstrate has no runtime call {api}.{method}")
         if params[0] != self.netuid:
@@ -140,16 +177,36 @@ class FakeSubstrate:
 
     async def submit(self, call: dict[str, Any], keypair: Any, **_: Any) -> ExtrinsicResult:
         """Apply a composed call signed by `keypair` (a hotkey) to the fake state."""
+        self._check_up()
         self.submitted.append(call)
         uid = self._uid(keypair.ss58_address)
         args = call["call_args"]
         if call["call_function"] == "set_mechanism_weights":
+            if args["version_key"] < self.weights_version:
+                return _refused("IncorrectWeightVersionKey", "version_key below weights_version")
             self.weights[uid] = dict(zip(args["dests"], args["weights"], strict=True))
             self.neurons[uid].last_update = self.block
+        elif call["call_function"] == "commit_timelocked_mechanism_weights":
+            # Hidden until the chain decrypts it at the drand reveal round; nothing to reveal.
+            self.commits[keypair.ss58_address] = (
+                self.block,
+                int(args["reveal_round"]),
+                bytes(args["commit"]),
+            )
+            self.neurons[uid].last_update = self.block
         elif call["call_function"] == "serve_axon":
+            last = self.last_served.get(uid)
+            if last is not None and self.block - last < self.serving_rate_limit:
+                return _refused("ServingRateLimitExceeded", "served too recently")
+            self.last_served[uid] = self.block
             self.neurons[uid].axon = {
                 "ip": args["ip"],
                 "port": args["port"],
                 "ip_type": args["ip_type"],
             }
         return ExtrinsicResult(success=True, message="included in fake block")
+
+
+def _refused(name: str, message: str) -> ExtrinsicResult:
+    """A chain-side dispatch failure, as the SDK reports one."""
+    return ExtrinsicResult(success=False, message=message, error=ChainError(message, name=name))

@@ -113,8 +113,8 @@ class MinerNet:
         return create_app(self.settings(**miner), backend, view, self.miner)
 
 
-def make_net(tmp_path: Path) -> MinerNet:
-    chain = LocalChain.create(tmp_path / "chain.db")
+def make_net(tmp_path: Path, **chain_options: Any) -> MinerNet:
+    chain = LocalChain.create(tmp_path / "chain.db", **chain_options)
     miner = make_wallet(tmp_path, "miner")
     chain.register(miner.hotkey.ss58_address, miner.coldkeypub.ss58_address)
     return MinerNet(tmp_path=tmp_path, chain=chain, miner=miner)

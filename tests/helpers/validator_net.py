@@ -79,10 +79,13 @@ class ValidatorNet:
 
 
 def make_validator_net(
-    tmp_path: Path, block_time_s: float = 0.2, weights_rate_limit: int = 500
+    tmp_path: Path, block_time_s: float = 0.2, weights_rate_limit: int = 500, **chain_options: Any
 ) -> ValidatorNet:
     chain = LocalChain.create(
-        tmp_path / "chain.db", block_time_s=block_time_s, weights_rate_limit=weights_rate_limit
+        tmp_path / "chain.db",
+        block_time_s=block_time_s,
+        weights_rate_limit=weights_rate_limit,
+        **chain_options,
     )
     wallet = make_wallet(tmp_path, "validator")
     uid = chain.register(

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 
 from tuneforge.api import db as dbmod
-from tuneforge.api import deps, docs_ui, openapi
+from tuneforge.api import deps, docs_ui, openapi, webhooks
 from tuneforge.api.context import ApiContext
 from tuneforge.api.fingerprints import FingerprintService
 from tuneforge.api.fingerprints import router as fingerprints_router
@@ -31,10 +31,14 @@ from tuneforge.api.middleware import GuardMiddleware
 from tuneforge.api.ratelimit import rate_limiter_from_url
 from tuneforge.api.routes_customer import router as customer_router
 from tuneforge.api.routes_neuron import router as neuron_router
+from tuneforge.api.routes_votes import router as votes_router
+from tuneforge.api.routes_webhooks import router as webhooks_router
 from tuneforge.api.scores import ScoreService
 from tuneforge.api.settings import ApiSettings
 from tuneforge.api.storage import AudioStore
 from tuneforge.api.validation_text import describe_all
+from tuneforge.api.votes import VoteService
+from tuneforge.api.webhooks import WebhookPolicy, WebhookSender
 from tuneforge.chain.base import ChainView
 from tuneforge.config import expand_path
 from tuneforge.metrics import ClientAllowList, metrics_endpoint, new_registry
@@ -69,7 +73,13 @@ def build_context(settings: ApiSettings, chain: ChainSource, migrate: bool = Tru
         settings=settings,
         db=database,
         store=store,
-        jobs=JobService(database, store, settings.job_lease_s, settings.job_deadline_s),
+        jobs=JobService(
+            database,
+            store,
+            settings.job_lease_s,
+            settings.job_deadline_s,
+            on_finished=webhooks.enqueue,
+        ),
         scores=scores,
         limiter=rate_limiter_from_url(settings.redis_url or None),
         # Nonces are remembered for twice the window: a nonce is fresh for ±window.
@@ -83,6 +93,17 @@ def build_context(settings: ApiSettings, chain: ChainSource, migrate: bool = Tru
             scores, settings.leaderboard_cache_s, settings.leaderboard_max_miners
         ),
         fingerprints=FingerprintService(database),
+        webhooks=WebhookSender(
+            database,
+            WebhookPolicy(
+                allow_private=settings.webhook_allow_private,
+                timeout_s=settings.webhook_timeout_s,
+                max_attempts=settings.webhook_max_attempts,
+                retry_base_s=settings.webhook_retry_base_s,
+                retry_max_s=settings.webhook_retry_max_s,
+            ),
+        ),
+        votes=VoteService(database),
     )
     ctx.metrics.registry.register(DatabaseCollector(ctx))
     return ctx
@@ -110,6 +131,13 @@ def create_app(
             target=_sweeper, args=(ctx, stop), name="job-sweeper", daemon=True
         )
         sweeper.start()
+        sender = threading.Thread(
+            target=ctx.webhooks.loop,
+            args=(stop, ctx.settings.webhook_poll_s),
+            name="webhook-sender",
+            daemon=True,
+        )
+        sender.start()
         logger.info("API up: database {}, audio in {}", ctx.db.url.split("@")[-1], ctx.store.root)
         try:
             yield
@@ -117,6 +145,7 @@ def create_app(
             stop.set()
             ctx.metagraph.close()
             sweeper.join(timeout=5)
+            sender.join(timeout=ctx.settings.webhook_timeout_s + 5)
             ctx.db.dispose()
 
     app = FastAPI(
@@ -165,6 +194,8 @@ def create_app(
     app.include_router(neuron_router)
     app.include_router(leaderboard_router)
     app.include_router(fingerprints_router)
+    app.include_router(votes_router)
+    app.include_router(webhooks_router)
     app.add_api_route(
         "/metrics",
         metrics_endpoint(ctx.metrics.registry, ClientAllowList.of(settings.metrics_allow)),
@@ -178,7 +209,14 @@ def create_app(
         body_limit=ctx.body_limit,
     )
     # Added last, so outermost: it also sees the guard's own 413 and 429 answers.
-    routers = (customer_router, neuron_router, leaderboard_router, fingerprints_router)
+    routers = (
+        customer_router,
+        neuron_router,
+        leaderboard_router,
+        fingerprints_router,
+        votes_router,
+        webhooks_router,
+    )
     routes = leaf_routes([*app.router.routes, *(r for router in routers for r in router.routes)])
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=routes)
     return app

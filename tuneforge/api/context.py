@@ -22,6 +22,8 @@ MATCH_BODY_BYTES = 256 * (encoded_limit() + 128)
 if TYPE_CHECKING:  # these routes import this module through deps
     from tuneforge.api.fingerprints import FingerprintService
     from tuneforge.api.leaderboard import Leaderboard
+    from tuneforge.api.votes import VoteService
+    from tuneforge.api.webhooks import WebhookSender
 
 
 @dataclass
@@ -37,6 +39,8 @@ class ApiContext:
     metrics: ApiMetrics
     leaderboard: Leaderboard
     fingerprints: FingerprintService
+    webhooks: WebhookSender
+    votes: VoteService
 
     def body_limit(self, method: str, path: str) -> int:
         """Bytes a request body may have: WAV uploads, result bundles, or small JSON."""

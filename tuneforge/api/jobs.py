@@ -9,14 +9,18 @@ by its own conditional UPDATE, so it happens at most once whatever races it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from loguru import logger
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tuneforge.api import stored
@@ -31,6 +35,7 @@ from tuneforge.api.models import (
     JOB_QUEUED,
     Account,
     GenerationRequest,
+    IdempotencyKey,
     Track,
     utcnow,
 )
@@ -67,11 +72,27 @@ def credits_for(duration_seconds: float) -> int:
     return max(1, math.ceil(duration_seconds / 3 - 1e-9))
 
 
+class IdempotencyConflict(Exception):
+    pass
+
+
+# How long an Idempotency-Key is remembered (the contract's 24 h).
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+def body_fingerprint(body: GenerateRequest) -> str:
+    """SHA-256 of the request as parsed (key order and whitespace do not matter)."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Accepted:
     request_id: str
     credits_charged: int
     credits_remaining: int
+    status: str = JOB_QUEUED
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,19 +101,74 @@ class SweepReport:
     requeued: int
 
 
+FinishHook = Callable[[Session, str, str, datetime], None]
+
+
 def iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat() + "Z"
 
 
 class JobService:
-    def __init__(self, db: Database, store: AudioStore, lease_s: float, deadline_s: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: AudioStore,
+        lease_s: float,
+        deadline_s: float,
+        on_finished: FinishHook | None = None,
+    ) -> None:
         self.db = db
         self.store = store
         self.lease_s = lease_s
         self.deadline_s = deadline_s
+        # Called inside the transaction that ends a job (queues its webhook, atomically).
+        self.on_finished: FinishHook = on_finished or (lambda _s, _id, _status, _now: None)
 
-    def accept(self, identity: KeyIdentity, body: GenerateRequest) -> Accepted:
-        """Charge credits and queue the job in one transaction, or raise InsufficientCredits."""
+    def accept(
+        self,
+        identity: KeyIdentity,
+        body: GenerateRequest,
+        idempotency_key: str | None = None,
+        now: datetime | None = None,
+    ) -> Accepted:
+        """Charge credits and queue the job in one transaction, or raise InsufficientCredits.
+
+        With an `idempotency_key`, a second call with the same key and body within
+        IDEMPOTENCY_TTL returns the first job (`replayed`) and charges nothing; a different body
+        raises IdempotencyConflict. The key row is inserted in the charging transaction under a
+        primary key, so of concurrent first calls exactly one commits and charges: the others
+        roll back (their charge with them) and replay it.
+        """
+        now = now or utcnow()
+        fingerprint = body_fingerprint(body)
+        for _ in range(3):
+            try:
+                return self._accept_once(identity, body, idempotency_key, fingerprint, now)
+            except IntegrityError:
+                if idempotency_key is None:
+                    raise
+                # Lost the race for the key: the winner has committed; replay it.
+                continue
+            except InsufficientCredits:
+                # A concurrent first call may have spent the credits on this very key.
+                if idempotency_key is not None:
+                    with self.db.write() as session:
+                        replay = self._replay(
+                            session, identity.account_id, idempotency_key, fingerprint, now
+                        )
+                    if replay is not None:
+                        return replay
+                raise
+        raise IdempotencyConflict("the Idempotency-Key is being used by a concurrent request")
+
+    def _accept_once(
+        self,
+        identity: KeyIdentity,
+        body: GenerateRequest,
+        idempotency_key: str | None,
+        fingerprint: str,
+        now: datetime,
+    ) -> Accepted:
         challenge = MusicGenerationSynapse(
             prompt=body.prompt,
             genre=body.genre,
@@ -105,9 +181,14 @@ class JobService:
             duration_seconds=body.duration_seconds,
             seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
         )
-        cost = credits_for(body.duration_seconds)
-        now = utcnow()
+        cost = credits_for(body.duration_seconds) * body.variants
         with self.db.write() as session:
+            if idempotency_key is not None:
+                replay = self._replay(
+                    session, identity.account_id, idempotency_key, fingerprint, now
+                )
+                if replay is not None:
+                    return replay
             remaining = session.execute(
                 update(Account)
                 .where(Account.id == identity.account_id, Account.credits >= cost)
@@ -134,10 +215,46 @@ class JobService:
                     updated_at=now,
                     deadline_at=now + timedelta(seconds=self.deadline_s),
                     attempts=0,
+                    variants=body.variants,
+                    credits_refunded=0,
+                    callback_url=body.callback_url,
                 )
             )
+            if idempotency_key is not None:
+                session.flush()  # the job row first: the key row refers to it
+                session.add(
+                    IdempotencyKey(
+                        account_id=identity.account_id,
+                        key=idempotency_key,
+                        body_sha256=fingerprint,
+                        request_id=request_id,
+                        created_at=now,
+                    )
+                )
         logger.info("job {} accepted for {} ({} credits)", request_id, identity.account_id, cost)
         return Accepted(request_id, cost, int(remaining))
+
+    def _replay(
+        self, session: Session, account_id: str, key: str, fingerprint: str, now: datetime
+    ) -> Accepted | None:
+        """The job an unexpired key already made (None if none), or IdempotencyConflict."""
+        row = session.get(IdempotencyKey, (account_id, key))
+        if row is None:
+            return None
+        if row.created_at <= now - IDEMPOTENCY_TTL:
+            session.delete(row)  # expired: the key may be used afresh
+            session.flush()
+            return None
+        if row.body_sha256 != fingerprint:
+            raise IdempotencyConflict(
+                "This Idempotency-Key was used with a different request body."
+            )
+        job = session.get(GenerationRequest, row.request_id)
+        credits = session.scalar(select(Account.credits).where(Account.id == account_id))
+        assert job is not None  # written in the same transaction as the key
+        return Accepted(
+            job.id, job.credits_charged, int(credits or 0), status=job.status, replayed=True
+        )
 
     def status(self, account_id: str, request_id: str) -> dict[str, Any]:
         """The job as its owner sees it; JobNotFound for unknown ids and other accounts' jobs."""
@@ -148,18 +265,15 @@ class JobService:
             tracks = session.scalars(
                 select(Track).where(Track.request_id == request_id).order_by(Track.created_at)
             ).all()
-        return {
-            "request_id": job.id,
-            "status": job.status,
-            "created_at": iso(job.created_at),
-            "completed_at": iso(job.completed_at),
-            "error": job.error,
-            "credits_charged": job.credits_charged,
-            "refunded": job.refunded,
-            "tracks": [track_view(t) for t in tracks],
-        }
+        return status_view(job, tracks)
 
     def _refund_and_fail(self, session: Session, job_id: str, error: str, now: datetime) -> bool:
+        if not self._fail_and_refund(session, job_id, error, now):
+            return False
+        self.on_finished(session, job_id, JOB_FAILED, now)
+        return True
+
+    def _fail_and_refund(self, session: Session, job_id: str, error: str, now: datetime) -> bool:
         failed = session.execute(
             update(GenerationRequest)
             .where(
@@ -246,6 +360,7 @@ class JobService:
                         {
                             "request_id": job.id,
                             "challenge": job.challenge,
+                            "variants": job.variants,
                             "lease_expires_at": iso(lease_until),
                             "deadline_at": iso(job.deadline_at),
                         }
@@ -316,10 +431,39 @@ class JobService:
             if completed != 1:
                 # Lost to the deadline sweep: the exception rolls the tracks back.
                 raise JobConflict("the job expired before the result arrived")
+            self._refund_missing_variants(session, job, len(track_ids))
+            self.on_finished(session, request_id, JOB_COMPLETED, now)
         logger.info(
             "job {} completed by {} with {} tracks", request_id, validator_hotkey, len(track_ids)
         )
         return {"request_id": request_id, "status": JOB_COMPLETED, "track_ids": track_ids}
+
+    def _refund_missing_variants(
+        self, session: Session, job: GenerationRequest, delivered: int
+    ) -> None:
+        """Give back the credits of variants no miner delivered (each costs 1/variants)."""
+        missing = job.variants - delivered
+        if missing <= 0:
+            return
+        amount = job.credits_charged // job.variants * missing
+        session.execute(
+            update(GenerationRequest)
+            .where(GenerationRequest.id == job.id)
+            .values(credits_refunded=amount)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(Account)
+            .where(Account.id == job.account_id)
+            .values(credits=Account.credits + amount)
+        )
+        logger.info(
+            "job {}: {} of {} variants missing; refunded {} credits",
+            job.id,
+            missing,
+            job.variants,
+            amount,
+        )
 
     def store_audio(self, validator_hotkey: str, upload: StagedUpload) -> bool:
         """Adopt a job's streamed WAV and record who uploaded it; True if it was stored."""
@@ -345,6 +489,27 @@ class JobService:
                 .where(Track.id == track_id, GenerationRequest.account_id == account_id)
             ).first()
         return None if row is None else row[0]
+
+
+def status_view(job: GenerationRequest, tracks: Sequence[Track]) -> dict[str, Any]:
+    """The status body (API.md), tracks ranked best first; also the webhook body."""
+    ranked = sorted(
+        tracks,
+        key=lambda t: (t.final_score if t.final_score is not None else -1.0, t.id),
+        reverse=True,
+    )
+    return {
+        "request_id": job.id,
+        "status": job.status,
+        "created_at": iso(job.created_at),
+        "completed_at": iso(job.completed_at),
+        "error": job.error,
+        "credits_charged": job.credits_charged,
+        "refunded": job.refunded,
+        "variants": job.variants,
+        "credits_refunded": job.credits_charged if job.refunded else job.credits_refunded,
+        "tracks": [track_view(t) for t in ranked],
+    }
 
 
 def track_view(track: Track) -> dict[str, Any]:

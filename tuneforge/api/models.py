@@ -45,6 +45,9 @@ class Account(Base):
     plan: Mapped[str] = mapped_column(String(16))
     credits: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Signs webhook bodies (HMAC-SHA256). Kept in clear because HMAC needs it; shown to the
+    # customer once, when created or rotated.
+    webhook_secret: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class ApiKey(Base):
@@ -79,6 +82,10 @@ class GenerationRequest(Base):
     lease_holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    variants: Mapped[int] = mapped_column(Integer, default=1)
+    # Credits given back for variants that were not delivered (a full refund sets `refunded`).
+    credits_refunded: Mapped[int] = mapped_column(Integer, default=0)
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Track(Base):
@@ -166,3 +173,65 @@ class AudioUpload(Base):
     # never bound: a validator may publish the same clip for several of its own tracks.
     bound_to: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """`Idempotency-Key` of a generate call: the same key and body replay the same job."""
+
+    __tablename__ = "idempotency_keys"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+VOTE_UP = "up"
+VOTE_DOWN = "down"
+VOTE_COMPARE = "compare"
+
+
+class Vote(Base):
+    """A customer's judgement of its own tracks: up/down on one track, or winner over loser.
+
+    `pair_key` names what was judged ("trk_a" or "trk_a|trk_b", ids sorted): one vote per pair
+    per account, enforced by the database."""
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("account_id", "pair_key", name="uq_votes_account_pair"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    request_id: Mapped[str] = mapped_column(String(40))
+    pair_key: Mapped[str] = mapped_column(String(140))
+    kind: Mapped[str] = mapped_column(String(8))
+    track_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    winner_track_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    loser_track_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+DELIVERY_PENDING = "pending"
+DELIVERY_DELIVERED = "delivered"
+DELIVERY_FAILED = "failed"
+
+
+class WebhookDelivery(Base):
+    """One callback to send: the durable queue and the delivery log are the same rows."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    request_id: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

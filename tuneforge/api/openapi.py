@@ -24,6 +24,7 @@ _DESCRIPTIONS = {
     404: "Not found",
     409: "Conflict (same id, different content; or state changed)",
     413: "Body too large",
+    415: "Format not available on this server",
     429: "Rate limited",
     431: "Request header fields too large",
 }

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
+from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from tuneforge.api import deps
+from tuneforge.api import deps, webhooks
 from tuneforge.api.accounts import KeyIdentity
-from tuneforge.api.jobs import InsufficientCredits, JobNotFound, iso
+from tuneforge.api.formats import (
+    FILE_PATTERN,
+    MEDIA_TYPES,
+    FormatUnavailable,
+    audio_file,
+    split_file_name,
+)
+from tuneforge.api.jobs import IdempotencyConflict, InsufficientCredits, JobNotFound, iso
 from tuneforge.api.models import JOB_COMPLETED, Account, GenerationRequest, Track, utcnow
 from tuneforge.api.openapi import API_KEY_SECURITY, HOTKEY_SECURITY, errors
-from tuneforge.api.schemas import REQUEST_ID_PATTERN, TRACK_ID_PATTERN, GenerateRequest
+from tuneforge.api.schemas import REQUEST_ID_PATTERN, GenerateRequest
 from tuneforge.api.settings import PLAN_RATE_LIMITS
 from tuneforge.api.storage import AudioStoreError
 from tuneforge.api.validation_text import describe_all
@@ -25,29 +34,57 @@ router = APIRouter(prefix="/api/v1")
 _KEYED = {"security": API_KEY_SECURITY}
 
 
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
 @router.post(
     "/music/generate",
     status_code=201,
     tags=["music"],
-    responses=errors(401, 402),
+    responses=errors(400, 401, 402, 409),
     openapi_extra=_KEYED,
 )
 def generate(
     body: GenerateRequest,
     request: Request,
+    response: Response,
     identity: KeyIdentity = Depends(deps.api_key),
+    idempotency_key: str | None = Header(
+        default=None,
+        max_length=255,
+        description="retry-safe: the same key and body within 24 h return the same request "
+        "and charge once; the same key with another body is 409",
+    ),
 ) -> dict[str, Any]:
-    """Queue one track; its credits (ceil(duration / 3)) are taken now and refunded on failure."""
+    """Queue a job of `variants` tracks; credits (ceil(duration / 3) per track) are taken now
+    and refunded for what is not delivered."""
     ctx = deps.context(request)
+    if idempotency_key is not None and not IDEMPOTENCY_KEY_PATTERN.match(idempotency_key):
+        raise HTTPException(400, "Idempotency-Key must be 1-255 printable ASCII characters")
+    if body.callback_url is not None:
+        # The secret first: it is a cheap lookup, the URL check resolves a host name.
+        if not webhooks.has_secret(ctx.db, identity.account_id):
+            raise HTTPException(
+                400,
+                "callback_url needs a webhook secret first: POST /api/v1/account/webhook-secret",
+            )
+        try:
+            webhooks.check_callback(body.callback_url, ctx.settings.webhook_allow_private)
+        except webhooks.BadCallback as exc:
+            raise HTTPException(400, str(exc)) from None
     try:
-        accepted = ctx.jobs.accept(identity, body)
+        accepted = ctx.jobs.accept(identity, body, idempotency_key)
     except InsufficientCredits as exc:
         raise HTTPException(402, str(exc)) from None
+    except IdempotencyConflict as exc:
+        raise HTTPException(409, str(exc)) from None
     except ValidationError as exc:
         raise HTTPException(400, describe_all(exc.errors())) from None
+    if accepted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return {
         "request_id": accepted.request_id,
-        "status": "queued",
+        "status": accepted.status,
         "credits_charged": accepted.credits_charged,
         "credits_remaining": accepted.credits_remaining,
     }
@@ -68,36 +105,55 @@ def status(
 
 
 @router.get(
-    "/music/audio/{track_id}.wav",
+    "/music/audio/{track_file}",
     tags=["music"],
     response_class=Response,
     responses={
         200: {
-            "description": "The WAV bytes",
-            "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
-        }
+            "description": "The audio (Range requests answered with 206)",
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in MEDIA_TYPES.values()
+            },
+        },
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
     }
-    | errors(401, 403, 404),
+    | errors(401, 403, 404, 415),
     openapi_extra={"security": API_KEY_SECURITY + HOTKEY_SECURITY},
 )
 def audio(
     request: Request,
-    track_id: str = Path(pattern=TRACK_ID_PATTERN),
+    track_file: str = Path(pattern=FILE_PATTERN, description="`{track_id}.wav`, `.flac` or `.mp3`"),
+    format: Literal["wav", "flac", "mp3"] | None = Query(  # noqa: A002 - the public name
+        default=None, description="overrides the extension"
+    ),
     caller: KeyIdentity | str = Depends(deps.key_or_neuron),
 ) -> Response:
-    """WAV bytes: the owner's own tracks (API key), or challenge tracks (signed neurons)."""
+    """The owner's own tracks (API key), or challenge and voted tracks (signed neurons);
+    other formats are converted on first request and cached."""
     ctx = deps.context(request)
+    track_id, extension = split_file_name(track_file)
+    fmt = format or extension
     if isinstance(caller, KeyIdentity):
         digest = ctx.jobs.owned_track_audio(caller.account_id, track_id)
     else:
-        digest = ctx.scores.challenge_audio(track_id)
+        digest = ctx.scores.challenge_audio(track_id) or ctx.votes.voted_track_audio(track_id)
     if digest is None:
         raise HTTPException(404, "Track not found")
+    etag = f'"{digest}.{fmt}"'
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers={"ETag": etag})
     try:
-        data = ctx.store.get(digest)
+        path = audio_file(ctx.store, digest, fmt)
     except AudioStoreError:
         raise HTTPException(404, "Track audio not available") from None
-    return Response(content=data, media_type="audio/wav")
+    except FormatUnavailable as exc:
+        raise HTTPException(415, str(exc)) from None
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES[fmt],
+        headers={"ETag": etag, "Cache-Control": "private, max-age=86400"},
+    )
 
 
 @router.get("/account/me", tags=["account"], responses=errors(401), openapi_extra=_KEYED)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -38,6 +38,8 @@ MAX_JSON_DEPTH = 16
 # reads exactly (2^53: a block every 12 s for a billion years); integers in free-form JSON too.
 MAX_BLOCK = 2**53 - 1
 MAX_JSON_INT = 2**53
+MAX_VARIANTS = 4
+MAX_CALLBACK_URL_CHARS = 2048
 
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 # No pattern: on a dict key it would become `patternProperties`, which constrains nothing for keys
@@ -126,6 +128,16 @@ class GenerateRequest(_Strict):
     vocals: bool = False
     lyrics: str | None = Field(default=None, max_length=protocol.MAX_LYRICS_CHARS)
     seed: int | None = Field(default=None, ge=0, lt=2**31)
+    # Extensions (docs/api.md): candidates from distinct miners, and a completion callback.
+    variants: int = Field(
+        default=1, ge=1, le=MAX_VARIANTS, description="tracks from distinct miners; credits x n"
+    )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=MAX_CALLBACK_URL_CHARS,
+        pattern=SAFE_TEXT_PATTERN,
+        description="https URL POSTed the status body (signed) when the job completes or fails",
+    )
 
 
 class ScoredTrackFields(_Strict):
@@ -210,3 +222,20 @@ class JobResult(_Strict):
 
     tracks: list[ScoredTrackFields] = Field(default_factory=list, max_length=16)
     error: str | None = Field(default=None, max_length=2000)
+
+
+class VoteRequest(_Strict):
+    vote: Literal["up", "down"]
+
+
+class CompareRequest(_Strict):
+    """Two tracks of the same request: the customer prefers `winner` over `loser`."""
+
+    winner: str = Field(pattern=TRACK_ID_PATTERN)
+    loser: str = Field(pattern=TRACK_ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CompareRequest:
+        if self.winner == self.loser:
+            raise ValueError("winner and loser must be different tracks")
+        return self

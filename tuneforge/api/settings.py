@@ -63,6 +63,23 @@ class ApiSettings(TuneForgeSettings):
         default=256, ge=1, le=4096, description="miners listed on the public leaderboard"
     )
 
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="localnet/tests only: callbacks may use http and loopback/private addresses",
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60, description="per callback POST")
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30, description="tries per callback")
+    webhook_retry_base_s: float = Field(
+        default=10.0, gt=0, description="first callback retry delay; doubles per failure"
+    )
+    webhook_retry_max_s: float = Field(
+        default=3600.0, gt=0, description="longest delay between callback retries"
+    )
+    webhook_poll_s: float = Field(default=1.0, gt=0, description="how often due callbacks go out")
+    votes_per_minute: int = Field(
+        default=30, ge=1, description="votes (vote + compare) per account per sliding minute"
+    )
+
     @field_validator("metrics_allow")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ class Neuron:
     uid: int
     hotkey: str
     coldkey: str
-    stake: float  # in TAO
+    stake: float  # the subnet's stake units (alpha on a dynamic-TAO subnet), not TAO
     validator_permit: bool
     axon: str | None  # "ip:port", None when not serving
     last_update: int  # block of the neuron's last weight update
@@ -61,9 +61,15 @@ class ChainError(Exception):
 
 @dataclass(frozen=True)
 class SetWeightsResult:
+    """What the chain accepted. With commit-reveal on, the weights were committed (hidden) and
+    the chain itself reveals them at `reveal_round` (a drand round on Bittensor, a block on
+    LocalChain); nothing more has to be sent for them to count."""
+
     block: int
     uids: tuple[int, ...]
     weights: tuple[float, ...]
+    committed: bool = False
+    reveal_round: int | None = None
 
 
 @runtime_checkable
@@ -78,6 +84,12 @@ class ChainView(Protocol):
     @property
     def weights_rate_limit(self) -> int: ...
 
+    @property
+    def weights_version(self) -> int:
+        """The subnet's `weights_version` hyperparameter: weights set with a lower
+        `version_key` are refused by the chain."""
+        ...
+
     def metagraph(self) -> Metagraph: ...
 
     def uid_of(self, hotkey: str) -> int | None: ...
@@ -89,7 +101,7 @@ class ChainView(Protocol):
         ...
 
     def serve(self, ip: str, port: int) -> None:
-        """Publish this wallet's axon address."""
+        """Publish this wallet's axon address (rate-limited by the chain: RATE_LIMITED)."""
         ...
 
     def close(self) -> None: ...

@@ -48,6 +48,12 @@ def init_command(
     weights_rate_limit: int = typer.Option(
         100, "--weights-rate-limit", help="blocks between two weight sets of one validator"
     ),
+    commit_reveal: bool = typer.Option(
+        False, "--commit-reveal", metavar="", help="weights are committed, revealed later"
+    ),
+    reveal_period: int = typer.Option(
+        10, "--reveal-period", help="blocks from a commit to its reveal", min=1
+    ),
 ) -> None:
     """Create a LocalChain file (an existing one is kept as is)."""
     from tuneforge.chain.base import ChainError
@@ -60,13 +66,15 @@ def init_command(
             netuid=netuid,
             block_time_s=block_time,
             weights_rate_limit=weights_rate_limit,
+            commit_reveal=commit_reveal,
+            reveal_period_blocks=reveal_period,
         )
     except ChainError as exc:
         raise _fail(exc) from None
     typer.echo(
         f"LocalChain (test double) {chain.path}: netuid {chain.netuid}, "
         f"{chain.block_time_s:g}s blocks, weights rate limit {chain.weights_rate_limit} blocks, "
-        f"block {chain.block}"
+        f"commit-reveal {'on' if chain.commit_reveal else 'off'}, block {chain.block}"
     )
     chain.close()
 
@@ -76,7 +84,7 @@ def register_command(
     path: str = PATH_OPTION,
     hotkey: str = typer.Option(..., "--hotkey", help="hotkey ss58 address"),
     coldkey: str = typer.Option("", "--coldkey", help="coldkey ss58 address"),
-    stake: float = typer.Option(0.0, "--stake", help="stake in TAO"),
+    stake: float = typer.Option(0.0, "--stake", help="stake (the subnet's alpha)"),
     validator_permit: bool = typer.Option(
         False, "--validator-permit", metavar="", help="grant a validator permit"
     ),

@@ -1,7 +1,8 @@
 """LocalChain: a file-backed TEST DOUBLE of one Bittensor subnet (DESIGN.md §2).
 
 Not a blockchain. It keeps just what TuneForge's roles read and write — neurons (hotkey, stake,
-permit, axon), weights and the weights rate limit — in one SQLite file that several processes
+permit, axon), weights, the weights and serving rate limits, the `weights_version`
+hyperparameter and (when enabled) commit-reveal — in one SQLite file that several processes
 (miners, validator, API) share. Blocks advance with wall time from a genesis timestamp, so every
 process agrees on the block number without a block producer. Every write is one
 `BEGIN IMMEDIATE` transaction: read-check-write sequences (the rate limit, uid assignment) are
@@ -11,6 +12,7 @@ atomic across processes.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import sqlite3
 import threading
@@ -55,6 +57,24 @@ CREATE TABLE IF NOT EXISTS weights (
     PRIMARY KEY (validator_uid, uid)
 );
 """
+# Tables added after schema 1: also created on open, so an older LocalChain file keeps working.
+_LATER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS serving (
+    uid INTEGER PRIMARY KEY,
+    last_block INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commits (
+    validator_uid INTEGER PRIMARY KEY,
+    commit_block INTEGER NOT NULL,
+    reveal_block INTEGER NOT NULL,
+    weights TEXT NOT NULL
+);
+"""
+
+# The real chain's default ServingRateLimit is 50 blocks; commit-reveal reveals a commit after
+# `reveal_period_blocks` (the real chain: RevealPeriodEpochs × tempo, auto-revealed by drand).
+DEFAULT_SERVING_RATE_LIMIT = 50
+DEFAULT_REVEAL_PERIOD_BLOCKS = 10
 
 _REGISTER_HINT = "register it first (`tuneforge chain register --localnet.path FILE --hotkey SS58`)"
 
@@ -143,6 +163,14 @@ class LocalChain:
             )
         self.block_time_s = float(meta["block_time_s"])
         self._weights_rate_limit = int(meta["weights_rate_limit"])
+        # Files made before these settings existed get the real chain's defaults.
+        self.serving_rate_limit = int(meta.get("serving_rate_limit", DEFAULT_SERVING_RATE_LIMIT))
+        self.commit_reveal = meta.get("commit_reveal", "0") == "1"
+        self.reveal_period_blocks = int(
+            meta.get("reveal_period_blocks", DEFAULT_REVEAL_PERIOD_BLOCKS)
+        )
+        with self._lock:
+            self._conn.executescript(_LATER_SCHEMA)
         logger.debug("opened LocalChain (test double) {} as {}", self.path, hotkey or "reader")
 
     @classmethod
@@ -152,18 +180,24 @@ class LocalChain:
         netuid: int = DEFAULT_NETUID,
         block_time_s: float = 12.0,
         weights_rate_limit: int = 100,
+        serving_rate_limit: int = DEFAULT_SERVING_RATE_LIMIT,
+        commit_reveal: bool = False,
+        reveal_period_blocks: int = DEFAULT_REVEAL_PERIOD_BLOCKS,
+        weights_version: int = 0,
     ) -> LocalChain:
         """Initialise the file if new (an existing chain is kept as is) and open it read-only."""
         if block_time_s <= 0:
             raise ChainError(ChainErrorCode.INVALID, "block_time_s must be > 0")
-        if weights_rate_limit < 0:
-            raise ChainError(ChainErrorCode.INVALID, "weights_rate_limit must be >= 0")
+        if min(weights_rate_limit, serving_rate_limit, weights_version) < 0:
+            raise ChainError(ChainErrorCode.INVALID, "rate limits and versions must be >= 0")
+        if reveal_period_blocks < 1:
+            raise ChainError(ChainErrorCode.INVALID, "reveal_period_blocks must be >= 1")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(path)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + _LATER_SCHEMA).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             defaults = {
@@ -172,6 +206,10 @@ class LocalChain:
                 "genesis_time": repr(time.time()),
                 "block_time_s": repr(float(block_time_s)),
                 "weights_rate_limit": str(int(weights_rate_limit)),
+                "serving_rate_limit": str(int(serving_rate_limit)),
+                "commit_reveal": "1" if commit_reveal else "0",
+                "reveal_period_blocks": str(int(reveal_period_blocks)),
+                "weights_version": str(int(weights_version)),
             }
             existing = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             conn.executemany(
@@ -189,11 +227,12 @@ class LocalChain:
         else:
             logger.info(
                 "LocalChain (test double) initialised at {}: netuid {}, {}s blocks, "
-                "weights rate limit {} blocks",
+                "weights rate limit {} blocks, commit-reveal {}",
                 path,
                 netuid,
                 block_time_s,
                 weights_rate_limit,
+                "on" if commit_reveal else "off",
             )
         return cls(path, netuid=netuid)
 
@@ -249,6 +288,11 @@ class LocalChain:
     def weights_rate_limit(self) -> int:
         return self._weights_rate_limit
 
+    @property
+    def weights_version(self) -> int:
+        # Read fresh: the subnet owner may raise it while neurons run (set_weights_version).
+        return int(self._meta().get("weights_version", "0"))
+
     def metagraph(self) -> Metagraph:
         with self._lock:
             # One read transaction: the block and the neurons come from the same snapshot.
@@ -295,13 +339,28 @@ class LocalChain:
     def set_weights(self, weights: dict[int, float], version_key: int) -> SetWeightsResult:
         """Replace this hotkey's weight vector (normalised to sum 1), subject to the rate limit.
 
-        Like the real chain, the first weights of a uid are not rate-limited (last_update 0) and
-        setting weights needs a validator permit.
+        Like the real chain, the first weights of a uid are not rate-limited (last_update 0),
+        setting weights needs a validator permit, and a `version_key` below the subnet's
+        `weights_version` is refused. With commit-reveal on, the vector is committed and the
+        chain reveals it by itself `reveal_period_blocks` later (as drand does on Bittensor).
         """
         normalized = normalize_weights(weights)
         with self._write() as conn:
+            self._reveal_due(conn)
             uid = self._acting_uid(conn, "set weights")
             block = self._block_at(conn)
+            required = int(
+                dict(conn.execute("SELECT key, value FROM meta").fetchall()).get(
+                    "weights_version", "0"
+                )
+            )
+            if int(version_key) < required:
+                raise ChainError(
+                    ChainErrorCode.INVALID,
+                    f"IncorrectWeightVersionKey: version_key {version_key} is below the "
+                    f"subnet's weights_version {required}",
+                    "upgrade the validator",
+                )
             permit, last_update, count = conn.execute(
                 "SELECT validator_permit, last_update, weight_set_count FROM neurons WHERE uid = ?",
                 (uid,),
@@ -328,31 +387,83 @@ class LocalChain:
                 raise ChainError(
                     ChainErrorCode.INVALID, f"weights name unregistered uids {unknown}"
                 )
-            conn.execute("DELETE FROM weights WHERE validator_uid = ?", (uid,))
-            conn.executemany(
-                "INSERT INTO weights (validator_uid, uid, weight) VALUES (?, ?, ?)",
-                [(uid, target, w) for target, w in normalized.items()],
-            )
+            reveal_block: int | None = None
+            # Read in this transaction: the owner may switch commit-reveal while neurons run.
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("commit_reveal") == "1":
+                period = int(meta.get("reveal_period_blocks", DEFAULT_REVEAL_PERIOD_BLOCKS))
+                reveal_block = block + period
+                # One pending commit per validator, as on chain: a newer one replaces it.
+                conn.execute(
+                    "INSERT OR REPLACE INTO commits (validator_uid, commit_block, reveal_block, "
+                    "weights) VALUES (?, ?, ?, ?)",
+                    (uid, block, reveal_block, json.dumps(normalized)),
+                )
+            else:
+                _store_weights(conn, uid, normalized)
             conn.execute(
                 "UPDATE neurons SET last_update = ?, weight_set_count = weight_set_count + 1, "
                 "version_key = ? WHERE uid = ?",
                 (block, int(version_key), uid),
             )
         logger.info(
-            "LocalChain (test double): uid {} set weights on {} uids at block {}",
+            "LocalChain (test double): uid {} {} weights on {} uids at block {}",
             uid,
+            "committed" if reveal_block is not None else "set",
             len(normalized),
             block,
         )
         return SetWeightsResult(
-            block=block, uids=tuple(normalized), weights=tuple(normalized.values())
+            block=block,
+            uids=tuple(normalized),
+            weights=tuple(normalized.values()),
+            committed=reveal_block is not None,
+            reveal_round=reveal_block,
         )
 
+    def _reveal_due(self, conn: sqlite3.Connection) -> None:
+        """Reveal every commit whose reveal block has come (the chain's own auto-reveal)."""
+        block = self._block_at(conn)
+        due = conn.execute(
+            "SELECT validator_uid, weights FROM commits WHERE reveal_block <= ?", (block,)
+        ).fetchall()
+        for validator_uid, stored in due:
+            revealed = {int(uid): float(w) for uid, w in json.loads(stored).items()}
+            _store_weights(conn, int(validator_uid), revealed)
+            conn.execute("DELETE FROM commits WHERE validator_uid = ?", (validator_uid,))
+            logger.info(
+                "LocalChain (test double): revealed uid {}'s committed weights at block {}",
+                validator_uid,
+                block,
+            )
+
+    def pending_commits(self) -> dict[int, int]:
+        """validator uid -> reveal block of its commit not yet revealed."""
+        with self._write() as conn:
+            self._reveal_due(conn)
+            rows = conn.execute("SELECT validator_uid, reveal_block FROM commits").fetchall()
+        return {int(uid): int(reveal) for uid, reveal in rows}
+
     def serve(self, ip: str, port: int) -> None:
+        """Publish the axon; like the chain's ServingRateLimit, a second call within
+        `serving_rate_limit` blocks is refused (RATE_LIMITED), even with the same address."""
         axon = format_axon(ip, port)
         with self._write() as conn:
             uid = self._acting_uid(conn, "serve an axon")
+            block = self._block_at(conn)
+            row = conn.execute("SELECT last_block FROM serving WHERE uid = ?", (uid,)).fetchone()
+            if row is not None and block - int(row[0]) < self.serving_rate_limit:
+                remaining = self.serving_rate_limit - (block - int(row[0]))
+                raise ChainError(
+                    ChainErrorCode.RATE_LIMITED,
+                    f"ServingRateLimitExceeded: uid {uid} served {block - int(row[0])} blocks "
+                    f"ago; the limit is {self.serving_rate_limit} blocks",
+                    f"wait {remaining} blocks (~{remaining * self.block_time_s:.1f}s)",
+                )
             conn.execute("UPDATE neurons SET axon = ? WHERE uid = ?", (axon, uid))
+            conn.execute(
+                "INSERT OR REPLACE INTO serving (uid, last_block) VALUES (?, ?)", (uid, block)
+            )
         logger.info("LocalChain (test double): uid {} serves {}", uid, axon)
 
     def close(self) -> None:
@@ -427,6 +538,8 @@ class LocalChain:
             if not updated:
                 raise ChainError(ChainErrorCode.NOT_REGISTERED, f"uid {uid} is not registered")
             conn.execute("DELETE FROM weights WHERE validator_uid = ?", (uid,))
+            conn.execute("DELETE FROM commits WHERE validator_uid = ?", (uid,))
+            conn.execute("DELETE FROM serving WHERE uid = ?", (uid,))
         logger.info("LocalChain (test double): uid {} now belongs to {}", uid, hotkey)
 
     def _update_neuron(self, hotkey: str, column: str, value: object) -> None:
@@ -461,10 +574,36 @@ class LocalChain:
             shifted = float(genesis) - blocks * self.block_time_s
             conn.execute("UPDATE meta SET value = ? WHERE key = 'genesis_time'", (repr(shifted),))
 
+    def set_commit_reveal(self, enabled: bool, reveal_period_blocks: int | None = None) -> None:
+        """The subnet owner's commit-reveal switch and reveal period (admin)."""
+        if reveal_period_blocks is not None and reveal_period_blocks < 1:
+            raise ChainError(ChainErrorCode.INVALID, "reveal_period_blocks must be >= 1")
+        values = {"commit_reveal": "1" if enabled else "0"}
+        if reveal_period_blocks is not None:
+            values["reveal_period_blocks"] = str(int(reveal_period_blocks))
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items()
+            )
+        self.commit_reveal = enabled
+        if reveal_period_blocks is not None:
+            self.reveal_period_blocks = int(reveal_period_blocks)
+
+    def set_weights_version(self, version: int) -> None:
+        """The subnet owner's `weights_version` hyperparameter (admin)."""
+        if version < 0:
+            raise ChainError(ChainErrorCode.INVALID, "weights_version must be >= 0")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('weights_version', ?)",
+                (str(int(version)),),
+            )
+
     def weights(self) -> dict[int, dict[int, float]]:
-        """validator uid -> {uid: weight} as last set."""
-        with self._lock:
-            rows = self._conn.execute(
+        """validator uid -> {uid: weight} as last set (or revealed)."""
+        with self._write() as conn:
+            self._reveal_due(conn)
+            rows = conn.execute(
                 "SELECT validator_uid, uid, weight FROM weights ORDER BY validator_uid, uid"
             ).fetchall()
         result: dict[int, dict[int, float]] = {}
@@ -484,3 +623,11 @@ class LocalChain:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _store_weights(conn: sqlite3.Connection, validator_uid: int, weights: dict[int, float]) -> None:
+    conn.execute("DELETE FROM weights WHERE validator_uid = ?", (validator_uid,))
+    conn.executemany(
+        "INSERT INTO weights (validator_uid, uid, weight) VALUES (?, ?, ?)",
+        [(validator_uid, target, w) for target, w in weights.items()],
+    )

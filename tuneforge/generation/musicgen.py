@@ -35,8 +35,10 @@ def resolve_device(requested: str) -> str:
 
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise GenerationError("device 'cuda' requested but no CUDA device is available")
+    if requested.startswith("cuda"):
+        index = int(requested.partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise GenerationError(f"device {requested!r} requested but no such CUDA device")
     return requested
 
 
@@ -45,7 +47,7 @@ def resolve_dtype(requested: str, device: str) -> Any:  # -> torch.dtype
     import torch
 
     if requested == "auto":
-        if device != "cuda":
+        if not device.startswith("cuda"):
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[requested]

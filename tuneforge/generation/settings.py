@@ -7,16 +7,17 @@ as the `generation` section of their settings (`--generation.backend synth`, env
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from tuneforge.audio import DEFAULT_TARGET_LUFS, DEFAULT_TRUE_PEAK_DBFS
 from tuneforge.protocol import MAX_DURATION_S
 
 BackendName = Literal["musicgen", "synth", "audiocraft", "ace-step"]
-DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+# "cuda:N" names one GPU (a miner with --miner.devices runs one replica per device).
+DeviceName = Annotated[str, StringConstraints(pattern=r"^(auto|cpu|mps|cuda(:\d{1,2})?)$")]
 DtypeName = Literal["auto", "fp32", "fp16", "bf16"]
 
 # The model each backend loads when none is named (`--generation.model` / `vocal_model`).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,15 @@ class Registered:
     miner_hotkeys: list[str]
 
 
-def register_network(path: Path, netuid: int, wallets_path: str, miners: int) -> Registered:
-    """Create (or reopen) the LocalChain at `path` and register a validator and `miners` miners."""
+# With --commit-reveal: weights are revealed 4 blocks (2 s) after their commit.
+REVEAL_PERIOD_BLOCKS = 4
+
+
+def register_network(
+    path: Path, netuid: int, wallets_path: str, miners: int, commit_reveal: bool = False
+) -> Registered:
+    """Create (or reopen) the LocalChain at `path` and register a validator and `miners` miners;
+    `commit_reveal` switches the subnet to commit-reveal weights (kept off otherwise)."""
     from tuneforge.chain.local import LocalChain
     from tuneforge.wallets import create_wallet
 
@@ -36,6 +44,7 @@ def register_network(path: Path, netuid: int, wallets_path: str, miners: int) ->
         weights_rate_limit=WEIGHTS_RATE_LIMIT,
     )
     try:
+        chain.set_commit_reveal(commit_reveal, REVEAL_PERIOD_BLOCKS)
         validator = create_wallet("validator", "default", wallets_path)
         validator_uid = chain.register(
             validator.hotkey.ss58_address,
@@ -59,17 +68,27 @@ def register_network(path: Path, netuid: int, wallets_path: str, miners: int) ->
     return Registered(validator, validator_uid, miner_hotkeys)
 
 
-def chain_weights(chain_path: Path, netuid: int, validator_uid: int) -> dict[str, Any]:
-    """The weights `validator_uid` has on chain, how often it set them and when last."""
+def chain_weights(
+    chain_path: Path, netuid: int, validator_uid: int, reveal_wait_s: float = 0.0
+) -> dict[str, Any]:
+    """The weights `validator_uid` has on chain, how often it set them and when last. With
+    commit-reveal, waits up to `reveal_wait_s` for a pending commit to be revealed first."""
     from tuneforge.chain.local import LocalChain
 
     with LocalChain(chain_path, netuid=netuid) as chain:
+        deadline = time.monotonic() + reveal_wait_s
+        while validator_uid in chain.pending_commits() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pending = chain.pending_commits().get(validator_uid)
         weights = chain.weights().get(validator_uid, {})
         count = chain.weight_set_count(validator_uid)
         neuron = chain.metagraph().by_uid(validator_uid)
+        commit_reveal = chain.commit_reveal
     return {
         "validator_uid": validator_uid,
         "count": count,
         "last_update_block": neuron.last_update if neuron else None,
         "weights": {str(uid): w for uid, w in weights.items()},
+        "commit_reveal": commit_reveal,
+        "pending_reveal_block": pending,
     }

@@ -43,6 +43,8 @@ class LocalnetOptions:
     netuid: int = DEFAULT_NETUID
     round_interval_s: float = 1.0
     customer_wait_s: float = 120.0
+    votes: int = 0  # scripted customer votes, then preference training (0 = none)
+    commit_reveal: bool = False
 
     def validate(self) -> None:
         if not 1 <= self.miners <= 32:
@@ -58,5 +60,9 @@ class LocalnetOptions:
             )
         if not 1.0 <= self.duration <= 60.0:
             raise LocalnetError("--duration must be between 1 and 60 seconds")
+        if not 0 <= self.votes <= 1000:
+            raise LocalnetError("--votes must be between 0 and 1000")
+        if self.votes and self.miners < 2:
+            raise LocalnetError("--votes needs at least 2 miners (a vote compares two tracks)")
         if self.timeout <= 0:
             raise LocalnetError("--timeout must be positive")

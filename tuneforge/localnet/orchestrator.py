@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ import httpx
 from loguru import logger
 
 from tuneforge.localnet.api_client import create_customer, customer_job, published
-from tuneforge.localnet.chain_setup import BLOCK_TIME_S, register_network
+from tuneforge.localnet.chain_setup import BLOCK_TIME_S, REVEAL_PERIOD_BLOCKS, register_network
 from tuneforge.localnet.chain_setup import chain_weights as read_chain_weights
 from tuneforge.localnet.models import MODEL_SCORERS, discover_models
 from tuneforge.localnet.numba_cache import CacheLock, numba_cache_dir
@@ -201,7 +202,11 @@ class Localnet:
     def setup_chain_and_wallets(self) -> None:
         path = self.workdir / "chain.db"
         registered = register_network(
-            path, self.options.netuid, str(self.workdir / "wallets"), self.options.miners
+            path,
+            self.options.netuid,
+            str(self.workdir / "wallets"),
+            self.options.miners,
+            commit_reveal=self.options.commit_reveal,
         )
         self._wallet_validator = registered.validator_wallet
         self.net.validator_hotkey = registered.validator_wallet.hotkey.ss58_address
@@ -211,6 +216,7 @@ class Localnet:
         self.say(
             f"LocalChain (test double) at {path}: validator uid {self.net.validator_uid}, "
             f"{self.options.miners} miner(s) registered, {BLOCK_TIME_S}s blocks"
+            + (", commit-reveal weights" if self.options.commit_reveal else "")
         )
 
     def start_api(self) -> None:
@@ -219,6 +225,9 @@ class Localnet:
         env = self.child_env()
         # The API caches the metagraph; a short refresh lets it see localnet's neurons quickly.
         env["TUNEFORGE_METAGRAPH_REFRESH_S"] = "2"
+        # Local only: callbacks may target 127.0.0.1, and the scripted voter may vote quickly.
+        env["TUNEFORGE_WEBHOOK_ALLOW_PRIVATE"] = "true"
+        env["TUNEFORGE_VOTES_PER_MINUTE"] = "1000"
         argv = [
             sys.executable, "-m", "tuneforge.cli", "api", "serve",
             "--host", LOOPBACK, "--port", str(port), "--workers", "1",
@@ -433,7 +442,8 @@ class Localnet:
             if outcome and outcome.get("at") != last_outcome_at:
                 last_outcome_at = outcome.get("at")
                 if outcome.get("ok"):
-                    self.say(f"weights set on chain at block {outcome.get('block')}")
+                    verb = "committed" if outcome.get("committed") else "set on chain"
+                    self.say(f"weights {verb} at block {outcome.get('block')}")
                 else:
                     self.say(f"weights not set: {outcome.get('code')} {outcome.get('message')}")
             if done >= target and outcome:
@@ -467,6 +477,44 @@ class Localnet:
                 return
             time.sleep(POLL_S * 2)
 
+    def votes_and_training(self) -> dict[str, Any]:
+        """`--votes N`: a scripted customer votes, then the validator trains on the votes."""
+        from tuneforge.localnet.votes import VOTE_CLIP_SECONDS, scripted_votes, train_on_votes
+
+        variants = min(3, self.options.miners)
+        jobs = math.ceil(self.options.votes / math.comb(variants, 2))
+        needed = jobs * variants * math.ceil(VOTE_CLIP_SECONDS / 3)
+        self.tuneforge_cli(
+            "api", "add-credits", self._customer["account_id"], str(needed),
+            "--database-url", f"sqlite:///{self.workdir / 'api.db'}",
+        )  # fmt: skip
+        cast = scripted_votes(
+            self.net.api_url,
+            self._customer["api_key"],
+            votes=self.options.votes,
+            variants=variants,
+            wait_s=max(60.0, 20.0 * jobs),
+            wait_for=self.wait_for,
+            say=self.say,
+        )
+        clap = self.net.models_found.get("clap")
+        embedding = (
+            ["--embedding", "clap", "--scoring.clap", clap] if clap else ["--embedding", "dsp"]
+        )
+        self.say("validator: training the preference head on the votes")
+        trained = train_on_votes(
+            self.tuneforge_cli,
+            [
+                "--api.url", self.net.api_url,
+                "--wallet.name", "validator", "--wallet.hotkey", "default",
+                "--wallet.path", str(self.workdir / "wallets"),
+                "--out", str(self.workdir / "validator" / "preference"),
+                "--cache", str(self.workdir / "validator" / "preference-audio"),
+                *embedding,
+            ],
+        )  # fmt: skip
+        return {**cast, "training": trained}
+
     def final_status(self) -> dict[str, Any]:
         """The validator's view: its status endpoint while it runs, else its own CLI
         (`tuneforge validator status --json`, reading the state file it left)."""
@@ -480,8 +528,13 @@ class Localnet:
 
     def report(self, customer: dict[str, Any]) -> dict[str, Any]:
         status = self.final_status()
+        # A commit is revealed REVEAL_PERIOD_BLOCKS after it was made: wait for that (bounded).
+        reveal_wait = (REVEAL_PERIOD_BLOCKS + 2) * BLOCK_TIME_S if self.options.commit_reveal else 0
         weights = read_chain_weights(
-            self.net.chain_path, self.options.netuid, self.net.validator_uid
+            self.net.chain_path,
+            self.options.netuid,
+            self.net.validator_uid,
+            reveal_wait_s=min(reveal_wait, max(0.0, self.remaining())),
         )
         if not weights["count"]:
             weights["last_outcome"] = status.get("last_weights")
@@ -574,8 +627,11 @@ class Localnet:
                 wait_for=self.wait_for,
                 say=self.say,
             )
+            preference = self.votes_and_training() if self.options.votes else None
             self.settle_publications()
             report = self.report(job)
+            if preference is not None:
+                report["preference"] = preference
             on_report(report)
             if self.options.keep_running:
                 self.say("network left running; Ctrl-C stops every process")

@@ -133,6 +133,12 @@ def format_report(report: dict[str, Any]) -> str:
             f"\nweights: set {weights['count']} time(s) by validator uid {weights['validator_uid']}"
             f" on {len(weights['weights'])} uids (LocalChain test double)"
         )
+        if weights.get("commit_reveal"):
+            pending = weights.get("pending_reveal_block")
+            lines.append(
+                "weights: commit-reveal — shown as revealed by the chain"
+                + (f"; the latest commit reveals at block {pending}" if pending else "")
+            )
     else:
         outcome = weights.get("last_outcome") or {}
         why = f"{outcome.get('code')}: {outcome.get('message')}" if outcome else "never attempted"
@@ -157,6 +163,13 @@ def format_report(report: dict[str, Any]) -> str:
             f"{job.get('credits_charged')} credits, {len(tracks)} track(s)"
             + (f" — {job['error']}" if job.get("error") else "")
         )
+    preference = report.get("preference")
+    if preference is not None:
+        lines.append(
+            f"scripted votes: {preference.get('votes')} over {preference.get('jobs')} requests"
+        )
+        training = preference.get("training") or {}
+        lines.append(f"  {training.get('summary') or training.get('error') or 'not trained'}")
     if report["excluded_scorers"]:
         lines.append("excluded scorers (never pretended):")
         for name, reason in report["excluded_scorers"].items():

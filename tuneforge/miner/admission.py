@@ -27,6 +27,7 @@ from tuneforge.protocol import (
     MAX_REQUEST_BYTES,
     SPEC_VERSION,
     MusicGenerationSynapse,
+    SlotRequest,
     is_compatible,
 )
 
@@ -145,8 +146,8 @@ def check_caller(neuron: Neuron | None, caller: str, policy: AdmissionPolicy) ->
     if neuron.stake < policy.min_stake:
         raise Refusal(
             403,
-            f"hotkey {caller} (uid {neuron.uid}) has {neuron.stake:.2f} TAO staked, "
-            f"minimum is {policy.min_stake:.2f}",
+            f"hotkey {caller} (uid {neuron.uid}) has {neuron.stake:.2f} alpha staked, "
+            f"minimum is {policy.min_stake:.2f} alpha",
         )
     return neuron
 
@@ -212,14 +213,32 @@ class Admission:
             ) from None
         return caller, body
 
-    async def admit_generate(self, request: Request) -> Admitted:
+    async def admit_generate(self, request: Request, hold: bool = True) -> Admitted:
+        """`hold=False` for a prompt sent to a reserved slot: its reservation already holds
+        the caller's concurrency unit."""
         caller, body = await self._authenticate(request)
         neuron = check_caller(self.metagraph.get().by_hotkey(caller), caller, self.policy)
         synapse = parse_synapse(body, self.policy.max_duration_s)
+        if not hold:
+            return Admitted(caller, neuron, synapse, self.concurrency, _released=True)
         self.concurrency.acquire(caller)
         return Admitted(
             caller=caller, neuron=neuron, synapse=synapse, _concurrency=self.concurrency
         )
+
+    async def admit_reserve(self, request: Request) -> tuple[str, Neuron]:
+        """A reservation passes the same checks as a generation and holds a concurrency unit
+        (released by the caller of this method when the reserved job ends)."""
+        caller, body = await self._authenticate(request)
+        neuron = check_caller(self.metagraph.get().by_hotkey(caller), caller, self.policy)
+        try:
+            wanted = SlotRequest.model_validate_json(body or b"{}")
+        except ValidationError:
+            raise Refusal(422, 'invalid reservation: expected {"duration_seconds": s}') from None
+        if wanted.duration_seconds > self.policy.max_duration_s:
+            raise Refusal(422, f"this miner generates at most {self.policy.max_duration_s:g} s")
+        self.concurrency.acquire(caller)
+        return caller, neuron
 
     async def admit_info(self, request: Request) -> str:
         """Info is cheap: any registered hotkey with a valid signature may ask."""

@@ -1,18 +1,22 @@
-"""The miner's HTTP surface (DESIGN.md §3): POST /v1/generate → raw signed WAV, GET /v1/info,
-and an unauthenticated GET /metrics (Prometheus; client-address allow-list, loopback by default).
+"""The miner's HTTP surface (DESIGN.md §3): POST /v1/generate → raw signed WAV, POST /v1/reserve
+(reserve a free worker, then send the prompt to it: docs/decisions.md D33), GET /v1/info, and an
+unauthenticated GET /metrics (Prometheus; client-address allow-list, loopback by default).
 
 The event loop only admits requests and awaits futures; generation, WAV encoding and response
-signing run on the work queue's threads, so /v1/info answers while a generation is running.
+signing run on the work queue's threads — one per device, each with its own model replica — so
+/v1/info answers while generations run, and two devices serve two validators at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
-from concurrent.futures import Future
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future, InvalidStateError
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import bittensor as bt
 from fastapi import FastAPI
@@ -31,21 +35,30 @@ from tuneforge.miner.admission import Admission, AdmissionPolicy, Admitted, Refu
 from tuneforge.miner.config import MinerSettings
 from tuneforge.miner.metagraph_cache import MetagraphCache
 from tuneforge.miner.metrics import SERVED, MinerMetrics
+from tuneforge.miner.slots import SlotBook, SlotExpired
 from tuneforge.miner.wav import encode_pcm16_wav
-from tuneforge.miner.work_queue import QueueClosed, QueueFull, WorkQueue
+from tuneforge.miner.work_queue import QueueClosed, QueueFull, WorkQueue, worker_index
 from tuneforge.nonces import NonceStore, nonce_store_from_url
 from tuneforge.protocol import (
     GENERATE_PATH,
     HEADER_GENERATION_MS,
     HEADER_MODEL,
     HEADER_SAMPLE_RATE,
+    HEADER_SLOT,
     HEADER_SPEC_VERSION,
     INFO_PATH,
     MAX_DURATION_S,
+    RESERVE_PATH,
     SPEC_VERSION,
     MinerInfo,
     MusicGenerationSynapse,
+    SlotGrant,
 )
+
+if TYPE_CHECKING:
+    from loguru import Logger
+
+MAX_SLOT_HEADER_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -85,17 +98,25 @@ async def _result_unless_disconnected(request: Request, future: Future[Generated
 
 
 class GenerationService:
-    """Admission → queue → backend → WAV → response signature, shared by every transport."""
+    """Admission → queue → backend → WAV → response signature, shared by every transport.
+
+    `backends` holds one replica per device; the queue's worker `i` generates with replica `i`.
+    """
 
     def __init__(
         self,
-        backend: Backend,
+        backends: Sequence[Backend],
         wallet: bt.Wallet,
         admission: Admission,
         queue: WorkQueue,
         metrics: MinerMetrics | None = None,
+        slots: SlotBook | None = None,
     ) -> None:
-        self.backend = backend
+        if len(backends) != queue.workers:
+            raise ValueError(f"{len(backends)} model replicas for {queue.workers} workers")
+        self.backends = list(backends)
+        self.backend = self.backends[0]  # what /v1/info describes: every replica is the same
+        self.slots = slots or SlotBook()
         self.metrics = metrics
         self.wallet = wallet
         # bittensor re-reads the key file when handed a Wallet (~1 ms a signature); the
@@ -107,9 +128,8 @@ class GenerationService:
 
     def _run(self, synapse: MusicGenerationSynapse, caller: str) -> Generated:
         """Worker-thread body: everything CPU/GPU-heavy for one request."""
-        producer = (
-            self.backend.route(synapse) if isinstance(self.backend, RoutedBackend) else self.backend
-        )
+        backend = self.backends[worker_index()]
+        producer = backend.route(synapse) if isinstance(backend, RoutedBackend) else backend
         started = time.perf_counter()
         audio = producer.generate(synapse)
         elapsed_s = time.perf_counter() - started
@@ -120,7 +140,60 @@ class GenerationService:
         signature = sign_response(self._signer, "POST", GENERATE_PATH, wav, caller)
         return Generated(wav, producer.model_id, audio.sample_rate, generation_ms, signature)
 
+    async def reserve(self, request: Request) -> SlotGrant:
+        """Queue a reservation; answer once a worker holds it (it then waits for the prompt)."""
+        caller, neuron = await self.admission.admit_reserve(request)
+        log = logger.bind(caller=caller, uid=neuron.uid)
+        try:
+            slot = self.slots.open(caller)
+        except SlotExpired as exc:
+            self.admission.concurrency.release(caller)
+            raise Refusal(503, str(exc), {"Retry-After": str(self.queue.retry_after_s)}) from None
+        try:
+            job = self.queue.submit(neuron.stake, lambda: self._run(self.slots.hold(slot), caller))
+        except (QueueFull, QueueClosed) as exc:
+            self.slots.close(slot)
+            self.admission.concurrency.release(caller)
+            retry = exc.retry_after_s if isinstance(exc, QueueFull) else 30
+            log.info("reservation refused: {}", exc)
+            raise Refusal(503, str(exc), {"Retry-After": str(retry)}) from None
+        slot.job = job
+
+        def settle(done: Future[Generated]) -> None:
+            # The reservation held the caller's concurrency unit until its job ended; a job that
+            # ended before a worker held it (evicted, shut down) tells the waiting reserve why.
+            self.admission.concurrency.release(caller)
+            self.slots.close(slot)
+            failure = QueueClosed("reservation cancelled") if done.cancelled() else None
+            if failure is None and done.exception() is not None:
+                failure = done.exception()
+            if failure is not None:
+                with contextlib.suppress(InvalidStateError):
+                    slot.ready.set_exception(failure)
+
+        job.add_done_callback(settle)
+        try:
+            await _result_unless_disconnected(request, slot.ready)
+        except CallerGone:
+            job.cancel()  # not started yet: skipped; already holding: released below
+            with contextlib.suppress(InvalidStateError):
+                slot.prompt.set_exception(SlotExpired("the caller left"))
+            raise Refusal(499, "caller disconnected") from None
+        except (QueueFull, QueueClosed) as exc:
+            retry = exc.retry_after_s if isinstance(exc, QueueFull) else 30
+            raise Refusal(503, str(exc), {"Retry-After": str(retry)}) from None
+        if await request.is_disconnected():
+            # Left just as a worker took the slot: free it now rather than after its lifetime.
+            with contextlib.suppress(InvalidStateError):
+                slot.prompt.set_exception(SlotExpired("the caller left"))
+            raise Refusal(499, "caller disconnected")
+        log.debug("slot held for {} s", self.slots.ttl_s)
+        return SlotGrant(slot=slot.token, ttl_s=self.slots.ttl_s)
+
     async def generate(self, request: Request) -> Generated:
+        token = request.headers.get(HEADER_SLOT)
+        if token is not None:
+            return await self._generate_in_slot(request, token[:MAX_SLOT_HEADER_CHARS])
         admitted: Admitted = await self.admission.admit_generate(request)
         try:
             synapse = admitted.synapse
@@ -134,36 +207,61 @@ class GenerationService:
                 raise Refusal(503, str(exc), {"Retry-After": str(exc.retry_after_s)}) from None
             except QueueClosed as exc:
                 raise Refusal(503, str(exc), {"Retry-After": "30"}) from None
-            try:
-                generated = await _result_unless_disconnected(request, future)
-            except CallerGone:
-                log.info("caller left before {} was served; job dropped", synapse.challenge_id)
-                raise Refusal(499, "caller disconnected") from None
-            except QueueFull as exc:
-                raise Refusal(503, str(exc), {"Retry-After": str(exc.retry_after_s)}) from None
-            except QueueClosed as exc:
-                raise Refusal(503, str(exc), {"Retry-After": "30"}) from None
-            except GenerationOutOfMemory as exc:
-                log.warning("out of memory on {}: {}", synapse.challenge_id, exc)
-                retry = str(self.queue.retry_after_s)
-                raise Refusal(503, f"out of memory: {exc}", {"Retry-After": retry}) from None
-            except (GenerationError, AudioError) as exc:
-                log.warning("generation failed on {}: {}", synapse.challenge_id, exc)
-                raise Refusal(500, f"generation failed: {exc}") from None
-            except Exception:
-                # A backend bug: log the traceback here, tell the caller nothing internal.
-                log.exception("unexpected generation error on {}", synapse.challenge_id)
-                raise Refusal(500, "generation failed: internal error") from None
-            log.info(
-                "served {} ({:.1f} s) in {} ms, {} bytes",
-                synapse.challenge_id,
-                synapse.duration_seconds,
-                generated.generation_ms,
-                len(generated.wav),
-            )
-            return generated
+            return await self._finish(request, future, synapse, log)
         finally:
             admitted.release()
+
+    async def _generate_in_slot(self, request: Request, token: str) -> Generated:
+        """The prompt for a reserved worker: it starts generating the moment this arrives."""
+        admitted = await self.admission.admit_generate(request, hold=False)
+        slot = self.slots.claim(token, admitted.caller)
+        if slot is None or slot.job is None:
+            raise Refusal(409, "unknown, expired or foreign slot: reserve again")
+        try:
+            slot.prompt.set_result(admitted.synapse)
+        except InvalidStateError:
+            raise Refusal(409, "the slot expired before the prompt arrived") from None
+        log = logger.bind(caller=admitted.caller, uid=admitted.neuron.uid)
+        return await self._finish(request, slot.job, admitted.synapse, log)
+
+    async def _finish(
+        self,
+        request: Request,
+        future: Future[Generated],
+        synapse: MusicGenerationSynapse,
+        log: Logger,
+    ) -> Generated:
+        """The job's result, with every failure mapped to its HTTP refusal."""
+        try:
+            generated = await _result_unless_disconnected(request, future)
+        except CallerGone:
+            log.info("caller left before {} was served; job dropped", synapse.challenge_id)
+            raise Refusal(499, "caller disconnected") from None
+        except QueueFull as exc:
+            raise Refusal(503, str(exc), {"Retry-After": str(exc.retry_after_s)}) from None
+        except QueueClosed as exc:
+            raise Refusal(503, str(exc), {"Retry-After": "30"}) from None
+        except SlotExpired as exc:
+            raise Refusal(409, f"slot expired: {exc}") from None
+        except GenerationOutOfMemory as exc:
+            log.warning("out of memory on {}: {}", synapse.challenge_id, exc)
+            retry = str(self.queue.retry_after_s)
+            raise Refusal(503, f"out of memory: {exc}", {"Retry-After": retry}) from None
+        except (GenerationError, AudioError) as exc:
+            log.warning("generation failed on {}: {}", synapse.challenge_id, exc)
+            raise Refusal(500, f"generation failed: {exc}") from None
+        except Exception:
+            # A backend bug: log the traceback here, tell the caller nothing internal.
+            log.exception("unexpected generation error on {}", synapse.challenge_id)
+            raise Refusal(500, "generation failed: internal error") from None
+        log.info(
+            "served {} ({:.1f} s) in {} ms, {} bytes",
+            synapse.challenge_id,
+            synapse.duration_seconds,
+            generated.generation_ms,
+            len(generated.wav),
+        )
+        return generated
 
     def response_headers(self, generated: Generated) -> dict[str, str]:
         return {
@@ -177,13 +275,18 @@ class GenerationService:
 
 def create_app(
     settings: MinerSettings,
-    backend: Backend,
+    backend: Backend | Sequence[Backend],
     chain: ChainView,
     wallet: bt.Wallet,
     nonce_store: NonceStore | None = None,
 ) -> FastAPI:
-    """The miner app; its lifespan starts/stops the metagraph refresher and the workers."""
+    """The miner app; its lifespan starts/stops the metagraph refresher and the workers.
+
+    `backend` is one model replica per device (`--miner.devices`); one worker runs each.
+    """
     section = settings.miner
+    replicas = list(backend) if isinstance(backend, Sequence) else [backend]
+    backend = replicas[0]
     hotkey = wallet.hotkey.ss58_address
     if nonce_store is None:
         nonce_store = nonce_store_from_url(
@@ -201,10 +304,15 @@ def create_app(
         max_duration_s=min(float(backend.max_duration_seconds), MAX_DURATION_S),
         body_timeout_s=section.request_body_timeout_s,
     )
-    queue = WorkQueue(section.queue_size, section.workers, section.retry_after_s)
+    queue = WorkQueue(section.queue_capacity(len(replicas)), len(replicas), section.retry_after_s)
     metrics = MinerMetrics(backend, queue, metagraph, hotkey)
     service = GenerationService(
-        backend, wallet, Admission(policy, nonce_store, metagraph), queue, metrics
+        replicas,
+        wallet,
+        Admission(policy, nonce_store, metagraph),
+        queue,
+        metrics,
+        SlotBook(section.slot_ttl_s),
     )
     metrics_allow = ClientAllowList.of(section.metrics_allow)  # validated by the settings
 
@@ -213,12 +321,13 @@ def create_app(
         await asyncio.to_thread(metagraph.start)  # the first load; a chain read may be slow
         queue.start()
         logger.info(
-            "miner {} serving {} ({}), queue {}+{} workers, min stake {:.1f}",
+            "miner {} serving {} ({}) on {} device(s), queue {}+{} workers, min stake {:.1f}",
             hotkey,
             backend.model_id,
             backend.name,
-            section.queue_size,
-            section.workers,
+            len(replicas),
+            queue.capacity,
+            queue.workers,
             policy.min_stake,
         )
         try:
@@ -261,6 +370,15 @@ def create_app(
             headers=service.response_headers(generated),
         )
 
+    @app.post(RESERVE_PATH)
+    async def reserve(request: Request) -> JSONResponse:
+        try:
+            grant = await service.reserve(request)
+        except Refusal as exc:
+            metrics.count_generate(exc.status)
+            raise
+        return JSONResponse(grant.model_dump(), headers={HEADER_SPEC_VERSION: SPEC_VERSION})
+
     @app.get(INFO_PATH)
     async def info(request: Request) -> JSONResponse:
         try:
@@ -279,6 +397,7 @@ def create_app(
             queue_depth=queue.depth,
             queue_capacity=queue.slots,
             hotkey=hotkey,
+            devices=queue.workers,
         )
         return JSONResponse(body.model_dump(), headers={HEADER_SPEC_VERSION: SPEC_VERSION})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, Field, field_validator
 
 from tuneforge.config import (
@@ -16,8 +18,8 @@ from tuneforge.generation.settings import GenerationSettings
 from tuneforge.metrics import parse_networks
 from tuneforge.miner.ip_watch import check_ip_source_spec
 
-# Minimum caller stake (TAO) when --miner.min_stake is not given. On finney a validator permit
-# already implies a large stake, and 1000 TAO keeps low-stake permit holders from filling the
+# Minimum caller stake when --miner.min_stake is not given. On finney a validator permit
+# already implies a large stake, and 1000 keeps low-stake permit holders from filling the
 # queue; testnet stakes are play money and small; local chains are for demos and tests.
 DEFAULT_MIN_STAKE_BY_NETWORK: dict[str, float] = {
     "finney": 1000.0,
@@ -26,19 +28,46 @@ DEFAULT_MIN_STAKE_BY_NETWORK: dict[str, float] = {
     "localnet": 0.0,
 }
 DEFAULT_MIN_STAKE_OTHER = 1000.0  # a custom ws:// endpoint: assume a real network
+# Waiting jobs per device when --miner.queue_size is not given: each device has one running and
+# this many queued, so a queue never outgrows what the devices clear within a deadline or two.
+QUEUE_PER_DEVICE = 4
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d{1,2})?)$")
+
+
+def parse_devices(text: str) -> list[str]:
+    """ "cuda:0, cuda:1" as ["cuda:0", "cuda:1"]."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 class MinerSection(BaseModel):
     min_stake: float | None = Field(
         default=None,
         ge=0.0,
-        description="minimum caller stake in TAO (default: finney 1000, test 10, local 0)",
+        description="minimum caller stake, in alpha (default: finney 1000, test 10, local 0)",
     )
     require_validator_permit: bool = Field(
         default=True, description="refuse callers without a validator permit"
     )
-    queue_size: int = Field(default=4, ge=0, le=1024, description="jobs waiting for a worker")
-    workers: int = Field(default=1, ge=1, le=64, description="generation threads (one per GPU)")
+    devices: str = Field(
+        default="",
+        max_length=256,
+        description=(
+            "comma-separated devices, one model replica and one generation worker each (e.g. "
+            "cuda:0,cuda:1); empty = one on --generation.device"
+        ),
+    )
+    queue_size: int | None = Field(
+        default=None,
+        ge=0,
+        le=1024,
+        description=f"jobs waiting for a worker (default {QUEUE_PER_DEVICE} per device)",
+    )
+    slot_ttl_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=120.0,
+        description="how long a reserved worker waits for the validator's prompt (s)",
+    )
     max_concurrent_per_caller: int = Field(
         default=2, ge=1, le=1024, description="requests one caller may have queued or running"
     )
@@ -79,6 +108,21 @@ class MinerSection(BaseModel):
             "for anyone)"
         ),
     )
+
+    @field_validator("devices")
+    @classmethod
+    def _known_devices(cls, value: str) -> str:
+        for device in parse_devices(value):
+            if not _DEVICE.match(device):
+                raise ValueError(f"device {device!r} is not cpu, mps, cuda or cuda:N")
+        return value
+
+    def device_list(self, default: str) -> list[str]:
+        """The devices to run on: `devices`, else one replica on `default` (--generation.device)."""
+        return parse_devices(self.devices) or [default]
+
+    def queue_capacity(self, devices: int) -> int:
+        return self.queue_size if self.queue_size is not None else QUEUE_PER_DEVICE * devices
 
     @field_validator("ip_source")
     @classmethod

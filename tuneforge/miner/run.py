@@ -1,4 +1,7 @@
-"""Start a miner: wallet → chain → backend → publish the axon → serve until stopped."""
+"""Start a miner: wallet → chain → backend → publish the axon → serve until stopped.
+
+Publishing is idempotent and patient (miner/axon.py): a restart does not re-send an address the
+chain already holds, and a serving rate limit or a chain outage never stops the HTTP server."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from tuneforge.chain.base import ChainError, ChainView
 from tuneforge.generation.base import Backend, GenerationError
 from tuneforge.generation.settings import GenerationSettings
 from tuneforge.logs import configure_logging
+from tuneforge.miner.axon import AxonPublisher
 from tuneforge.miner.config import MinerSettings
 from tuneforge.miner.ip_watch import (
     IpSource,
@@ -127,6 +131,17 @@ def check_registered(chain: ChainView, hotkey: str, network: str, netuid: int) -
     return uid
 
 
+def load_backends(settings: GenerationSettings, devices: list[str]) -> list[Backend]:
+    """One loaded model replica per device (`--miner.devices`), in device order: worker `i` of
+    the queue generates on replica `i`, so every GPU given to the miner works at once."""
+    replicas = []
+    for device in devices:
+        replica = load_backend(settings.model_copy(update={"device": device}))
+        logger.info("replica {} on {}", len(replicas), device)
+        replicas.append(replica)
+    return replicas
+
+
 def load_backend(settings: GenerationSettings) -> Backend:
     """Create the backend and load its model before the axon is published: a first validator
     request must not pay minutes of loading (or downloading) and miss its deadline."""
@@ -165,15 +180,19 @@ def run(settings: MinerSettings) -> None:
     hotkey = wallet.hotkey.ss58_address
     chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
     watcher: IpWatcher | None = None
+    publisher: AxonPublisher | None = None
     try:
         uid = check_registered(chain, hotkey, settings.network, settings.netuid)
-        backend = load_backend(settings.generation)
-        app = create_app(settings, backend, chain, wallet)
+        devices = settings.miner.device_list(settings.generation.device)
+        backends = load_backends(settings.generation, devices)
+        app = create_app(settings, backends, chain, wallet)
+        publisher = AxonPublisher(chain, hotkey, ip, port)
         try:
-            chain.serve(ip, port)
+            publisher.start()
         except ChainError as exc:
             raise MinerStartupError(f"could not publish {ip}:{port}: {exc}") from exc
-        logger.info("uid {} published {}:{} on netuid {}", uid, ip, port, settings.netuid)
+        if publisher.published.is_set():
+            logger.info("uid {} serves {}:{} on netuid {}", uid, ip, port, settings.netuid)
         if source is not None:
             watcher = IpWatcher(chain, source, port, settings.miner.ip_check_interval_s, ip)
             watcher.start()
@@ -195,6 +214,8 @@ def run(settings: MinerSettings) -> None:
         with contextlib.suppress(_Stopped, KeyboardInterrupt):
             uvicorn.Server(config).run()
     finally:
+        if publisher is not None:
+            publisher.stop()
         if watcher is not None:
             watcher.stop()
         chain.close()

@@ -1,5 +1,8 @@
 """A bounded priority queue of generation jobs served by a fixed pool of worker threads.
 
+Worker `i` owns device `i` (its own model replica, see miner/run.py): a job learns which one it
+runs on from `worker_index()`, so two devices generate two requests at the same time.
+
 Jobs are ordered by the caller's stake (highest first, then arrival). When every slot is taken a
 new job from a caller with strictly more stake than the lowest waiting job evicts that job (its
 caller gets 503 and may retry); otherwise the new job is refused with `QueueFull`. The event loop
@@ -18,6 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
+
+_worker = threading.local()
+
+
+def worker_index() -> int:
+    """The index of the worker thread running the current job (0 outside a worker)."""
+    return int(getattr(_worker, "index", 0))
 
 
 class QueueFull(Exception):
@@ -74,7 +84,7 @@ class WorkQueue:
             self._closed = False
             for index in range(self.workers):
                 thread = threading.Thread(
-                    target=self._work, name=f"tuneforge-gen-{index}", daemon=True
+                    target=self._work, args=(index,), name=f"tuneforge-gen-{index}", daemon=True
                 )
                 thread.start()
                 self._threads.append(thread)
@@ -151,7 +161,8 @@ class WorkQueue:
                 heapq.heapify(self._heap)
 
     # -- workers ---------------------------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
+        _worker.index = index
         while True:
             with self._cond:
                 while not self._heap and not self._closed:

@@ -111,7 +111,7 @@ class Submission:
 class ClipScore:
     final_score: float
     composite: float
-    # All 16 scorers / 4 penalties; None = not measured (inactive network-wide, or excluded at
+    # All 16 scorers / 5 penalties; None = not measured (inactive network-wide, or excluded at
     # start-up on a validator running with --scoring.allow_missing), the reason in `reasons`.
     score_breakdown: dict[str, float | None]
     penalties: dict[str, float | None]

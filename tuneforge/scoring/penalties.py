@@ -339,3 +339,16 @@ class FingerprintPenalty(Penalty):
             f" {match.similarity:.2f}, {match.semitones:+d} semitones, tempo x{match.tempo:.3f}",
             details,
         )
+
+
+class CataloguePenalty(Penalty):
+    """The engine's side of the public catalogue check: 1.0 here, zeroed afterwards by the
+    validator for a clip AcoustID knows (validator/catalogue.py; network lookups stay out of
+    the engine)."""
+
+    name = "catalogue_penalty"
+
+    def measure(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        return ScoreResult(1.0, "", {"catalogue": "looked up by the validator"})

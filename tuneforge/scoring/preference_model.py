@@ -17,6 +17,22 @@ from torch import nn
 
 from tuneforge.scoring.head_checkpoint import read_head, save_head, single_thread
 
+# The training recipe every validator follows (docs/decisions.md D37), so that validators reading
+# the same public pairs fit the same head: a fixed seed and split, a fixed number of epochs, and
+# only whole blocks of PAIR_STEP pairs (in feed order), so that two validators that read the feed
+# a few votes apart still train on the same prefix. Below MIN_PAIRS the scorer stays inactive.
+TRAINING_SEED = 0
+HELDOUT_FRACTION = 0.2
+TRAINING_EPOCHS = 300
+MIN_PAIRS = 50
+PAIR_STEP = 25
+
+
+def usable_pair_count(available: int) -> int:
+    """Pairs trained on: whole PAIR_STEP blocks, and none below MIN_PAIRS."""
+    usable = available - available % PAIR_STEP
+    return usable if usable >= MIN_PAIRS else 0
+
 
 class PreferenceModelError(ValueError):
     """A preference checkpoint or training set that cannot be used."""
@@ -101,9 +117,9 @@ def train(
     out_dir: str | Path,
     embedding: str = "clap_embedding",
     hidden_dim: int = 32,
-    epochs: int = 300,
-    heldout_fraction: float = 0.2,
-    seed: int = 0,
+    epochs: int = TRAINING_EPOCHS,
+    heldout_fraction: float = HELDOUT_FRACTION,
+    seed: int = TRAINING_SEED,
 ) -> PreferenceModel:
     """Fit a Bradley-Terry head to pairs (emb_a[i], emb_b[i], a_won[i]), measure held-out
     accuracy on a random split of the pairs, save to `out_dir` and return the model."""

@@ -58,11 +58,18 @@ class ApiClient:
         await self._client.aclose()
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        max_bytes: int = MAX_RESPONSE_BYTES,
     ) -> ApiAnswer:
-        """One signed request (`path` under /api/v1); raises ApiUnavailable when no answer."""
+        """One signed request (`path` under /api/v1); raises ApiUnavailable when no answer
+        (or one longer than `max_bytes`: audio downloads pass a larger cap)."""
         full_path = API_PREFIX + path
-        headers = sign_hotkey_headers(self.wallet, method, full_path, body)
+        # The signature covers the path without its query string (API.md).
+        headers = sign_hotkey_headers(self.wallet, method, full_path.split("?", 1)[0], body)
         if body:
             headers["Content-Type"] = content_type
         try:
@@ -72,7 +79,7 @@ class ApiClient:
                 data = bytearray()
                 async for chunk in response.aiter_bytes():
                     data += chunk
-                    if len(data) > MAX_RESPONSE_BYTES:
+                    if len(data) > max_bytes:
                         raise ApiUnavailable(f"{method} {full_path}: reply over {len(data)} bytes")
                 return ApiAnswer(response.status_code, bytes(data))
         except httpx.HTTPError as exc:

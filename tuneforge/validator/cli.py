@@ -62,13 +62,28 @@ def status(
     if weights is None:
         typer.echo("last weights: never attempted")
     elif weights.get("ok"):
+        verb = "committed" if weights.get("committed") else "set"
         typer.echo(
-            f"last weights: set at block {weights['block']} on {len(weights['weights'])} uids"
+            f"last weights: {verb} at block {weights['block']} on {len(weights['weights'])} uids"
         )
     else:
         typer.echo(
             f"last weights: NOT set ({weights.get('code')}: {weights.get('message')})"
             + (f" — {weights['remediation']}" if weights.get("remediation") else "")
+        )
+    version = snapshot["version"]
+    if version["stale"]:
+        typer.echo(
+            f"version: STALE — version_key {version['version_key']} < subnet weights_version "
+            f"{version['weights_version']}; weights are not set until you upgrade"
+        )
+    else:
+        typer.echo(f"version: version_key {version['version_key']} (ok)")
+    pending = snapshot["pending_commit"]
+    if pending is not None:
+        typer.echo(
+            f"pending commit: block {pending['block']}, revealed by the chain at round "
+            f"{pending['reveal_round']}"
         )
     typer.echo(f"outbox: {snapshot['outbox_size']} unsent")
     typer.echo(f"{'uid':>4}  {'hotkey':<48}  {'ema':>6}  {'weight':>6}  {'last':>6}  rounds")
@@ -93,3 +108,96 @@ def status(
         for name, reason in miner["reasons"].items():
             if reason:
                 typer.echo(f"      {name}: {reason}")
+
+
+@app.command("train-preference")
+def train_preference(
+    api_url: Annotated[str, typer.Option("--api.url", help="TuneForge API base URL")],
+    clap: Annotated[
+        str, typer.Option("--scoring.clap", help="CLAP model id or dir (the network's)")
+    ] = "",
+    embedding: Annotated[
+        str,
+        typer.Option(
+            "--embedding",
+            help="clap (the network's recipe, needs --scoring.clap) or dsp (no model: localnet)",
+        ),
+    ] = "clap",
+    wallet_name: Annotated[str, typer.Option("--wallet.name")] = "default",
+    wallet_hotkey: Annotated[str, typer.Option("--wallet.hotkey")] = "default",
+    wallet_path: Annotated[str, typer.Option("--wallet.path")] = "~/.bittensor/wallets",
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="checkpoint directory (give it to --scoring.preference)"),
+    ] = Path("~/.tuneforge/validator/preference"),
+    cache: Annotated[Path, typer.Option("--cache", help="downloaded voted tracks")] = Path(
+        "~/.tuneforge/validator/preference-audio"
+    ),
+    device: Annotated[str, typer.Option("--scoring.device")] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="machine-readable output")
+    ] = False,
+) -> None:
+    """Fit the preference head on customer votes (GET /preferences), embedding the voted tracks
+    with this validator's own CLAP; deterministic, so validators reading the same votes agree.
+    Says how many pairs it has and needs while there are too few."""
+    import asyncio
+    import dataclasses
+
+    from tuneforge.config import expand_path
+    from tuneforge.scoring.neural import NeuralModels
+    from tuneforge.validator.api_client import ApiClient, ApiUnavailable
+    from tuneforge.validator.preference_training import train_preference as run_training
+    from tuneforge.wallets import WalletError, load_wallet
+
+    try:
+        wallet = load_wallet(wallet_name, wallet_hotkey, wallet_path)
+    except WalletError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from None
+    if embedding not in ("clap", "dsp"):
+        typer.echo("--embedding must be clap or dsp", err=True)
+        raise typer.Exit(code=2)
+    if embedding == "clap" and not clap:
+        typer.echo("--embedding clap needs --scoring.clap (a CLAP id or dir)", err=True)
+        raise typer.Exit(code=2)
+    models = (
+        NeuralModels.load(clap=clap, mert=None, whisper=None, mos=None, device=device)
+        if embedding == "clap"
+        else None
+    )
+
+    async def run() -> Any:
+        api = ApiClient(api_url, wallet)
+        try:
+            return await run_training(
+                api,
+                models,
+                Path(expand_path(str(out))),
+                Path(expand_path(str(cache))),
+                f"{embedding}_embedding",
+            )
+        finally:
+            await api.aclose()
+
+    try:
+        report = asyncio.run(run())
+    except ApiUnavailable as exc:
+        typer.echo(f"the API did not answer: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    **dataclasses.asdict(report),
+                    "active": report.active,
+                    "summary": report.describe(),
+                }
+            )
+        )
+        return
+    typer.echo(report.describe())
+    if report.checkpoint:
+        typer.echo(
+            f"checkpoint: {report.checkpoint} (use --scoring.preference {report.checkpoint})"
+        )

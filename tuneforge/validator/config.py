@@ -107,6 +107,29 @@ class ApiPublishSettings(BaseModel):
     jobs_tracks: int = Field(
         default=1, ge=1, le=16, description="best tracks delivered per customer job"
     )
+    preference_train_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="retrain the preference head on customer votes this often (0 = off)",
+    )
+    preference_dir: str = Field(
+        default="~/.tuneforge/validator/preference",
+        description="where periodic training writes the head (and caches voted audio beside it)",
+    )
+
+
+class CatalogueSettings(BaseModel):
+    acoustid_key: str = Field(
+        default="",
+        description="AcoustID application key (needed on test/finney once the network turns "
+        "the catalogue check on)",
+    )
+    url: str = Field(
+        default="https://api.acoustid.org/v2/lookup", description="AcoustID lookup endpoint"
+    )
+    wait_s: float = Field(
+        default=30.0, gt=0, le=600, description="longest a round waits for its lookups"
+    )
 
 
 class ValidatorSettings(TuneForgeSettings):
@@ -120,3 +143,4 @@ class ValidatorSettings(TuneForgeSettings):
     neuron: NeuronSettings = NeuronSettings()
     scoring: ScoringModelSettings = ScoringModelSettings()
     api: ApiPublishSettings = ApiPublishSettings()
+    catalogue: CatalogueSettings = CatalogueSettings()

@@ -69,6 +69,15 @@ def _track(outcome: QueryOutcome, score: ClipScore, fingerprint: str | None) -> 
     }
 
 
+def job_variants(job: Mapping[str, Any], default: int) -> int:
+    """Tracks the customer asked for (`variants`, 1-16 accepted); APIs that do not send it
+    get the operator's `jobs_tracks`."""
+    value = job.get("variants")
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 16:
+        return value
+    return default
+
+
 class JobWorker:
     """Claims and serves jobs; everything it sends back goes through the runner's state outbox."""
 
@@ -136,8 +145,14 @@ class JobWorker:
         except BadJob as exc:
             return self._fail(request_id, "invalid", str(exc))
         settings = self.settings
+        tracks_wanted = job_variants(job, settings.api.jobs_tracks)
+        # Each variant comes from a different miner: ask at least as many as are wanted.
         miners = best_miners(
-            metagraph, self.hotkey, self.state.emas(), settings.api.jobs_top_k, seed
+            metagraph,
+            self.hotkey,
+            self.state.emas(),
+            max(settings.api.jobs_top_k, tracks_wanted),
+            seed,
         )
         if not miners:
             return self._fail(request_id, "no_miners", "no serving miner could take the job")
@@ -161,7 +176,7 @@ class JobWorker:
         except Exception as exc:
             log.exception("job {}: scoring failed", request_id)
             return self._fail(request_id, "error", f"scoring failed: {type(exc).__name__}")
-        return self._deliver(request_id, challenge, outcomes, scores, fingerprints)
+        return self._deliver(request_id, challenge, outcomes, scores, fingerprints, tracks_wanted)
 
     def _deliver(
         self,
@@ -170,6 +185,7 @@ class JobWorker:
         outcomes: list[QueryOutcome],
         scores: list[ClipScore],
         fingerprints: list[str | None],
+        tracks_wanted: int,
     ) -> str:
         # Ranked by final score; a clip whose penalties zeroed it (typically the copy check,
         # when two miners' answers resemble each other) still beats a refund if its composite
@@ -183,7 +199,7 @@ class JobWorker:
             errors = "; ".join(f"uid {o.uid}: {o.error or 'scored 0'}" for o in outcomes)
             return self._fail(request_id, "no_audio", f"no miner delivered usable audio ({errors})")
         usable.sort(key=lambda pair: (pair[0].final_score, pair[0].composite), reverse=True)
-        best = usable[: self.settings.api.jobs_tracks]
+        best = usable[:tracks_wanted]
         group = job_group(request_id)
         entries: list[OutboxEntry] = []
         tracks = []

@@ -51,6 +51,15 @@ class ValidatorLoop:
         self._warned_permit = False
         # Only the latest round is kept, without its audio (`RoundReport.without_audio`).
         self.last_report: RoundReport | None = None
+        pending = state.pending_commit()
+        if pending is not None:
+            # Timelocked commits are revealed by the chain itself: a restart has nothing to
+            # resend, and the recorded block keeps the rate limit honoured.
+            logger.info(
+                "weights committed at block {} are pending; the chain reveals them at round {}",
+                pending.get("block"),
+                pending.get("reveal_round"),
+            )
 
     # -- metagraph --------------------------------------------------------------------------
 
@@ -125,6 +134,9 @@ class ValidatorLoop:
         if not due:
             logger.debug("weights not due: {}", why)
             return None
+        stale = self.version_refusal()
+        if stale is not None:
+            return stale
         weights = self.current_weights()
         if not weights:
             return self._record(False, code="NO_WEIGHTS", message="no miner has a positive EMA")
@@ -146,22 +158,72 @@ class ValidatorLoop:
             return self._record(
                 False, code=str(exc.code), message=exc.message, remediation=remediation
             )
+        weights_set = {str(u): w for u, w in zip(result.uids, result.weights, strict=True)}
+        if result.committed:
+            pending = {
+                "block": result.block,
+                "reveal_round": result.reveal_round,
+                "round": rounds,
+                "weights": weights_set,
+            }
+            return self._record(
+                True,
+                pending=pending,
+                block=result.block,
+                round=rounds,
+                weights=weights_set,
+                committed=True,
+                reveal_round=result.reveal_round,
+            )
+        if self.state.pending_commit() is not None:
+            self.state.clear_pending_commit()  # commit-reveal was switched off on the subnet
+        return self._record(True, block=result.block, round=rounds, weights=weights_set)
+
+    def version_refusal(self) -> dict[str, Any] | None:
+        """A recorded refusal while our `version_key` is below the subnet's `weights_version`.
+
+        The chain would drop such weights (IncorrectWeightVersionKey) — with commit-reveal,
+        silently at reveal time — so none are sent and the operator is told to upgrade.
+        """
+        required = self.chain.weights_version
+        if required <= SPEC_VERSION_KEY:
+            self.metrics.version_stale.set(0)
+            return None
+        self.metrics.version_stale.set(1)
+        logger.error(
+            "this validator is out of date: version_key {} < the subnet's weights_version {}; "
+            "weights are NOT set until it is upgraded",
+            SPEC_VERSION_KEY,
+            required,
+        )
         return self._record(
-            True,
-            block=result.block,
-            round=rounds,
-            weights={str(u): w for u, w in zip(result.uids, result.weights, strict=True)},
+            False,
+            code="STALE_VERSION",
+            message=f"version_key {SPEC_VERSION_KEY} is below the subnet's weights_version "
+            f"{required}",
+            remediation="upgrade TuneForge (git pull && pip install -e .), then restart the "
+            "validator",
+            version_key=SPEC_VERSION_KEY,
+            weights_version=required,
         )
 
-    def _record(self, ok: bool, **fields: Any) -> dict[str, Any]:
+    def _record(
+        self, ok: bool, pending: dict[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
         outcome = {"ok": ok, "at": time.time(), **fields}
         if "code" in outcome:
             outcome["code"] = str(outcome["code"])
         self.metrics.weights.labels(outcome="ok" if ok else outcome.get("code", "error")).inc()
-        self.state.record_weights_outcome(outcome)
+        if pending is not None:
+            self.state.record_commit(outcome, pending)
+        else:
+            self.state.record_weights_outcome(outcome)
         if ok:
             logger.info(
-                "weights set on {} uids at block {}", len(outcome["weights"]), fields["block"]
+                "weights {} on {} uids at block {}",
+                "committed" if pending is not None else "set",
+                len(outcome["weights"]),
+                fields["block"],
             )
         else:
             logger.warning(

@@ -55,6 +55,12 @@ class ValidatorMetrics:
             ["outcome"],
             registry=r,
         )
+        self.version_stale = Gauge(
+            "tuneforge_validator_version_stale",
+            "1 while this validator's version_key is below the subnet's weights_version "
+            "(weights are not set until it is upgraded)",
+            registry=r,
+        )
         self.outbox_depth = Gauge(
             "tuneforge_validator_outbox_depth", "Unsent publications by kind", ["kind"], registry=r
         )

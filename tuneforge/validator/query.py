@@ -3,11 +3,19 @@
 Every answer is hostile until proven otherwise. Each query ends in exactly one `QueryOutcome`:
 audio, or a failure code plus a human-readable reason. No retries inside a round: a miner that
 fails gets its zero, the round goes on.
+
+Reserve-then-send (docs/decisions.md D33): the validator first reserves a free worker with a
+signed request that carries no prompt, then sends the challenge to that slot and times only
+that second exchange (generation plus transfer) — time queued behind other validators is not
+counted, and a miner cannot make the timed part shorter than real because it learns the prompt
+only when the clock starts. A miner without the endpoint (404/405) is asked the old one-shot
+way, and then the whole time counts. Each phase has its own `deadline_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -25,9 +33,14 @@ from tuneforge.protocol import (
     GENERATE_PATH,
     HEADER_GENERATION_MS,
     HEADER_MODEL,
+    HEADER_SLOT,
     HEADER_SPEC_VERSION,
+    MAX_SLOT_GRANT_BYTES,
+    RESERVE_PATH,
     SPEC_VERSION,
     MusicGenerationSynapse,
+    SlotGrant,
+    SlotRequest,
 )
 
 # Failure codes (stable strings: they are stored, shown by `validator status` and published).
@@ -47,6 +60,10 @@ BAD_SIGNATURE = "bad_signature"
 WRONG_SIGNER = "wrong_signer"
 BAD_ENCODING = "bad_encoding"
 NO_AXON = "no_axon"
+BAD_SLOT = "bad_slot"
+
+# Statuses that mean "this miner has no /v1/reserve": ask it the one-shot way.
+_NO_RESERVE = frozenset({404, 405})
 
 _MAX_HEADER_CHARS = 128
 
@@ -63,7 +80,10 @@ class QueryOutcome:
     reason: str | None = None
     status: int | None = None
     bytes_read: int = 0
+    # The timed exchange: prompt sent -> last byte (with a slot), or the whole one-shot query.
     elapsed_ms: float = 0.0
+    wait_ms: float = 0.0  # waiting for a slot (not counted as generation time)
+    slotted: bool = False
     generation_ms: float | None = None
     model: str | None = None
 
@@ -83,6 +103,8 @@ class QueryOutcome:
             "status": self.status,
             "bytes_read": self.bytes_read,
             "elapsed_ms": round(self.elapsed_ms, 1),
+            "wait_ms": round(self.wait_ms, 1),
+            "slotted": self.slotted,
             "generation_ms": self.generation_ms,
             "model": self.model,
         }
@@ -133,6 +155,11 @@ def _generation_ms(headers: Mapping[str, str]) -> float | None:
     return value if math.isfinite(value) and 0 <= value <= 3_600_000 else None
 
 
+def _duration_of(body: bytes) -> float:
+    """The requested duration of a synapse body we built ourselves (for the reservation)."""
+    return float(json.loads(body)["duration_seconds"])
+
+
 def axon_url(axon: str) -> str:
     return f"http://{axon}"
 
@@ -180,12 +207,20 @@ class MinerClient:
     async def query(self, neuron: Neuron, body: bytes, deadline_s: float) -> QueryOutcome:
         outcome = QueryOutcome(uid=neuron.uid, hotkey=neuron.hotkey)
         started = time.perf_counter()
+        timed_from = started
+        answered: float | None = None
         log = logger.bind(uid=neuron.uid, hotkey=neuron.hotkey)
         try:
             if not neuron.axon:
                 raise _Failure(NO_AXON, "miner serves no axon")
             async with asyncio.timeout(deadline_s):
-                await self._exchange(neuron, body, outcome, deadline_s)
+                slot = await self._reserve(neuron, _duration_of(body), deadline_s)
+            timed_from = time.perf_counter()
+            outcome.wait_ms = (timed_from - started) * 1000.0
+            outcome.slotted = slot is not None
+            async with asyncio.timeout(deadline_s):
+                await self._exchange(neuron, body, outcome, deadline_s, slot)
+            answered = time.perf_counter()
             # Decoding up to 32 MiB is CPU work: keep it off the event loop.
             outcome.audio = await asyncio.to_thread(self._decode, outcome.wav or b"")
         except (TimeoutError, httpx.TimeoutException):
@@ -196,7 +231,8 @@ class MinerClient:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             outcome.code, outcome.reason = CONNECT_ERROR, f"{type(exc).__name__}: {exc}"[:300]
         finally:
-            outcome.elapsed_ms = (time.perf_counter() - started) * 1000.0
+            end = answered if answered is not None else time.perf_counter()
+            outcome.elapsed_ms = (end - timed_from) * 1000.0
         if outcome.ok:
             log.debug("answer in {:.0f} ms, {} bytes", outcome.elapsed_ms, outcome.bytes_read)
         else:
@@ -204,8 +240,45 @@ class MinerClient:
             log.info("uid {} failed: {} ({})", neuron.uid, outcome.code, outcome.reason)
         return outcome
 
+    async def _reserve(self, neuron: Neuron, duration_s: float, deadline_s: float) -> str | None:
+        """A slot token once a worker is free; None when the miner has no /v1/reserve."""
+        body = SlotRequest(duration_seconds=duration_s).model_dump_json().encode()
+        headers = {
+            **sign_request(self.wallet, "POST", RESERVE_PATH, body, neuron.hotkey),
+            HEADER_SPEC_VERSION: SPEC_VERSION,
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+        }
+        url = axon_url(neuron.axon or "") + RESERVE_PATH
+        timeout = httpx.Timeout(deadline_s, connect=min(5.0, deadline_s))
+        scratch = QueryOutcome(uid=neuron.uid, hotkey=neuron.hotkey)
+        async with self._client.stream(
+            "POST", url, content=body, headers=headers, timeout=timeout
+        ) as response:
+            if response.status_code in _NO_RESERVE:
+                return None
+            answer = await self._read_capped(response, scratch, MAX_SLOT_GRANT_BYTES, fail=False)
+            if response.status_code != 200:
+                text = answer.decode("utf-8", "replace").strip()[:200]
+                raise _Failure(
+                    HTTP_STATUS,
+                    f"reserve: HTTP {response.status_code}: {text}",
+                    response.status_code,
+                )
+        if scratch.bytes_read > MAX_SLOT_GRANT_BYTES:
+            raise _Failure(BAD_SLOT, f"slot grant exceeds {MAX_SLOT_GRANT_BYTES} bytes")
+        try:
+            return SlotGrant.model_validate_json(answer).slot
+        except ValueError:
+            raise _Failure(BAD_SLOT, "reserve answered 200 without a valid slot token") from None
+
     async def _exchange(
-        self, neuron: Neuron, body: bytes, outcome: QueryOutcome, deadline_s: float
+        self,
+        neuron: Neuron,
+        body: bytes,
+        outcome: QueryOutcome,
+        deadline_s: float,
+        slot: str | None = None,
     ) -> None:
         headers = {
             **sign_request(self.wallet, "POST", GENERATE_PATH, body, neuron.hotkey),
@@ -213,6 +286,8 @@ class MinerClient:
             "Content-Type": "application/json",
             "Accept-Encoding": "identity",
         }
+        if slot is not None:
+            headers[HEADER_SLOT] = slot
         url = axon_url(neuron.axon or "") + GENERATE_PATH
         # httpx's own per-phase timeouts must not be shorter than the round's deadline: a miner
         # may legitimately send nothing until its generation is done.

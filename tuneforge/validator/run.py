@@ -10,12 +10,14 @@ from loguru import logger
 
 from tuneforge.config import expand_path
 from tuneforge.logs import configure_logging
+from tuneforge.scoring.weights import CATALOGUE_PENALTY, CHECKS
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
 
 if TYPE_CHECKING:
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.scoring.neural import NeuralModels
     from tuneforge.validator.loop import ValidatorLoop
+    from tuneforge.validator.preference_training import PreferenceTrainer
     from tuneforge.validator.publisher import Publisher
 
 FLUSH_ON_EXIT_S = 10.0
@@ -70,8 +72,30 @@ def check_scorer_set(engine: ScoringEngine, network: str, allow_missing: bool) -
     )
 
 
+def check_catalogue(network: str, key: str, allow_missing: bool) -> bool:
+    """Whether this validator looks clips up in the public catalogue: exactly when the network
+    has the check on (its row in `weights.PENALTIES` is active) — then a validator of a real
+    network without an AcoustID key must not start, like one without a required model (D31)."""
+    if not CHECKS[CATALOGUE_PENALTY].active:
+        if key:
+            logger.info("AcoustID key configured, but the network has the catalogue check off")
+        return False
+    if key:
+        return True
+    if allow_missing or network == "localnet":
+        logger.warning("catalogue check is on network-wide but no AcoustID key: not looked up")
+        return False
+    raise ValidatorStartupError(
+        f"network {network!r} has the catalogue check on: configure --catalogue.acoustid_key "
+        "(an AcoustID application key, see docs/validator.md)"
+    )
+
+
 async def _serve(
-    validator: ValidatorLoop, stop: asyncio.Event, publisher: Publisher | None = None
+    validator: ValidatorLoop,
+    stop: asyncio.Event,
+    publisher: Publisher | None = None,
+    trainer: PreferenceTrainer | None = None,
 ) -> None:
     """Run the loop (and the publisher beside it); SIGTERM/SIGINT end it cleanly (an unfinished
     round is simply not counted, unsent publications stay in the outbox)."""
@@ -79,6 +103,7 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         running.add_signal_handler(signum, stop.set)
     publishing = asyncio.ensure_future(publisher.run(stop)) if publisher is not None else None
+    training = asyncio.ensure_future(trainer.run(stop)) if trainer is not None else None
     try:
         await validator.run(stop)
         if publisher is not None and not stop.is_set():
@@ -86,6 +111,9 @@ async def _serve(
             await publisher.flush(FLUSH_ON_EXIT_S)
     finally:
         stop.set()
+        if training is not None:
+            training.cancel()
+            await asyncio.gather(training, return_exceptions=True)
         if publishing is not None:
             try:
                 await asyncio.wait_for(publishing, timeout=FLUSH_ON_EXIT_S)
@@ -98,10 +126,12 @@ def run(settings: ValidatorSettings) -> None:
     from tuneforge.chain.factory import open_chain
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.validator.api_client import ApiClient
+    from tuneforge.validator.catalogue import CatalogueClient
     from tuneforge.validator.copies import CopyChecker
     from tuneforge.validator.jobs import JobWorker
     from tuneforge.validator.loop import ValidatorLoop
     from tuneforge.validator.metrics import ValidatorMetrics
+    from tuneforge.validator.preference_training import PreferenceTrainer
     from tuneforge.validator.publisher import Publisher
     from tuneforge.validator.query import MinerClient
     from tuneforge.validator.round import RoundRunner
@@ -134,6 +164,9 @@ def run(settings: ValidatorSettings) -> None:
         models = load_models(settings.scoring)
         engine = ScoringEngine.create(state.history(), models, workers=settings.scoring.workers)
         check_scorer_set(engine, settings.network, settings.scoring.allow_missing)
+        looks_up = check_catalogue(
+            settings.network, settings.catalogue.acoustid_key, settings.scoring.allow_missing
+        )
         chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
     except BaseException:
         state.close()
@@ -168,8 +201,18 @@ def run(settings: ValidatorSettings) -> None:
                     api = ApiClient(api_settings.url, wallet, api_settings.timeout_s)
                 except ValueError as exc:
                     raise ValidatorStartupError(str(exc)) from exc
+            catalogue: CatalogueClient | None = None
+            if looks_up:
+                try:
+                    catalogue = CatalogueClient(
+                        settings.catalogue.acoustid_key,
+                        settings.catalogue.url,
+                        wait_s=settings.catalogue.wait_s,
+                    )
+                except ValueError as exc:
+                    raise ValidatorStartupError(str(exc)) from exc
             try:
-                copies = CopyChecker(api if api_settings.copy_check else None)
+                copies = CopyChecker(api if api_settings.copy_check else None, catalogue)
                 runner = RoundRunner(settings, hotkey, state, client, engine, metrics, copies)
                 publisher = None
                 if api is not None:
@@ -189,9 +232,21 @@ def run(settings: ValidatorSettings) -> None:
                     else None
                 )
                 loop = ValidatorLoop(settings, hotkey, chain, state, runner, jobs, on_round=wake)
-                await _serve(loop, asyncio.Event(), publisher)
+                trainer = None
+                if api is not None and api_settings.preference_train_interval_s > 0:
+                    out = expand_path(api_settings.preference_dir)
+                    trainer = PreferenceTrainer(
+                        api,
+                        engine.models,
+                        out,
+                        out.with_name(out.name + "-audio"),
+                        api_settings.preference_train_interval_s,
+                    )
+                await _serve(loop, asyncio.Event(), publisher, trainer)
             finally:
                 await client.aclose()
+                if catalogue is not None:
+                    await catalogue.aclose()
                 if api is not None:
                     await api.aclose()
 

@@ -393,6 +393,23 @@ class ValidatorState:
         value = self._meta("last_weights")
         return json.loads(value) if value else None
 
+    # -- commit-reveal: the commit the chain has not revealed yet ---------------------------
+
+    def record_commit(self, outcome: dict[str, Any], pending: dict[str, Any]) -> None:
+        """A successful commit and its pending-reveal record, in one transaction: a crash
+        leaves both or neither."""
+        with self._transaction() as db:
+            self._put_meta(db, "last_weights", json.dumps(outcome, default=_json_default))
+            self._put_meta(db, "pending_commit", json.dumps(pending, default=_json_default))
+
+    def pending_commit(self) -> dict[str, Any] | None:
+        value = self._meta("pending_commit")
+        return json.loads(value) if value else None
+
+    def clear_pending_commit(self) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = 'pending_commit'")
+
     # -- scoring history (written with the round, read through StateHistory) ------------------
 
     def history(self) -> StateHistory:

@@ -13,6 +13,7 @@ from loguru import logger
 from prometheus_client import CollectorRegistry
 
 from tuneforge.metrics import METRICS_PATH, negotiate
+from tuneforge.protocol import SPEC_VERSION_KEY
 from tuneforge.validator.state import ValidatorState
 from tuneforge.validator.weights import DEFAULT_EXPONENT, compute_weights
 
@@ -44,11 +45,19 @@ def status_snapshot(state: ValidatorState) -> dict[str, Any]:
                 "query": last.get("query", {}),
             }
         )
+    last_weights = state.last_weights_outcome() or {}
     return {
         "rounds_completed": state.rounds_completed(),
         "last_round": state.last_round(),
         "weight_rule": rule,
         "last_weights": state.last_weights_outcome(),
+        # Whether the last weight attempt was refused for a version_key below weights_version.
+        "version": {
+            "version_key": SPEC_VERSION_KEY,
+            "weights_version": last_weights.get("weights_version"),
+            "stale": last_weights.get("code") == "STALE_VERSION",
+        },
+        "pending_commit": state.pending_commit(),
         "outbox_size": state.outbox_size(),
         "outbox_by_kind": state.outbox_depth(),
         "miners": rows,

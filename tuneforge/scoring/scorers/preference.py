@@ -10,13 +10,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.features import dsp_embedding
 from tuneforge.scoring.neural import ensure_feature
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
     from tuneforge.scoring.neural import NeuralModels
 
-_SOURCE = {"clap_embedding": "clap", "mert_embedding": "mert"}
+# The model each embedding needs; the DSP embedding (features.dsp_embedding) needs none, which
+# lets a head train and score where no neural model is loaded (localnet, experiments).
+_SOURCE = {"clap_embedding": "clap", "mert_embedding": "mert", "dsp_embedding": ""}
 
 
 class PreferenceScorer(Scorer):
@@ -31,9 +34,12 @@ class PreferenceScorer(Scorer):
         models = _check(context.models or self.models)
         model = models.preference
         assert model is not None
-        prepared = ensure_feature(
-            models, clip, context.clips, lambda c: c.neural.embedding(model.embedding)
-        )
+        if model.embedding == "dsp_embedding":
+            prepared = dsp_embedding(clip)
+        else:
+            prepared = ensure_feature(
+                models, clip, context.clips, lambda c: c.neural.embedding(model.embedding)
+            )
         embedding = np.asarray(prepared, dtype=np.float32)
         value = float(model.score(embedding[None, :])[0])
         return ScoreResult(value, details={"heldout_accuracy": model.heldout_accuracy})
@@ -42,7 +48,9 @@ class PreferenceScorer(Scorer):
 def _check(models: NeuralModels | None) -> NeuralModels:
     if models is None or models.preference is None or models.preference.heldout_accuracy is None:
         raise ScorerUnavailable("not trained")
-    source = _SOURCE.get(models.preference.embedding, "")
-    if not models.has(source):
+    source = _SOURCE.get(models.preference.embedding)
+    if source is None:
+        raise ScorerUnavailable(f"unknown preference embedding {models.preference.embedding!r}")
+    if source and not models.has(source):
         raise ScorerUnavailable(f"preference head reads {source} embeddings: not loaded")
     return models
