@@ -150,7 +150,11 @@ def run(settings: ValidatorSettings) -> None:
     hotkey = wallet.hotkey.ss58_address
     state_path = expand_path(neuron.state_path)
     try:
-        state = ValidatorState(state_path)
+        state = ValidatorState(
+            state_path,
+            int(neuron.history_mb_per_miner * 1_000_000),
+            int(neuron.history_mb_total * 1_000_000),
+        )
     except StateError as exc:
         raise ValidatorStartupError(str(exc)) from exc
     state.set_weight_rule(neuron.weights_exponent, neuron.weights_top_k)
@@ -158,7 +162,7 @@ def run(settings: ValidatorSettings) -> None:
         # Before any chain connection: a validator that cannot score like the rest of the
         # network must not start at all.
         models = load_models(settings.scoring)
-        engine = ScoringEngine.create(state.history(), models)
+        engine = ScoringEngine.create(state.history(), models, workers=settings.scoring.workers)
         check_scorer_set(engine, settings.network, settings.scoring.allow_missing)
         looks_up = check_catalogue(
             settings.network, settings.catalogue.acoustid_key, settings.scoring.allow_missing
@@ -250,6 +254,7 @@ def run(settings: ValidatorSettings) -> None:
     finally:
         if status is not None:
             status.stop()
+        engine.close()
         chain.close()
         state.close()
         logger.info("validator stopped")
