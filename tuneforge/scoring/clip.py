@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -112,25 +111,3 @@ class PeerClip(Clip):
             raise LookupError(f"{compute.__qualname__} of another clip is not shared with workers")
         value: T = self._cache[key]
         return value
-
-
-_shared: dict[int, tuple[weakref.ref[Audio], weakref.ref[Clip]]] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_clip(audio: Audio) -> Clip:
-    """The Clip of this Audio object while someone holds it: the engine and the validator's copy
-    check work on a round's answers at the same time, and each answer is decoded and
-    fingerprinted once, whichever asks first. (Keyed by identity, checked through weak
-    references: a reused id never hands out another audio's clip.)"""
-    key = id(audio)
-    with _shared_lock:
-        entry = _shared.get(key)
-        clip = entry[1]() if entry is not None and entry[0]() is audio else None
-        if clip is None:
-            clip = Clip(audio)
-            _shared[key] = (weakref.ref(audio), weakref.ref(clip))
-            if len(_shared) > 1024:  # drop entries whose audio or clip is gone
-                for stale in [k for k, (a, c) in _shared.items() if a() is None or c() is None]:
-                    del _shared[stale]
-        return clip
