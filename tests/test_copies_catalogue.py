@@ -140,7 +140,9 @@ def test_lookups_are_rate_limited_and_cached(catalogue: tuple[FakeAcoustId, str]
     _check(url, clips, per_second=3.0)
     times = fake.calls[before:]
     assert len(times) == 4
-    assert times[-1] - times[0] >= 3 / 3.0 - 0.05  # 4 requests at 3/s span at least 1 s
+    # 4 requests at 3/s span 1 s as sent; the server sees them with scheduling jitter on a
+    # loaded machine, so allow 0.2 s of it (unlimited, they would arrive within milliseconds).
+    assert times[-1] - times[0] >= 3 / 3.0 - 0.2
 
     async def twice() -> int:
         client = CatalogueClient(KEY, url)
