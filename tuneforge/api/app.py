@@ -25,7 +25,6 @@ from tuneforge.api.fingerprints import router as fingerprints_router
 from tuneforge.api.jobs import JobService
 from tuneforge.api.leaderboard import Leaderboard
 from tuneforge.api.leaderboard import router as leaderboard_router
-from tuneforge.api.metagraph import ChainSource, MetagraphCache
 from tuneforge.api.metrics import ApiMetrics, DatabaseCollector, MetricsMiddleware, leaf_routes
 from tuneforge.api.middleware import GuardMiddleware
 from tuneforge.api.ratelimit import rate_limiter_from_url
@@ -40,6 +39,7 @@ from tuneforge.api.validation_text import describe_all
 from tuneforge.api.votes import VoteService
 from tuneforge.api.webhooks import WebhookPolicy, WebhookSender
 from tuneforge.chain.base import ChainView
+from tuneforge.chain.metagraph import ChainSource, MetagraphCache
 from tuneforge.config import expand_path
 from tuneforge.metrics import ClientAllowList, metrics_endpoint, new_registry
 from tuneforge.nonces import nonce_store_from_url
@@ -67,7 +67,7 @@ def build_context(settings: ApiSettings, chain: ChainSource, migrate: bool = Tru
         dbmod.upgrade(database)
     store = AudioStore(expand_path(settings.audio_dir))
     metagraph = MetagraphCache(chain, settings.metagraph_refresh_s)
-    metagraph.refresh()
+    metagraph.try_refresh()  # a chain down at startup: auth refuses until it is back
     scores = ScoreService(database, store)
     ctx = ApiContext(
         settings=settings,

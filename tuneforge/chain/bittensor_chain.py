@@ -27,7 +27,7 @@ from tuneforge.chain.base import (
     Neuron,
     SetWeightsResult,
 )
-from tuneforge.chain.local import format_axon, normalize_weights
+from tuneforge.chain.rules import format_axon, normalize_weights
 from tuneforge.config import DEFAULT_NETUID
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from tuneforge.auth import AuthFailure, verify_request
 from tuneforge.chain.base import Neuron
-from tuneforge.miner.metagraph_cache import MetagraphCache
+from tuneforge.chain.metagraph import MetagraphCache
 from tuneforge.nonces import NonceStore
 from tuneforge.protocol import (
     HEADER_SPEC_VERSION,

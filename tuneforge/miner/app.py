@@ -28,12 +28,12 @@ from tuneforge import __version__
 from tuneforge.audio import AudioError
 from tuneforge.auth import sign_response
 from tuneforge.chain.base import ChainView
+from tuneforge.chain.metagraph import MetagraphCache
 from tuneforge.generation.base import Backend, GenerationError, GenerationOutOfMemory
 from tuneforge.generation.router import RoutedBackend
 from tuneforge.metrics import METRICS_PATH, ClientAllowList, metrics_endpoint
 from tuneforge.miner.admission import Admission, AdmissionPolicy, Admitted, Refusal
 from tuneforge.miner.config import MinerSettings
-from tuneforge.miner.metagraph_cache import MetagraphCache
 from tuneforge.miner.metrics import SERVED, MinerMetrics
 from tuneforge.miner.slots import SlotBook, SlotExpired
 from tuneforge.miner.wav import encode_pcm16_wav
@@ -318,7 +318,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(metagraph.start)  # the first load; a chain read may be slow
+        await asyncio.to_thread(metagraph.refresh)  # the first load; a chain read may be slow
+        metagraph.start()
         queue.start()
         logger.info(
             "miner {} serving {} ({}) on {} device(s), queue {}+{} workers, min stake {:.1f}",
