@@ -21,7 +21,7 @@ CUSTOMER_CREDITS = 100
 def api_counts(api_url: str, validator_wallet: Any) -> dict[str, int]:
     """{miner hotkey: scored results the API holds} (GET /scores/export, signed by the
     validator hotkey, as any registered neuron may read it)."""
-    from tuneforge.hotkey_auth import sign_hotkey_headers
+    from tuneforge.api_hotkey_auth import sign_hotkey_headers
 
     path = "/api/v1/scores/export"
     counts: dict[str, int] = {}

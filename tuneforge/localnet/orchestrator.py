@@ -296,7 +296,7 @@ class Localnet:
 
     def miners_serving(self) -> bool:
         """Every miner published its axon on LocalChain and answers a signed GET /v1/info."""
-        from tuneforge.auth import sign_request
+        from tuneforge.btauth import sign_request
         from tuneforge.chain.local import LocalChain
         from tuneforge.protocol import HEADER_SPEC_VERSION, INFO_PATH, SPEC_VERSION
 

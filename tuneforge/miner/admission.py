@@ -17,7 +17,7 @@ from loguru import logger
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from tuneforge.auth import AuthFailure, verify_request
+from tuneforge.btauth import AuthFailure, verify_request
 from tuneforge.chain.base import Neuron
 from tuneforge.chain.metagraph import MetagraphCache
 from tuneforge.nonces import NonceStore

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 
 from tuneforge import __version__
 from tuneforge.audio import AudioError
-from tuneforge.auth import sign_response
+from tuneforge.btauth import sign_response
 from tuneforge.chain.base import ChainView
 from tuneforge.chain.metagraph import MetagraphCache
 from tuneforge.generation.base import Backend, GenerationError, GenerationOutOfMemory

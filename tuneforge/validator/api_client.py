@@ -1,5 +1,5 @@
 """The validator's one HTTP client to the TuneForge API: hotkey-signed requests (API.md, method
-2, via tuneforge.hotkey_auth), timeouts, and a cap on what is read back."""
+2, via tuneforge.api_hotkey_auth), timeouts, and a cap on what is read back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tuneforge.hotkey_auth import sign_hotkey_headers
+from tuneforge.api_hotkey_auth import HotkeyAuth
 
 API_PREFIX = "/api/v1"
 # API answers are small JSON documents; anything bigger is not an answer we need.
@@ -52,6 +52,7 @@ class ApiClient:
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
             follow_redirects=False,
             trust_env=False,
+            auth=HotkeyAuth(wallet),  # every request signed (API.md, method 2)
         )
 
     async def aclose(self) -> None:
@@ -68,10 +69,7 @@ class ApiClient:
         """One signed request (`path` under /api/v1); raises ApiUnavailable when no answer
         (or one longer than `max_bytes`: audio downloads pass a larger cap)."""
         full_path = API_PREFIX + path
-        # The signature covers the path without its query string (API.md).
-        headers = sign_hotkey_headers(self.wallet, method, full_path.split("?", 1)[0], body)
-        if body:
-            headers["Content-Type"] = content_type
+        headers = {"Content-Type": content_type} if body else {}
         try:
             async with self._client.stream(
                 method, full_path, content=body, headers=headers

@@ -16,10 +16,11 @@ the connection that carried its request, within the freshness window.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Final, TypeAlias
 
 import bittensor as bt
+import httpx
 from bittensor import http_auth
 from bittensor.sp_core import Keypair
 from loguru import logger
@@ -77,6 +78,24 @@ def sign_request(
     `path` must be the request target exactly as sent (including any query string).
     """
     return http_auth.sign(wallet, method=method, path=path, body=body, receiver_ss58=receiver_ss58)
+
+
+class BtAuth(httpx.Auth):
+    """btauth/1 as an httpx auth hook: signs each request from `signer` to `receiver_ss58`
+    over the exact bytes and request target httpx sends, so no caller merges headers by hand."""
+
+    requires_request_body = True  # the signature covers the body
+
+    def __init__(self, signer: SigningKey, receiver_ss58: str) -> None:
+        self.signer = signer
+        self.receiver_ss58 = receiver_ss58
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        target = request.url.raw_path.decode("ascii")  # path and query, as sent
+        request.headers.update(
+            sign_request(self.signer, request.method, target, request.content, self.receiver_ss58)
+        )
+        yield request
 
 
 def verify_request(

@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from tuneforge.chain.base import Neuron
 from tuneforge.nonces import NonceStore
@@ -78,6 +80,22 @@ def sign_hotkey_headers(
         HEADER_NONCE: str(nonce),
         HEADER_SIGNATURE: "0x" + signature.hex(),
     }
+
+
+class HotkeyAuth(httpx.Auth):
+    """The API's hotkey scheme as an httpx auth hook: signs each request with `signer`'s
+    hotkey over the body and the path without its query string (what the API verifies)."""
+
+    requires_request_body = True  # the signature covers the body
+
+    def __init__(self, signer: Any) -> None:
+        self.signer = signer
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers.update(
+            sign_hotkey_headers(self.signer, request.method, request.url.path, request.content)
+        )
+        yield request
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
