@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from tuneforge.chain.base import Neuron
+from tuneforge.errors import TuneForgeError
 from tuneforge.nonces import NonceStore
 
 HEADER_HOTKEY = "X-Validator-Hotkey"
@@ -36,8 +37,10 @@ _SIGNATURE_PATTERN = re.compile(r"^(0x)?[0-9a-fA-F]{128}$")
 MetagraphLookup = Callable[[str], Neuron | None]
 
 
-class HotkeyAuthError(Exception):
+class HotkeyAuthError(TuneForgeError):
     """Refused hotkey authentication: `status` is 401 (credentials) or 403 (not allowed)."""
+
+    code = "hotkey_auth"
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)

@@ -25,6 +25,7 @@ from bittensor import http_auth
 from bittensor.sp_core import Keypair
 from loguru import logger
 
+from tuneforge.errors import TuneForgeError
 from tuneforge.nonces import MemoryNonceStore, NonceStore
 
 # What may sign: a Wallet (its hotkey is read from disk on every signature) or an unlocked hotkey
@@ -47,7 +48,7 @@ _REASONS: Final[dict[type[http_auth.AuthError], str]] = {
 }
 
 
-class AuthFailure(Exception):
+class AuthFailure(TuneForgeError):
     """A signature check failed. `kind` is a stable short code, `reason` a safe message.
 
     Messages never echo signatures or payloads, so they may be returned to the caller.
@@ -57,6 +58,7 @@ class AuthFailure(Exception):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
+        self.code = kind
         self.status = status
 
 

@@ -20,13 +20,17 @@ from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tuneforge.errors import TuneForgeError
+
 METRICS_PATH = "/metrics"
 LOOPBACK_ONLY = ("127.0.0.1/32", "::1/128")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class MetricsConfigError(ValueError):
+class MetricsConfigError(TuneForgeError, ValueError):
     """An allow-list entry that is not an IP address or network."""
+
+    code = "metrics_config"
 
 
 def new_registry() -> CollectorRegistry:

@@ -17,14 +17,16 @@ from sqlalchemy import select, update
 from tuneforge.api.db import Database
 from tuneforge.api.models import Account, ApiKey, utcnow
 from tuneforge.api.settings import PLAN_RATE_LIMITS
+from tuneforge.errors import TuneForgeError
 
 KEY_PREFIX = "tf_"
 KEY_PATTERN = re.compile(r"^tf_[A-Za-z0-9_\-]{32,128}$")
 _EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
 
-class AccountError(Exception):
-    pass
+class AccountError(TuneForgeError):
+    status = 400
+    code = "account"
 
 
 @dataclass(frozen=True)

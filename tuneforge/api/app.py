@@ -41,6 +41,7 @@ from tuneforge.api.webhooks import WebhookPolicy, WebhookSender
 from tuneforge.chain.base import ChainView
 from tuneforge.chain.metagraph import ChainSource, MetagraphCache
 from tuneforge.config import expand_path
+from tuneforge.errors import TuneForgeError
 from tuneforge.metrics import ClientAllowList, metrics_endpoint, new_registry
 from tuneforge.nonces import nonce_store_from_url
 
@@ -162,6 +163,13 @@ def create_app(
     app.state.ctx = ctx
     openapi.install(app)
     docs_ui.install(app)
+
+    @app.exception_handler(TuneForgeError)
+    async def _refused(_request: Request, exc: TuneForgeError) -> JSONResponse:
+        # The one place a domain error becomes HTTP: its own status and caller-safe text.
+        return JSONResponse(
+            {"detail": exc.detail_text}, status_code=exc.status, headers=dict(exc.headers)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,10 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tuneforge.api.models import AUDIO_FOR_JOB, AudioUpload, utcnow
+from tuneforge.errors import TuneForgeError
 
 
-class AudioNotYours(Exception):
+class AudioNotYours(TuneForgeError):
     """The audio exists but this validator did not upload it for this use (HTTP 403 or 409)."""
+
+    code = "audio_not_yours"
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)

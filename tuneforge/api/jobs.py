@@ -41,12 +41,16 @@ from tuneforge.api.models import (
 )
 from tuneforge.api.schemas import GenerateRequest, JobResult
 from tuneforge.api.storage import AudioStore, StagedUpload
+from tuneforge.errors import TuneForgeError
 from tuneforge.protocol import MusicGenerationSynapse
 
 EXPIRED_ERROR = "Job expired before a validator delivered it; credits refunded."
 
 
-class InsufficientCredits(Exception):
+class InsufficientCredits(TuneForgeError):
+    status = 402
+    code = "insufficient_credits"
+
     def __init__(self, needed: int, available: int) -> None:
         self.needed = needed
         self.available = available
@@ -55,16 +59,20 @@ class InsufficientCredits(Exception):
         )
 
 
-class JobNotFound(Exception):
-    pass
+class JobNotFound(TuneForgeError):
+    status = 404
+    code = "job_not_found"
+    public_detail = "Request not found"  # never echo an id the caller may not own
 
 
-class JobConflict(Exception):
-    pass
+class JobConflict(TuneForgeError):
+    status = 409
+    code = "job_conflict"
 
 
-class MissingAudio(Exception):
-    pass
+class MissingAudio(TuneForgeError):
+    status = 400
+    code = "missing_audio"
 
 
 def credits_for(duration_seconds: float) -> int:
@@ -72,8 +80,9 @@ def credits_for(duration_seconds: float) -> int:
     return max(1, math.ceil(duration_seconds / 3 - 1e-9))
 
 
-class IdempotencyConflict(Exception):
-    pass
+class IdempotencyConflict(TuneForgeError):
+    status = 409
+    code = "idempotency_conflict"
 
 
 # How long an Idempotency-Key is remembered (the contract's 24 h).

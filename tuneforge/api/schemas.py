@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuneforge import protocol
+from tuneforge.errors import TuneForgeError
 from tuneforge.scoring.fingerprint import BadFingerprint
 from tuneforge.scoring.fingerprint import decode as decode_fingerprint
 from tuneforge.scoring.fingerprint import encoded_limit as fingerprint_encoded_limit
@@ -47,8 +48,11 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 ScorerName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class UnsafeJson(ValueError):
+class UnsafeJson(TuneForgeError, ValueError):
     """A value no database column or JSON client can hold faithfully."""
+
+    status = 400
+    code = "unsafe_json"
 
 
 def check_json_safe(value: Any, where: str = "body", depth: int = 0) -> None:

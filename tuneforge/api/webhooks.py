@@ -47,6 +47,7 @@ from tuneforge.api.models import (
     WebhookDelivery,
     utcnow,
 )
+from tuneforge.errors import TuneForgeError
 
 SECRET_PREFIX = "whsec_"
 HEADER_TIMESTAMP = "X-TuneForge-Timestamp"
@@ -58,8 +59,11 @@ MAX_ERROR_CHARS = 300
 SEND_LEASE = timedelta(minutes=2)
 
 
-class BadCallback(ValueError):
+class BadCallback(TuneForgeError, ValueError):
     """A callback URL the API refuses to call (shown to the customer as a 400)."""
+
+    status = 400
+    code = "bad_callback"
 
 
 @dataclass(frozen=True)

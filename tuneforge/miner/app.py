@@ -29,6 +29,7 @@ from tuneforge.audio import AudioError
 from tuneforge.btauth import sign_response
 from tuneforge.chain.base import ChainView
 from tuneforge.chain.metagraph import MetagraphCache
+from tuneforge.errors import TuneForgeError
 from tuneforge.generation.base import Backend, GenerationError, GenerationOutOfMemory
 from tuneforge.generation.router import RoutedBackend
 from tuneforge.metrics import METRICS_PATH, ClientAllowList, metrics_endpoint
@@ -72,8 +73,11 @@ class Generated:
     signature_headers: dict[str, str]
 
 
-class CallerGone(Exception):
+class CallerGone(TuneForgeError):
     """The caller disconnected before its generation finished."""
+
+    status = 499
+    code = "caller_gone"
 
 
 async def _wait_for_disconnect(request: Request) -> None:
@@ -349,10 +353,11 @@ def create_app(
     app.state.metagraph = metagraph
     app.state.metrics = metrics
 
-    @app.exception_handler(Refusal)
-    async def _refused(_: Request, exc: Refusal) -> JSONResponse:
+    @app.exception_handler(TuneForgeError)
+    async def _refused(_: Request, exc: TuneForgeError) -> JSONResponse:
+        # The one place a domain error becomes HTTP (Refusal is the usual one).
         headers = {HEADER_SPEC_VERSION: SPEC_VERSION, **exc.headers}
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+        return JSONResponse({"detail": exc.detail_text}, status_code=exc.status, headers=headers)
 
     @app.post(GENERATE_PATH)
     async def generate(request: Request) -> Response:

@@ -14,6 +14,7 @@ import time
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainView
+from tuneforge.errors import TuneForgeError
 from tuneforge.generation.base import Backend, GenerationError
 from tuneforge.generation.settings import GenerationSettings
 from tuneforge.logs import configure_logging
@@ -29,8 +30,10 @@ from tuneforge.miner.ip_watch import (
 )
 
 
-class MinerStartupError(Exception):
+class MinerStartupError(TuneForgeError):
     """The miner cannot start; the message says what to fix."""
+
+    code = "miner_startup"
 
 
 class _Stopped(Exception):

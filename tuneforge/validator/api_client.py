@@ -10,14 +10,18 @@ from typing import Any
 import httpx
 
 from tuneforge.api_hotkey_auth import HotkeyAuth
+from tuneforge.errors import TuneForgeError
 
 API_PREFIX = "/api/v1"
 # API answers are small JSON documents; anything bigger is not an answer we need.
 MAX_RESPONSE_BYTES = 1024 * 1024
 
 
-class ApiUnavailable(Exception):
+class ApiUnavailable(TuneForgeError):
     """No usable answer: connection refused, timeout, or an oversized reply (retry later)."""
+
+    status = 503
+    code = "api_unavailable"
 
 
 @dataclass(frozen=True)

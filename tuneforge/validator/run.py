@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from tuneforge.config import expand_path
+from tuneforge.errors import TuneForgeError
 from tuneforge.logs import configure_logging
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
 
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
 FLUSH_ON_EXIT_S = 10.0
 
 
-class ValidatorStartupError(Exception):
+class ValidatorStartupError(TuneForgeError):
     """The validator cannot start; the message says what to fix."""
+
+    code = "validator_startup"
 
 
 def load_models(scoring: ScoringModelSettings) -> NeuralModels | None:
