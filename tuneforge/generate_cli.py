@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from tuneforge.protocol import SEED_LIMIT
+
 
 def generate_command(
     prompt: str = typer.Option(..., "--prompt", help="what the music is about"),
@@ -25,7 +27,7 @@ def generate_command(
         None, "--lyrics", help="lyrics to sing (with --vocals; written by the lyrics model if not)"
     ),
     duration: float = typer.Option(15.0, "--duration", help="seconds (1-60)"),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_LIMIT - 1),
     backend: str = typer.Option(
         "musicgen", "--backend", help="musicgen | ace-step | synth | audiocraft"
     ),

@@ -42,7 +42,7 @@ from tuneforge.api.models import (
 from tuneforge.api.schemas import GenerateRequest, JobResult
 from tuneforge.api.storage import AudioStore, StagedUpload
 from tuneforge.errors import TuneForgeError
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.protocol import SEED_LIMIT, MusicGenerationSynapse
 
 EXPIRED_ERROR = "Job expired before a validator delivered it; credits refunded."
 
@@ -188,7 +188,7 @@ class JobService:
             vocals=body.vocals,
             lyrics=body.lyrics,
             duration_seconds=body.duration_seconds,
-            seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+            seed=body.seed if body.seed is not None else secrets.randbelow(SEED_LIMIT),
         )
         cost = credits_for(body.duration_seconds) * body.variants
         with self.db.write() as session:

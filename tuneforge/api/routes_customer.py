@@ -112,7 +112,7 @@ def status(
 def audio(
     request: Request,
     track_file: str = Path(pattern=FILE_PATTERN, description="`{track_id}.wav`, `.flac` or `.mp3`"),
-    format: Literal["wav", "flac", "mp3"] | None = Query(  # noqa: A002 - the public name
+    format: Literal["wav", "flac", "mp3"] | None = Query(
         default=None, description="overrides the extension"
     ),
     caller: KeyIdentity | str = Depends(deps.key_or_neuron),

@@ -131,7 +131,7 @@ class GenerateRequest(_Strict):
     )
     vocals: bool = False
     lyrics: str | None = Field(default=None, max_length=protocol.MAX_LYRICS_CHARS)
-    seed: int | None = Field(default=None, ge=0, lt=2**31)
+    seed: int | None = Field(default=None, ge=0, lt=protocol.SEED_LIMIT)
     # Extensions (docs/api.md): candidates from distinct miners, and a completion callback.
     variants: int = Field(
         default=1, ge=1, le=MAX_VARIANTS, description="tracks from distinct miners; credits x n"

@@ -181,15 +181,7 @@ def run(settings: ValidatorSettings) -> None:
                 runner = RoundRunner(settings, hotkey, state, client, engine, metrics, copies)
                 publisher = None
                 if api is not None:
-                    publisher = Publisher(
-                        state,
-                        api,
-                        metrics,
-                        api_settings.retry_base_s,
-                        api_settings.retry_max_s,
-                        int(api_settings.outbox_max_mb * 1024 * 1024),
-                        api_settings.outbox_max_items,
-                    )
+                    publisher = Publisher.from_settings(state, api, metrics, api_settings)
                 wake = publisher.wake.set if publisher is not None else (lambda: None)
                 jobs = (
                     JobWorker(settings, hotkey, runner, api, on_enqueued=wake)
