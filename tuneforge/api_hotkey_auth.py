@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import httpx
 
@@ -35,6 +35,25 @@ _NONCE_PATTERN = re.compile(r"^\d{1,20}$")
 _SIGNATURE_PATTERN = re.compile(r"^(0x)?[0-9a-fA-F]{128}$")
 
 MetagraphLookup = Callable[[str], Neuron | None]
+
+
+class Keypair(Protocol):
+    """What signs: an unlocked sr25519 hotkey (`bittensor.Keypair`)."""
+
+    @property
+    def ss58_address(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes | str: ...
+
+
+class Wallet(Protocol):
+    """A wallet signs with its hotkey (`bittensor.Wallet`)."""
+
+    @property
+    def hotkey(self) -> Keypair: ...
+
+
+HotkeySigner = Keypair | Wallet
 
 
 class HotkeyAuthError(TuneForgeError):
@@ -57,15 +76,17 @@ def signing_message(nonce: int | str, hotkey: str, method: str, path: str, body:
     return f"{nonce}.{hotkey}.{method.upper()}.{path}.{body_hash(body)}"
 
 
-def _keypair_of(keypair_or_wallet: Any) -> Any:
+def _keypair_of(signer: HotkeySigner) -> Keypair:
     """A `bittensor.Wallet` signs with its hotkey; a bare Keypair signs itself."""
-    if hasattr(keypair_or_wallet, "sign") and hasattr(keypair_or_wallet, "ss58_address"):
-        return keypair_or_wallet
-    return keypair_or_wallet.hotkey
+    # Checked by attribute, not isinstance: a Protocol check would read `Wallet.hotkey`, a
+    # property that loads the key file.
+    if hasattr(signer, "sign") and hasattr(signer, "ss58_address"):
+        return cast(Keypair, signer)
+    return signer.hotkey
 
 
 def sign_hotkey_headers(
-    keypair_or_wallet: Any,
+    keypair_or_wallet: HotkeySigner,
     method: str,
     path: str,
     body: bytes = b"",
@@ -91,7 +112,7 @@ class HotkeyAuth(httpx.Auth):
 
     requires_request_body = True  # the signature covers the body
 
-    def __init__(self, signer: Any) -> None:
+    def __init__(self, signer: HotkeySigner) -> None:
         self.signer = signer
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:

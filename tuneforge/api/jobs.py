@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from tuneforge.api import stored
 from tuneforge.api.accounts import KeyIdentity, new_id
 from tuneforge.api.audio_owners import bind_job_audio, record_upload
-from tuneforge.api.db import Database
+from tuneforge.api.db import Database, changed
 from tuneforge.api.models import (
     AUDIO_FOR_JOB,
     JOB_COMPLETED,
@@ -283,14 +283,15 @@ class JobService:
         return True
 
     def _fail_and_refund(self, session: Session, job_id: str, error: str, now: datetime) -> bool:
-        failed = session.execute(
+        failed = changed(
+            session,
             update(GenerationRequest)
             .where(
                 GenerationRequest.id == job_id,
                 GenerationRequest.status.in_([JOB_QUEUED, JOB_PROCESSING]),
             )
-            .values(status=JOB_FAILED, error=error, completed_at=now, updated_at=now)
-        ).rowcount
+            .values(status=JOB_FAILED, error=error, completed_at=now, updated_at=now),
+        )
         if failed != 1:
             return False
         refund = session.execute(
@@ -322,14 +323,17 @@ class JobService:
             expired = sum(
                 self._refund_and_fail(session, job_id, EXPIRED_ERROR, now) for job_id in overdue
             )
-            requeued = session.execute(
+            requeued = changed(
+                session,
                 update(GenerationRequest)
                 .where(
                     GenerationRequest.status == JOB_PROCESSING,
                     GenerationRequest.lease_expires_at <= now,
                 )
-                .values(status=JOB_QUEUED, lease_holder=None, lease_expires_at=None, updated_at=now)
-            ).rowcount
+                .values(
+                    status=JOB_QUEUED, lease_holder=None, lease_expires_at=None, updated_at=now
+                ),
+            )
         if expired or requeued:
             logger.info(
                 "sweep: {} jobs expired and refunded, {} returned to the queue", expired, requeued
@@ -353,7 +357,8 @@ class JobService:
             ).all()
             for job in candidates:
                 lease_until = min(now + timedelta(seconds=self.lease_s), job.deadline_at)
-                took = session.execute(
+                took = changed(
+                    session,
                     update(GenerationRequest)
                     .where(GenerationRequest.id == job.id, GenerationRequest.status == JOB_QUEUED)
                     .values(
@@ -362,8 +367,8 @@ class JobService:
                         lease_expires_at=lease_until,
                         attempts=GenerationRequest.attempts + 1,
                         updated_at=now,
-                    )
-                ).rowcount
+                    ),
+                )
                 if took == 1:
                     claimed.append(
                         {
@@ -427,7 +432,8 @@ class JobService:
                 )
                 session.add(track)
                 track_ids.append(track.id)
-            completed = session.execute(
+            completed = changed(
+                session,
                 update(GenerationRequest)
                 .where(
                     GenerationRequest.id == request_id,
@@ -435,8 +441,8 @@ class JobService:
                     GenerationRequest.lease_holder == validator_hotkey,
                 )
                 .values(status=JOB_COMPLETED, completed_at=now, updated_at=now, error=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+                .execution_options(synchronize_session=False),
+            )
             if completed != 1:
                 # Lost to the deadline sweep: the exception rolls the tracks back.
                 raise JobConflict("the job expired before the result arrived")

@@ -188,7 +188,7 @@ class ScoredTrackFields(_Strict):
 
 class PublishedResult(ScoredTrackFields):
     track_id: str = Field(pattern=TRACK_ID_PATTERN)
-    miner_uid: int = Field(ge=0, lt=65536)  # type: ignore[assignment]
+    miner_uid: int = Field(ge=0, lt=65536)
 
 
 class PublishRound(_Strict):

@@ -137,7 +137,7 @@ def check_registered(chain: ChainView, hotkey: str, network: str, netuid: int) -
 def load_backends(settings: GenerationSettings, devices: list[str]) -> list[Backend]:
     """One loaded model replica per device (`--miner.devices`), in device order: worker `i` of
     the queue generates on replica `i`, so every GPU given to the miner works at once."""
-    replicas = []
+    replicas: list[Backend] = []
     for device in devices:
         replica = load_backend(settings.model_copy(update={"device": device}))
         logger.info("replica {} on {}", len(replicas), device)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tuneforge.api_hotkey_auth import HotkeyAuth
+from tuneforge.api_hotkey_auth import HotkeyAuth, HotkeySigner
 from tuneforge.errors import TuneForgeError
 
 API_PREFIX = "/api/v1"
@@ -45,7 +45,7 @@ class ApiAnswer:
 class ApiClient:
     """Signed requests to `base_url` over ONE shared httpx.AsyncClient."""
 
-    def __init__(self, base_url: str, wallet: Any, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, wallet: HotkeySigner, timeout_s: float = 30.0) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"API url must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")

@@ -27,7 +27,7 @@ from bittensor.http_auth import HEADER_HOTKEY, HEADER_SIGNATURE
 from loguru import logger
 
 from tuneforge.audio import Audio, AudioError, decode_wav
-from tuneforge.btauth import AuthFailure, BtAuth, verify_response
+from tuneforge.btauth import AuthFailure, BtAuth, SigningKey, verify_response
 from tuneforge.chain.base import Neuron
 from tuneforge.protocol import (
     GENERATE_PATH,
@@ -169,7 +169,7 @@ class MinerClient:
 
     def __init__(
         self,
-        wallet: Any,
+        wallet: SigningKey,
         max_response_bytes: int,
         max_audio_seconds: float,
         client: httpx.AsyncClient | None = None,
