@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -71,7 +72,7 @@ def generate_command(
             duration_seconds=duration,
             seed=seed,
         )
-        fields: dict[str, object] = dict(
+        fields: dict[str, Any] = dict(
             backend=backend, device=device, dtype=dtype, steps=steps, vocal_model=vocal_model
         )
         if model:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, InvalidStateError
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import bittensor as bt
 from fastapi import FastAPI
@@ -87,12 +87,16 @@ async def _wait_for_disconnect(request: Request) -> None:
         pass
 
 
-async def _result_unless_disconnected(request: Request, future: Future[Generated]) -> Generated:
+T = TypeVar("T")
+
+
+async def _result_unless_disconnected(request: Request, future: Future[T]) -> T:
     """The job's result; a caller that hangs up cancels a job that has not started yet."""
     waiter = asyncio.wrap_future(future)
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
     try:
-        await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        racing: set[asyncio.Future[Any]] = {waiter, watcher}
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
     if not waiter.done():
@@ -168,7 +172,9 @@ class GenerationService:
             # ended before a worker held it (evicted, shut down) tells the waiting reserve why.
             self.admission.concurrency.release(caller)
             self.slots.close(slot)
-            failure = QueueClosed("reservation cancelled") if done.cancelled() else None
+            failure: BaseException | None = (
+                QueueClosed("reservation cancelled") if done.cancelled() else None
+            )
             if failure is None and done.exception() is not None:
                 failure = done.exception()
             if failure is not None:
