@@ -155,3 +155,22 @@ def test_key_and_tempo_are_read_from_real_renders(renders: list[RealPiece]) -> N
 def test_real_set_loudness_helper_keeps_channels() -> None:
     stereo = _finish(np.stack([np.sin(np.arange(32_000) / 5.0)] * 2) * 0.1, 32_000)
     assert isinstance(stereo, Audio) and stereo.channels == 2
+
+
+@pytest.mark.slow
+def test_on_real_renders_reversal_and_shuffling_are_caught(renders: list[RealPiece]) -> None:
+    """Played backwards, every render's envelopes skew the other way (and most cost the
+    artifact penalty); cut at its bar lines and reordered, it loses structure (D28)."""
+    from tuneforge.bench.reward import _engine, score_one
+    from tuneforge.scoring.music_features import flux_shape
+
+    engine = _engine()
+    structural_wins = 0
+    for piece in renders:
+        forward = flux_shape(Clip(piece.audio)).envelope_skewness
+        backward = flux_shape(Clip(fakes.reversed_clip(piece))).envelope_skewness
+        assert forward > max(backward, 0.0), piece.piece_id
+        real = score_one(engine, piece.challenge, piece.audio)
+        shuffled = score_one(engine, piece.challenge, twins.shuffled(piece))
+        structural_wins += int(real.breakdown["structural"] > shuffled.breakdown["structural"])
+    assert structural_wins >= len(renders) - 1

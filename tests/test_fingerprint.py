@@ -136,3 +136,45 @@ def test_index_names_the_original_among_other_tracks_and_both_halves_of_a_splice
 
     fresh = _print(_synth(seed=99, seconds=12))
     assert index.search(fresh) == []
+
+
+def test_each_region_of_a_query_brings_its_own_candidates() -> None:
+    """A splice's second source, found by few windows of the query's second half, is verified
+    even when many tracks out-vote it over the first half."""
+    from tuneforge.scoring import copy_index
+
+    frames_per_group = copy_index.REGION_FRAMES // copy_index.CODE_HOP
+    early = np.arange(3 * frames_per_group)  # window groups of the query's first regions
+    late = np.arange(6 * frames_per_group, 7 * frames_per_group)
+    crowd = np.arange(100, 100 + 2 * copy_index.CANDIDATES)
+    tracks = np.concatenate([np.repeat(crowd, len(early)), np.full(2, 7)])
+    groups = np.concatenate([np.tile(early, len(crowd)), late[:2]])
+    chosen = copy_index._ranked(tracks, groups)
+    assert 7 in chosen and len(chosen) == copy_index.CANDIDATES
+
+
+def test_the_engine_and_the_copy_check_share_one_clip_per_answer(original: Audio) -> None:
+    from tuneforge.scoring.clip import shared_clip
+
+    clip = shared_clip(original)
+    assert shared_clip(original) is clip
+    fp.fingerprint(clip)  # the copy check's work ...
+    assert shared_clip(original).has_feature(fp._extracted)  # ... is the engine's, too
+    same_samples = Audio(original.samples, original.sample_rate)
+    assert shared_clip(same_samples) is not clip  # identity, not equality
+
+
+def test_a_query_long_enough_for_a_splice_is_also_coded_in_pieces_of_its_own() -> None:
+    assert fp.query_pieces(40) == [(0, 40)]
+    pieces = fp.query_pieces(63)
+    assert pieces[0] == (0, 63) and pieces[-1] == (63 - fp.SEGMENT_FRAMES, 63)
+    assert all(end - first == fp.SEGMENT_FRAMES for first, end in pieces[1:])
+
+
+def test_the_bench_counts_a_piece_that_plays_the_same_notes_as_shared_not_false() -> None:
+    from tuneforge.bench.copies import RATE, shares_material
+
+    rng = np.random.default_rng(4)
+    other = rng.standard_normal(RATE * 20).astype(np.float32)
+    assert shares_material(other[3 * RATE : 15 * RATE] * 0.5, other)
+    assert not shares_material(rng.standard_normal(RATE * 12).astype(np.float32), other)

@@ -35,6 +35,7 @@ def test_weight_table_matches_design_categories() -> None:
         "artifact_penalty",
         "fad_penalty",
         "fingerprint_penalty",
+        "catalogue_penalty",
     )
 
 
@@ -60,12 +61,15 @@ def test_every_row_loads_a_typed_scorer_or_penalty() -> None:
             assert isinstance(entry.instance, Scorer) and not isinstance(entry.instance, Penalty)
             assert entry.instance.name == name
     for name, entry in loaded.penalties.items():
+        if name == "catalogue_penalty":  # inactive network-wide until a network turns it on
+            assert entry.instance is None and entry.inactive
+            continue
         assert isinstance(entry.instance, Penalty) and entry.instance.name == name
     # Without neural models the set is incomplete, and says exactly what is missing.
     assert loaded.degraded
     assert set(loaded.missing_models) == {"clap", "mert", "whisper"}
     assert {"clap", "neural_quality", "vocal_lyrics"} <= set(loaded.excluded)
-    assert set(loaded.inactive) == {"learned_mos", "preference"}
+    assert set(loaded.inactive) == {"learned_mos", "preference", "catalogue_penalty"}
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,23 @@ def onset_envelope(clip: Clip) -> np.ndarray:
     return clip.feature(compute)
 
 
+def change_envelope(clip: Clip) -> np.ndarray:
+    """Note-change strength per frame: the rising flux of `onset_envelope` plus the falling flux.
+
+    Beats are where notes change, and in legato music (organ, strings, winds) a change is as
+    much the old chord stopping as the new one starting: attacks alone miss the pulse there.
+    Rise + fall is also the same forwards and backwards, so a reversed clip's dead stops (its
+    "attacks") cannot earn it a clearer pulse than the music it was made from."""
+
+    def compute(c: Clip) -> np.ndarray:
+        import librosa
+
+        falling = librosa.onset.onset_strength(S=-log_mel(c), sr=c.sr, hop_length=HOP)
+        return onset_envelope(c) + falling
+
+    return clip.feature(compute)
+
+
 TEMPO_PRIOR_STD = 2.0  # octaves: width of librosa's log-normal tempo prior (its default is 1)
 
 
@@ -135,12 +152,12 @@ class Beats:
 
 
 def beats(clip: Clip) -> Beats:
-    """Tempo (BPM) and beat positions from librosa beat_track on the shared onset envelope."""
+    """Tempo (BPM) and beat positions from librosa beat_track on the note-change envelope."""
 
     def compute(c: Clip) -> Beats:
         import librosa
 
-        envelope = onset_envelope(c)
+        envelope = change_envelope(c)
         if not np.any(envelope > 0):
             return Beats(0.0, np.zeros(0, dtype=int), np.zeros(0))
         # librosa's default prior (log-normal around 120 BPM, one octave wide) pulls slow pieces

@@ -29,6 +29,11 @@ FINGERPRINT_HISTORY_LIMIT = 500  # earlier clips in the per-round copy index
 # clips up to 150. The penalty starts above the real range and takes 60% at 30.
 ABRUPT_DECAY_RANGE = (11.0, 30.0)
 ABRUPT_DECAY_MAX_LOSS = 0.6
+# Envelopes played backwards (music_features.FluxShape.envelope_skewness): sounds that swell and
+# stop dead. Real music of the tuning half measured 0.07-5.4 (never negative); the same clips
+# reversed -2.5-0.65. The penalty starts well below the real range and takes 50% at -1.5.
+BACKWARDS_SKEW_RANGE = (-0.3, -1.5)
+BACKWARDS_MAX_LOSS = 0.5
 
 
 def _ramp(value: float, start: float, end: float) -> float:
@@ -197,7 +202,7 @@ def noise_likeness(clip: Clip) -> tuple[float, float, float]:
 
 class ArtifactPenalty(Penalty):
     """Silence, steady noise, hard clipping, clicks, spectral holes, dropouts, sounds that stop
-    dead instead of decaying, and loops.
+    dead instead of decaying, envelopes played backwards, and loops.
 
     Multiplier = product of each detector's multiplier; details hold every measured fact."""
 
@@ -257,6 +262,15 @@ class ArtifactPenalty(Penalty):
             multiplier *= 1.0 - ABRUPT_DECAY_MAX_LOSS * cutoffs
             complaints.append(
                 f"sounds stop dead instead of decaying (peakiness {shape.decay_peakiness:.1f})"
+            )
+
+        details["envelope_skewness"] = round(shape.envelope_skewness, 3)
+        backwards = _ramp(shape.envelope_skewness, *BACKWARDS_SKEW_RANGE)
+        if backwards > 0:
+            multiplier *= 1.0 - BACKWARDS_MAX_LOSS * backwards
+            complaints.append(
+                f"sounds swell and stop dead, as if played backwards "
+                f"(envelope skewness {shape.envelope_skewness:.2f})"
             )
 
         loop_r, loop_lag = loop_correlation(clip)
@@ -339,3 +353,16 @@ class FingerprintPenalty(Penalty):
             f" {match.similarity:.2f}, {match.semitones:+d} semitones, tempo x{match.tempo:.3f}",
             details,
         )
+
+
+class CataloguePenalty(Penalty):
+    """The engine's side of the public catalogue check: 1.0 here, zeroed afterwards by the
+    validator for a clip AcoustID knows (validator/catalogue.py; network lookups stay out of
+    the engine)."""
+
+    name = "catalogue_penalty"
+
+    def measure(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        return ScoreResult(1.0, "", {"catalogue": "looked up by the validator"})

@@ -33,6 +33,14 @@ class CheckSpec:
 _S = "tuneforge.scoring.scorers"
 NOT_TRAINED = "inactive network-wide: no trained checkpoint ships inside the package yet"
 PREFERENCE = "preference"
+# The public catalogue (AcoustID) check needs an application key on every validator; a network
+# turns it on by emptying this reason (a protocol change, D31), and from then on a validator on
+# test/finney refuses to start without a key.
+NO_CATALOGUE_KEY = (
+    "inactive network-wide: the AcoustID catalogue check is off until the network requires an "
+    "AcoustID key of every validator"
+)
+CATALOGUE_PENALTY = "catalogue_penalty"
 
 SCORERS: tuple[CheckSpec, ...] = (
     # prompt adherence (30)
@@ -64,6 +72,13 @@ PENALTIES: tuple[CheckSpec, ...] = (
     CheckSpec("artifact_penalty", 1.0, "tuneforge.scoring.penalties:ArtifactPenalty"),
     CheckSpec("fad_penalty", 1.0, "tuneforge.scoring.fad:FadPenalty", ("mert",)),
     CheckSpec("fingerprint_penalty", 1.0, "tuneforge.scoring.penalties:FingerprintPenalty"),
+    # looked up by the validator (validator/catalogue.py) while the engine scores
+    CheckSpec(
+        CATALOGUE_PENALTY,
+        1.0,
+        "tuneforge.scoring.penalties:CataloguePenalty",
+        inactive=NO_CATALOGUE_KEY,
+    ),
 )
 
 CHECKS: dict[str, CheckSpec] = {spec.name: spec for spec in (*SCORERS, *PENALTIES)}

@@ -7,7 +7,11 @@ its miner and when it was published. The engine's own fingerprint penalty still 
 clip with the round's other clips and this validator's local history; when the index cannot be
 asked (no API configured, unreachable, refused) that local check is all there is and the reason
 says so. Fingerprints computed here also travel with the published results, so the next round
-anywhere on the network can recognise them.
+anywhere on the network can recognise them. They are taken on the engine's own `Clip` of each
+answer (`shared_clip`), so the engine's fingerprint penalty finds them already computed.
+
+When the network has the public catalogue check on (`catalogue_penalty`, D31), the same task
+asks AcoustID about every clip (validator/catalogue.py), concurrently with the index.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from loguru import logger
 from tuneforge.audio import Audio
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.base import ClipScore
-from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.clip import Clip, shared_clip
 from tuneforge.validator.api_client import ApiClient, ApiUnavailable
+from tuneforge.validator.catalogue import CatalogueClient, CatalogueVerdict, apply_catalogue
 
 MATCH_PATH = "/fingerprints/match"
 BATCH = 256  # the API's batch limit
@@ -60,19 +65,23 @@ class CopyVerdict:
     original: Original | None = None
     unchecked: str = ""  # why the index was not consulted ("" when it was)
     facts: dict[str, Any] = field(default_factory=dict)
+    catalogue: CatalogueVerdict | None = None  # None: the catalogue check is not on
+    # held until the verdict is applied, so the engine scoring this round shares it
+    clip: Clip | None = field(default=None, repr=False)
 
 
-def _fingerprints(audios: list[Audio | None]) -> list[str | None]:
-    encoded: list[str | None] = []
+def _fingerprints(audios: list[Audio | None]) -> list[tuple[Clip | None, str | None]]:
+    encoded: list[tuple[Clip | None, str | None]] = []
     for audio in audios:
         if audio is None:
-            encoded.append(None)
+            encoded.append((None, None))
             continue
         try:
-            encoded.append(fp.encode(fp.fingerprint(Clip(audio))))
+            clip = shared_clip(audio)
+            encoded.append((clip, fp.encode(fp.fingerprint(clip))))
         except (ValueError, MemoryError) as exc:  # hostile audio the decoder let through
             logger.warning("no fingerprint for a clip: {}", exc)
-            encoded.append(None)
+            encoded.append((None, None))
     return encoded
 
 
@@ -97,14 +106,28 @@ def _original(item: Any) -> Original | None:
 
 
 class CopyChecker:
-    """Batches a round's fingerprints to the API index; `api` None means local check only."""
+    """Batches a round's fingerprints to the API index (`api` None: local check only) and, when
+    given a catalogue client, looks the clips up in the public catalogue at the same time."""
 
-    def __init__(self, api: ApiClient | None) -> None:
+    def __init__(self, api: ApiClient | None, catalogue: CatalogueClient | None = None) -> None:
         self.api = api
+        self.catalogue = catalogue
 
     async def check(self, audios: list[Audio | None]) -> list[CopyVerdict]:
-        encoded = await asyncio.to_thread(_fingerprints, audios)
-        verdicts = [CopyVerdict(fingerprint=e) for e in encoded]
+        looked_up = asyncio.create_task(self.catalogue.check(audios)) if self.catalogue else None
+        try:
+            verdicts = await self._check_index(audios)
+        finally:
+            catalogue = await looked_up if looked_up is not None else None
+        if catalogue is not None:
+            for verdict, found in zip(verdicts, catalogue, strict=True):
+                verdict.catalogue = found
+        return verdicts
+
+    async def _check_index(self, audios: list[Audio | None]) -> list[CopyVerdict]:
+        printed = await asyncio.to_thread(_fingerprints, audios)
+        verdicts = [CopyVerdict(fingerprint=e, clip=c) for c, e in printed]
+        encoded = [e for _, e in printed]
         if self.api is None:
             return self._unchecked(verdicts, "no API configured")
         queries = [(str(i), e) for i, e in enumerate(encoded) if e is not None]
@@ -145,8 +168,13 @@ class CopyChecker:
 
 def apply_verdicts(scores: list[ClipScore], verdicts: list[CopyVerdict]) -> None:
     """Zero the fingerprint penalty (and so the final score) of clips the index recognised;
-    note on every other clip whether the index was consulted."""
+    note on every other clip whether the index was consulted. Catalogue verdicts, when the
+    check is on, go to `catalogue_penalty` the same way."""
+    catalogue = [v.catalogue for v in verdicts]
+    if all(c is not None for c in catalogue):
+        apply_catalogue(scores, [c for c in catalogue if c is not None])
     for score, verdict in zip(scores, verdicts, strict=True):
+        verdict.clip = None
         if score.error is not None or PENALTY not in score.penalties:
             continue
         details = score.details.setdefault(PENALTY, {})

@@ -51,7 +51,7 @@ class ValidatorLoop:
         # Refreshed on the loop's thread (the view is the caller's, see the module docstring).
         self._metagraph = MetagraphCache(chain, on_refresh=self._on_metagraph)
         self._warned_permit = False
-        # Only the latest round is kept: a report holds every answer's audio.
+        # Only the latest round is kept, without its audio (`RoundReport.without_audio`).
         self.last_report: RoundReport | None = None
         pending = state.pending_commit()
         if pending is not None:
@@ -261,7 +261,7 @@ class ValidatorLoop:
                 break
             report = await self._round_result(round_task)
             if report is not None:
-                self.last_report = report
+                self.last_report = report.without_audio()
                 done += 1
                 self.on_round()
             try:

@@ -11,6 +11,7 @@ from loguru import logger
 from tuneforge.config import expand_path
 from tuneforge.errors import TuneForgeError
 from tuneforge.logs import configure_logging
+from tuneforge.scoring.weights import CATALOGUE_PENALTY, CHECKS
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
 
 if TYPE_CHECKING:
@@ -74,6 +75,25 @@ def check_scorer_set(engine: ScoringEngine, network: str, allow_missing: bool) -
     )
 
 
+def check_catalogue(network: str, key: str, allow_missing: bool) -> bool:
+    """Whether this validator looks clips up in the public catalogue: exactly when the network
+    has the check on (its row in `weights.PENALTIES` is active) — then a validator of a real
+    network without an AcoustID key must not start, like one without a required model (D31)."""
+    if not CHECKS[CATALOGUE_PENALTY].active:
+        if key:
+            logger.info("AcoustID key configured, but the network has the catalogue check off")
+        return False
+    if key:
+        return True
+    if allow_missing or network == "localnet":
+        logger.warning("catalogue check is on network-wide but no AcoustID key: not looked up")
+        return False
+    raise ValidatorStartupError(
+        f"network {network!r} has the catalogue check on: configure --catalogue.acoustid_key "
+        "(an AcoustID application key, see docs/validator.md)"
+    )
+
+
 async def _serve(
     validator: ValidatorLoop,
     stop: asyncio.Event,
@@ -109,6 +129,7 @@ def run(settings: ValidatorSettings) -> None:
     from tuneforge.chain.factory import open_chain
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.validator.api_client import ApiClient
+    from tuneforge.validator.catalogue import CatalogueClient
     from tuneforge.validator.copies import CopyChecker
     from tuneforge.validator.jobs import JobWorker
     from tuneforge.validator.loop import ValidatorLoop
@@ -132,7 +153,11 @@ def run(settings: ValidatorSettings) -> None:
     hotkey = wallet.hotkey.ss58_address
     state_path = expand_path(neuron.state_path)
     try:
-        state = ValidatorState(state_path)
+        state = ValidatorState(
+            state_path,
+            int(neuron.history_mb_per_miner * 1_000_000),
+            int(neuron.history_mb_total * 1_000_000),
+        )
     except StateError as exc:
         raise ValidatorStartupError(str(exc)) from exc
     state.set_weight_rule(neuron.weights_exponent, neuron.weights_top_k)
@@ -140,8 +165,11 @@ def run(settings: ValidatorSettings) -> None:
         # Before any chain connection: a validator that cannot score like the rest of the
         # network must not start at all.
         models = load_models(settings.scoring)
-        engine = ScoringEngine.create(state.history(), models)
+        engine = ScoringEngine.create(state.history(), models, workers=settings.scoring.workers)
         check_scorer_set(engine, settings.network, settings.scoring.allow_missing)
+        looks_up = check_catalogue(
+            settings.network, settings.catalogue.acoustid_key, settings.scoring.allow_missing
+        )
         chain = open_chain(settings.network, settings.netuid, wallet, settings.localnet.path)
     except BaseException:
         state.close()
@@ -176,8 +204,18 @@ def run(settings: ValidatorSettings) -> None:
                     api = ApiClient(api_settings.url, wallet, api_settings.timeout_s)
                 except ValueError as exc:
                     raise ValidatorStartupError(str(exc)) from exc
+            catalogue: CatalogueClient | None = None
+            if looks_up:
+                try:
+                    catalogue = CatalogueClient(
+                        settings.catalogue.acoustid_key,
+                        settings.catalogue.url,
+                        wait_s=settings.catalogue.wait_s,
+                    )
+                except ValueError as exc:
+                    raise ValidatorStartupError(str(exc)) from exc
             try:
-                copies = CopyChecker(api if api_settings.copy_check else None)
+                copies = CopyChecker(api if api_settings.copy_check else None, catalogue)
                 runner = RoundRunner(settings, hotkey, state, client, engine, metrics, copies)
                 publisher = None
                 if api is not None:
@@ -202,6 +240,8 @@ def run(settings: ValidatorSettings) -> None:
                 await _serve(loop, asyncio.Event(), publisher, trainer)
             finally:
                 await client.aclose()
+                if catalogue is not None:
+                    await catalogue.aclose()
                 if api is not None:
                     await api.aclose()
 
@@ -209,6 +249,7 @@ def run(settings: ValidatorSettings) -> None:
     finally:
         if status is not None:
             status.stop()
+        engine.close()
         chain.close()
         state.close()
         logger.info("validator stopped")

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 MIN_REPEAT_SECONDS = 2.0
 EDGE_SECONDS = 0.05  # level of the first/last 50 ms decides "hard start/cut"
 NOVELTY_KERNEL_SECONDS = 4.0
+# Section changes are only expected of clips this long: a 15-30 s excerpt may well be one
+# section, and a novelty peak in one is as often a splice as a new section.
+SECTIONS_FROM_SECONDS = 30.0
+REPETITION_EXPECTED_SECONDS = (15.0, 40.0)
+# The ending weighs most: a piece that stops in the middle of a bar at full level has not ended,
+# whatever came before. Repetition counts less than it did (0.5): a short excerpt of real music
+# need not repeat itself, while exact repetition is the cheapest thing to generate.
+WEIGHTS = {"repetition": 0.3, "sections": 0.2, "beginning": 0.1, "ending": 0.4}
 
 
 def self_similarity(clip: Clip) -> np.ndarray:
@@ -115,12 +123,24 @@ class StructuralScorer(Scorer):
         # Sections: a clip of a minute with no change at all is a loop; short clips may have
         # one section, so the expected count grows with length (one change per ~15 s).
         expected = seconds / 15.0
-        sections = 1.0 if expected < 1.0 else ramp(len(boundaries), 0.0, min(expected, 3.0))
+        sections = (
+            1.0
+            if seconds < SECTIONS_FROM_SECONDS
+            else ramp(len(boundaries), 0.0, min(expected, 3.0))
+        )
         start_db, end_db, fade_db = edge_levels_db(clip)
         beginning = 0.4 + 0.6 * ramp(-start_db, 6.0, 20.0)
         ending = max(ramp(-end_db, 6.0, 24.0), ramp(-fade_db, 3.0, 12.0))
-        repeats = ramp(repetition, 0.02, 0.2)
-        value = 0.5 * repeats + 0.15 * sections + 0.15 * beginning + 0.2 * ending
+        # Repetition is expected of clips long enough to hold a repeated phrase: not at all at
+        # 15 s (an excerpt of a chorale does not repeat), fully from 40 s.
+        expected_repeats = ramp(seconds, *REPETITION_EXPECTED_SECONDS)
+        repeats = expected_repeats * ramp(repetition, 0.02, 0.2) + (1.0 - expected_repeats)
+        value = (
+            WEIGHTS["repetition"] * repeats
+            + WEIGHTS["sections"] * sections
+            + WEIGHTS["beginning"] * beginning
+            + WEIGHTS["ending"] * ending
+        )
         loud = frame_weights(clip)
         details = {
             "segments": int(similarity.shape[0]),

@@ -28,10 +28,10 @@ SLOPE_BAND_HZ = (150.0, 8000.0)
 NATURAL_SLOPE_DB_PER_OCT = (-12.0, -4.0)
 SLOPE_SPREAD_DB = 3.0
 # FluxShape ranges (tuning half of the calibration set): real music's decay peakiness 1.9-10.9
-# (median 3.7), dry synthesised notes 10-59; attack asymmetry mostly > 0 for real music and
-# < 0 for the same music reversed.
+# (median 3.7), dry synthesised notes 10-59; envelope skewness 0.07-5.4 for real music (bowed
+# strings lowest), -2.5-0.65 for the same music reversed.
 DECAY_PEAKINESS_RANGE = (5.0, 15.0)
-ASYMMETRY_RANGE = (-0.4, 0.4)
+SKEWNESS_RANGE = (-0.5, 1.0)
 
 
 def spectral_slope_db_per_octave(spectrum_db: np.ndarray, freqs: np.ndarray) -> float:
@@ -91,7 +91,7 @@ class TimbralScorer(Scorer):
             "flux_consistency": 0.0 if static else 1.0 - ramp(outliers, 0.02, 0.15),
             # one part: sharp starts and gradual ends belong together (a note's envelope)
             "note_envelope": 0.5 * (1.0 - ramp(shape.decay_peakiness, *DECAY_PEAKINESS_RANGE))
-            + 0.5 * ramp(shape.attack_asymmetry, *ASYMMETRY_RANGE),
+            + 0.5 * ramp(shape.envelope_skewness, *SKEWNESS_RANGE),
         }
         value = float(np.mean(list(parts.values())))
         details = {
@@ -100,7 +100,7 @@ class TimbralScorer(Scorer):
             "median_attack_prominence": round(attack_ratio, 2),
             "flux_outlier_share": round(outliers, 3),
             "decay_peakiness": round(shape.decay_peakiness, 2),
-            "attack_asymmetry": round(shape.attack_asymmetry, 3),
+            "envelope_skewness": round(shape.envelope_skewness, 3),
             "parts": {name: round(v, 3) for name, v in parts.items()},
         }
         reason = ", ".join(f"{name} {v:.2f}" for name, v in parts.items())
