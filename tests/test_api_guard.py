@@ -28,7 +28,7 @@ from tests.helpers.api_server import (
     wav_bytes,
 )
 from tuneforge.api.app import create_app
-from tuneforge.hotkey_auth import sign_hotkey_headers
+from tuneforge.api_hotkey_auth import sign_hotkey_headers
 from tuneforge.http_limits import MAX_HEADER_BYTES
 
 MiB = 1024 * 1024

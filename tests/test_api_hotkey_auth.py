@@ -8,13 +8,13 @@ import time
 import pytest
 from bittensor.sp_core import Keypair
 
-from tuneforge.chain.base import Metagraph, Neuron
-from tuneforge.hotkey_auth import (
+from tuneforge.api_hotkey_auth import (
     HotkeyAuthError,
     sign_hotkey_headers,
     signing_message,
     verify_hotkey_headers,
 )
+from tuneforge.chain.base import Metagraph, Neuron
 from tuneforge.nonces import MemoryNonceStore
 
 PATH = "/api/v1/scores/best"
@@ -156,3 +156,24 @@ def test_missing_headers_are_refused_with_401() -> None:
     with pytest.raises(HotkeyAuthError) as info:
         verify({})
     assert info.value.status == 401
+
+
+def test_httpx_hook_signs_path_without_query_and_the_sent_body() -> None:
+    import httpx
+
+    from tuneforge.api_hotkey_auth import HotkeyAuth
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    transport = httpx.MockTransport(answer)
+    with httpx.Client(transport=transport, auth=HotkeyAuth(VALIDATOR)) as client:
+        client.post("http://127.0.0.1:1/api/v1/scores?page=2", content=b'{"a": 1}')
+    request = seen[0]
+    signed = verify(request.headers, "POST", "/api/v1/scores", request.content)
+    assert signed == VALIDATOR.ss58_address
+    with pytest.raises(HotkeyAuthError):
+        verify(request.headers, "POST", "/api/v1/scores", b'{"a": 2}')

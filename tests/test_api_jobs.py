@@ -29,8 +29,8 @@ from tests.helpers.api_server import (
 )
 from tuneforge.api.models import utcnow
 from tuneforge.api.settings import ApiSettings
+from tuneforge.api_hotkey_auth import sign_hotkey_headers
 from tuneforge.chain.local import LocalChain
-from tuneforge.hotkey_auth import sign_hotkey_headers
 
 MINER = Keypair.create_from_uri("//JobsMiner").ss58_address
 SECOND_VALIDATOR = Keypair.create_from_uri("//JobsValidator2")

@@ -215,7 +215,7 @@ class _Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.seen.append((dict(self.headers), body))
                 self.send_response(500 if len(receiver.seen) == 1 else 200)

@@ -25,8 +25,8 @@ from tests.helpers.api_server import (
     wav_bytes,
 )
 from tuneforge.api.settings import ApiSettings
+from tuneforge.api_hotkey_auth import sign_hotkey_headers
 from tuneforge.chain.local import LocalChain
-from tuneforge.hotkey_auth import sign_hotkey_headers
 
 MINER = Keypair.create_from_uri("//ScoresMiner").ss58_address
 MINER2 = Keypair.create_from_uri("//ScoresMiner2").ss58_address

@@ -10,7 +10,7 @@ import pytest
 from bittensor import http_auth
 
 from tests.helpers.wallets import make_wallet
-from tuneforge.auth import (
+from tuneforge.btauth import (
     AuthFailure,
     sign_request,
     sign_response,
@@ -218,3 +218,31 @@ def test_load_wallet_refuses_a_password_protected_hotkey(tmp_path: Path) -> None
     wallet.create_new_hotkey(suppress=True, hotkey_password="correct horse battery")
     with pytest.raises(WalletError, match="password"):
         load_wallet("locked", "hot", path)
+
+
+def test_btauth_hook_signs_the_body_and_target_httpx_sends(wallets: dict[str, bt.Wallet]) -> None:
+    import httpx
+
+    from tuneforge.btauth import BtAuth
+
+    miner = _ss58(wallets["miner"])
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    auth = BtAuth(wallets["validator"], miner)
+    with httpx.Client(transport=httpx.MockTransport(answer), auth=auth) as client:
+        client.post("http://127.0.0.1:1/v1/info?x=1", content=BODY)
+    request = seen[0]
+    caller = verify_request(
+        request.headers, request.content, "POST", "/v1/info?x=1", miner, MemoryNonceStore()
+    )
+    assert caller == _ss58(wallets["validator"])
+    _expect(  # the signature covers the query string: another target does not verify
+        "bad_signature",
+        lambda: verify_request(
+            request.headers, request.content, "POST", "/v1/info", miner, MemoryNonceStore()
+        ),
+    )

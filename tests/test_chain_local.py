@@ -14,7 +14,8 @@ import pytest
 from tests.helpers.wallets import make_wallet
 from tuneforge.chain.base import ChainError, ChainErrorCode, ChainView
 from tuneforge.chain.factory import open_chain
-from tuneforge.chain.local import LocalChain, normalize_weights
+from tuneforge.chain.local import LocalChain
+from tuneforge.chain.rules import normalize_weights
 
 FAST_BLOCK_S = 0.05
 RATE_LIMIT = 40  # 2 s of fast blocks: far more than two calls take, even on a loaded box

@@ -19,7 +19,6 @@ from tuneforge.metrics import (
     new_registry,
     parse_networks,
     render,
-    start_metrics_server,
 )
 
 
@@ -94,21 +93,8 @@ def test_garbage_allow_list_entries_are_refused_with_the_entry_named() -> None:
     assert ApiSettings().metrics_allow == ["127.0.0.1", "::1"]
 
 
-def test_standalone_status_server_serves_the_registry_until_closed() -> None:
+def test_render_is_the_text_exposition_of_the_registry() -> None:
     registry = new_registry()
     rounds = Counter("validator_rounds", "rounds", registry=registry)
-    rounds.inc(2)
-    server = start_metrics_server(registry, "127.0.0.1", 0)
-    try:
-        assert server.host == "127.0.0.1" and server.port > 0
-        first = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
-        rounds.inc()
-        second = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
-    finally:
-        server.close()
-    assert first.headers["content-type"] == CONTENT_TYPE_PLAIN_0_0_4
-    assert value(parse(first.text), "validator_rounds_total") == 2.0
-    assert value(parse(second.text), "validator_rounds_total") == 3.0
-    assert b"validator_rounds_total 3.0" in render(registry)
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=2)
+    rounds.inc(3)
+    assert value(parse(render(registry).decode()), "validator_rounds_total") == 3.0

@@ -25,7 +25,7 @@ from tests.helpers.miner_server import (
     synapse_body,
 )
 from tuneforge.audio import decode_wav
-from tuneforge.auth import verify_response
+from tuneforge.btauth import verify_response
 from tuneforge.protocol import (
     GENERATE_PATH,
     HEADER_GENERATION_MS,

@@ -69,7 +69,7 @@ def test_the_miner_rides_out_a_chain_endpoint_restart(
 
     from tests.helpers.chain_substrate import FakeNeuron, FakeSubstrate
     from tuneforge.chain.bittensor_chain import BittensorChain
-    from tuneforge.miner.metagraph_cache import MetagraphCache
+    from tuneforge.chain.metagraph import MetagraphCache
 
     monkeypatch.setenv("BTCLI_TOKEN_SYMBOLS_CACHE", str(tmp_path / "token_symbols.json"))
     miner = make_wallet(tmp_path, "miner")

@@ -52,7 +52,7 @@ class IpServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 owner.hits += 1
                 self.send_response(owner.status)
                 self.send_header("Content-Type", "text/plain")

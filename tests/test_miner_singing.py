@@ -11,7 +11,7 @@ from tests.helpers.miner_server import get_info, make_net, post_generate, serve_
 from tests.helpers.tiny_musicgen import build_tiny_musicgen
 from tests.helpers.tiny_singing import build_tiny_ace_step, offline_and_threads  # noqa: F401
 from tuneforge.audio import decode_wav
-from tuneforge.auth import verify_response
+from tuneforge.btauth import verify_response
 from tuneforge.generation.ace_step import AceStepBackend
 from tuneforge.generation.musicgen import MusicGenBackend
 from tuneforge.generation.router import RoutedBackend

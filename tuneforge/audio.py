@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
+from tuneforge.errors import TuneForgeError
+
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
 MAX_CHANNELS = 2
@@ -22,8 +24,11 @@ DEFAULT_TRUE_PEAK_DBFS = -1.0
 MAX_ABS_SAMPLE = 16.0
 
 
-class AudioError(ValueError):
+class AudioError(TuneForgeError, ValueError):
     """Audio bytes or samples that cannot be accepted; the message says why."""
+
+    status = 400
+    code = "bad_audio"
 
 
 @dataclass(frozen=True)

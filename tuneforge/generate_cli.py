@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from tuneforge.protocol import SEED_LIMIT
 
 
 def generate_command(
@@ -25,7 +28,7 @@ def generate_command(
         None, "--lyrics", help="lyrics to sing (with --vocals; written by the lyrics model if not)"
     ),
     duration: float = typer.Option(15.0, "--duration", help="seconds (1-60)"),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**31 - 1),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_LIMIT - 1),
     backend: str = typer.Option(
         "musicgen", "--backend", help="musicgen | ace-step | synth | audiocraft"
     ),
@@ -69,7 +72,7 @@ def generate_command(
             duration_seconds=duration,
             seed=seed,
         )
-        fields: dict[str, object] = dict(
+        fields: dict[str, Any] = dict(
             backend=backend, device=device, dtype=dtype, steps=steps, vocal_model=vocal_model
         )
         if model:

@@ -19,7 +19,7 @@ MAX_HEADER_BYTES = 32 * 1024
 _431_BODY = b'{"detail": "Request header fields too large"}'
 
 
-class BoundedH11Protocol(H11Protocol):  # type: ignore[misc]
+class BoundedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, answering an over-long request head with 431. Module level, so
     uvicorn can hand it to worker processes."""
 

@@ -1,5 +1,5 @@
-"""Prometheus exposition for every role: a `/metrics` route for ASGI apps and a tiny standalone
-status server for processes without one (the validator).
+"""Prometheus exposition for every role: a `/metrics` route for the ASGI apps (miner, API), with
+an allow-list of client networks. The validator serves its registry from its status server.
 
 Each app gets its own `CollectorRegistry` instead of prometheus-client's global one, so several
 apps (tests, localnet) can live in one process without "Duplicated timeseries" errors.
@@ -8,25 +8,25 @@ apps (tests, localnet) can live in one process without "Duplicated timeseries" e
 from __future__ import annotations
 
 import ipaddress
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
 
-from loguru import logger
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client import start_http_server as _start_http_server
 from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from tuneforge.errors import TuneForgeError
 
 METRICS_PATH = "/metrics"
 LOOPBACK_ONLY = ("127.0.0.1/32", "::1/128")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class MetricsConfigError(ValueError):
+class MetricsConfigError(TuneForgeError, ValueError):
     """An allow-list entry that is not an IP address or network."""
+
+    code = "metrics_config"
 
 
 def new_registry() -> CollectorRegistry:
@@ -97,43 +97,3 @@ def metrics_endpoint(
         return Response(body, headers={"Content-Type": content_type})
 
     return endpoint
-
-
-@dataclass
-class MetricsServer:
-    """A running standalone `/metrics` server (prometheus-client's threaded WSGI server)."""
-
-    httpd: WSGIServer
-    thread: threading.Thread
-
-    @property
-    def host(self) -> str:
-        return str(self.httpd.server_address[0])
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_port)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> MetricsServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def start_metrics_server(
-    registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 0
-) -> MetricsServer:
-    """Serve `registry` at http://host:port/metrics in a daemon thread (port 0 picks a free one).
-
-    Binds loopback by default: exposing it wider is the operator's explicit choice.
-    """
-    httpd, thread = _start_http_server(port, addr=host, registry=registry)
-    server = MetricsServer(httpd, thread)
-    logger.info("metrics at http://{}:{}{}", server.host, server.port, METRICS_PATH)
-    return server

@@ -61,6 +61,11 @@ def is_compatible(peer_version: str | None) -> bool:
     return peer_version is not None and spec_major(peer_version) == spec_major(SPEC_VERSION)
 
 
+# Seeds are below 2**31: every backend seeds numpy/torch with it, and a signed 32-bit int is
+# the widest seed each of them accepts everywhere.
+SEED_LIMIT = 2**31
+
+
 class MusicGenerationSynapse(BaseModel):
     """One generation request. Every field is bounded: this crosses the network."""
 
@@ -76,7 +81,7 @@ class MusicGenerationSynapse(BaseModel):
     vocals: bool = False
     lyrics: str | None = Field(default=None, max_length=MAX_LYRICS_CHARS)
     duration_seconds: float = Field(default=15.0, ge=MIN_DURATION_S, le=MAX_DURATION_S)
-    seed: int = Field(default_factory=lambda: secrets.randbelow(2**31), ge=0, lt=2**31)
+    seed: int = Field(default_factory=lambda: secrets.randbelow(SEED_LIMIT), ge=0, lt=SEED_LIMIT)
 
     @field_validator("challenge_id")
     @classmethod

@@ -8,10 +8,13 @@ import bittensor as bt
 from loguru import logger
 
 from tuneforge.config import expand_path
+from tuneforge.errors import TuneForgeError
 
 
-class WalletError(Exception):
+class WalletError(TuneForgeError):
     """A wallet could not be opened; the message names the file and how to fix it."""
+
+    code = "wallet"
 
 
 def _wallet_dir(name: str, path: str) -> Path:

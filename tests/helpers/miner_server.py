@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from tests.helpers.wallets import make_wallet
 from tuneforge.audio import Audio
-from tuneforge.auth import sign_request
+from tuneforge.btauth import sign_request
 from tuneforge.chain.local import LocalChain
 from tuneforge.loopback import free_port as free_port  # re-exported for the tests
 from tuneforge.loopback import serve_in_thread

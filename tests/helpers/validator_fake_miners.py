@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tests.helpers.wallets import make_wallet
 from tuneforge.audio import Audio, encode_wav
-from tuneforge.auth import sign_response
+from tuneforge.btauth import sign_response
 from tuneforge.chain.local import LocalChain
 from tuneforge.protocol import (
     GENERATE_PATH,

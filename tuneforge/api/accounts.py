@@ -14,17 +14,19 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from tuneforge.api.db import Database
+from tuneforge.api.db import Database, changed
 from tuneforge.api.models import Account, ApiKey, utcnow
 from tuneforge.api.settings import PLAN_RATE_LIMITS
+from tuneforge.errors import TuneForgeError
 
 KEY_PREFIX = "tf_"
 KEY_PATTERN = re.compile(r"^tf_[A-Za-z0-9_\-]{32,128}$")
 _EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
 
-class AccountError(Exception):
-    pass
+class AccountError(TuneForgeError):
+    status = 400
+    code = "account"
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,13 @@ def create_key(db: Database, account_id: str) -> tuple[ApiKey, str]:
 def add_credits(db: Database, account_id: str, amount: int) -> int:
     """Add (or with a negative amount, remove) credits; returns the new balance."""
     with db.write() as session:
-        result = session.execute(
+        updated = changed(
+            session,
             update(Account)
             .where(Account.id == account_id, Account.credits + amount >= 0)
-            .values(credits=Account.credits + amount)
+            .values(credits=Account.credits + amount),
         )
-        if result.rowcount != 1:
+        if updated != 1:
             if session.get(Account, account_id) is None:
                 raise AccountError(f"no account {account_id}")
             raise AccountError("the balance cannot go below zero")

@@ -25,7 +25,6 @@ from tuneforge.api.fingerprints import router as fingerprints_router
 from tuneforge.api.jobs import JobService
 from tuneforge.api.leaderboard import Leaderboard
 from tuneforge.api.leaderboard import router as leaderboard_router
-from tuneforge.api.metagraph import ChainSource, MetagraphCache
 from tuneforge.api.metrics import ApiMetrics, DatabaseCollector, MetricsMiddleware, leaf_routes
 from tuneforge.api.middleware import GuardMiddleware
 from tuneforge.api.ratelimit import rate_limiter_from_url
@@ -40,7 +39,9 @@ from tuneforge.api.validation_text import describe_all
 from tuneforge.api.votes import VoteService
 from tuneforge.api.webhooks import WebhookPolicy, WebhookSender
 from tuneforge.chain.base import ChainView
+from tuneforge.chain.metagraph import ChainSource, MetagraphCache
 from tuneforge.config import expand_path
+from tuneforge.errors import TuneForgeError
 from tuneforge.metrics import ClientAllowList, metrics_endpoint, new_registry
 from tuneforge.nonces import nonce_store_from_url
 
@@ -67,7 +68,7 @@ def build_context(settings: ApiSettings, chain: ChainSource, migrate: bool = Tru
         dbmod.upgrade(database)
     store = AudioStore(expand_path(settings.audio_dir))
     metagraph = MetagraphCache(chain, settings.metagraph_refresh_s)
-    metagraph.refresh()
+    metagraph.try_refresh()  # a chain down at startup: auth refuses until it is back
     scores = ScoreService(database, store)
     ctx = ApiContext(
         settings=settings,
@@ -162,6 +163,13 @@ def create_app(
     app.state.ctx = ctx
     openapi.install(app)
     docs_ui.install(app)
+
+    @app.exception_handler(TuneForgeError)
+    async def _refused(_request: Request, exc: TuneForgeError) -> JSONResponse:
+        # The one place a domain error becomes HTTP: its own status and caller-safe text.
+        return JSONResponse(
+            {"detail": exc.detail_text}, status_code=exc.status, headers=dict(exc.headers)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -12,11 +12,15 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tuneforge.api.db import changed
 from tuneforge.api.models import AUDIO_FOR_JOB, AudioUpload, utcnow
+from tuneforge.errors import TuneForgeError
 
 
-class AudioNotYours(Exception):
+class AudioNotYours(TuneForgeError):
     """The audio exists but this validator did not upload it for this use (HTTP 403 or 409)."""
+
+    code = "audio_not_yours"
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -63,7 +67,8 @@ def bind_job_audio(session: Session, sha256: str, hotkey: str, request_id: str) 
         raise AudioNotYours(403, f"audio {sha256} was not uploaded by you for a job")
     if row.bound_to == request_id:
         return
-    bound = session.execute(
+    bound = changed(
+        session,
         update(AudioUpload)
         .where(
             AudioUpload.sha256 == sha256,
@@ -72,7 +77,7 @@ def bind_job_audio(session: Session, sha256: str, hotkey: str, request_id: str) 
             AudioUpload.bound_to.is_(None),
         )
         .values(bound_to=request_id)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if bound != 1:
         raise AudioNotYours(409, f"audio {sha256} was already delivered for another job")

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 from tuneforge.api.db import Database
 from tuneforge.api.jobs import JobService
-from tuneforge.api.metagraph import MetagraphCache
 from tuneforge.api.metrics import ApiMetrics
 from tuneforge.api.ratelimit import RateLimiter
 from tuneforge.api.scores import ScoreService
 from tuneforge.api.settings import ApiSettings
 from tuneforge.api.storage import AudioStore
+from tuneforge.chain.metagraph import MetagraphCache
 from tuneforge.nonces import NonceStore
 from tuneforge.scoring.fingerprint import encoded_limit
 

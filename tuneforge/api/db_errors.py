@@ -11,13 +11,20 @@ import re
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from tuneforge.errors import TuneForgeError
 
-class DatabaseConfigError(Exception):
+
+class DatabaseConfigError(TuneForgeError):
     """The database URL names something that does not exist: no retry will fix it."""
 
+    code = "database_config"
 
-class DatabaseUnreachable(Exception):
+
+class DatabaseUnreachable(TuneForgeError):
     """The database server did not answer: it may be starting, so a retry may fix it."""
+
+    status = 503
+    code = "database_unreachable"
 
 
 def _driver_line(exc: BaseException) -> str:

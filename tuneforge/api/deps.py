@@ -19,7 +19,7 @@ from tuneforge.api.accounts import KeyIdentity, authenticate_key
 from tuneforge.api.context import ApiContext
 from tuneforge.api.middleware import RATELIMIT_SCOPE_KEY, client_key
 from tuneforge.api.settings import PLAN_RATE_LIMITS
-from tuneforge.hotkey_auth import (
+from tuneforge.api_hotkey_auth import (
     HEADER_HOTKEY,
     HotkeyAuthError,
     HotkeyClaim,

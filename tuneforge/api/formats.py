@@ -14,14 +14,18 @@ from pathlib import Path
 import soundfile as sf
 
 from tuneforge.api.storage import AudioStore, AudioStoreError
+from tuneforge.errors import TuneForgeError
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
 _WRITE = {"flac": ("FLAC", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III")}
 FILE_PATTERN = r"^[A-Za-z0-9_\-]{1,64}\.(wav|flac|mp3)$"
 
 
-class FormatUnavailable(Exception):
+class FormatUnavailable(TuneForgeError):
     """This server's libsndfile cannot write the format."""
+
+    status = 415
+    code = "format_unavailable"
 
 
 def split_file_name(name: str) -> tuple[str, str]:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from tuneforge.api import stored
 from tuneforge.api.accounts import KeyIdentity, new_id
 from tuneforge.api.audio_owners import bind_job_audio, record_upload
-from tuneforge.api.db import Database
+from tuneforge.api.db import Database, changed
 from tuneforge.api.models import (
     AUDIO_FOR_JOB,
     JOB_COMPLETED,
@@ -41,12 +41,16 @@ from tuneforge.api.models import (
 )
 from tuneforge.api.schemas import GenerateRequest, JobResult
 from tuneforge.api.storage import AudioStore, StagedUpload
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.errors import TuneForgeError
+from tuneforge.protocol import SEED_LIMIT, MusicGenerationSynapse
 
 EXPIRED_ERROR = "Job expired before a validator delivered it; credits refunded."
 
 
-class InsufficientCredits(Exception):
+class InsufficientCredits(TuneForgeError):
+    status = 402
+    code = "insufficient_credits"
+
     def __init__(self, needed: int, available: int) -> None:
         self.needed = needed
         self.available = available
@@ -55,16 +59,20 @@ class InsufficientCredits(Exception):
         )
 
 
-class JobNotFound(Exception):
-    pass
+class JobNotFound(TuneForgeError):
+    status = 404
+    code = "job_not_found"
+    public_detail = "Request not found"  # never echo an id the caller may not own
 
 
-class JobConflict(Exception):
-    pass
+class JobConflict(TuneForgeError):
+    status = 409
+    code = "job_conflict"
 
 
-class MissingAudio(Exception):
-    pass
+class MissingAudio(TuneForgeError):
+    status = 400
+    code = "missing_audio"
 
 
 def credits_for(duration_seconds: float) -> int:
@@ -72,8 +80,9 @@ def credits_for(duration_seconds: float) -> int:
     return max(1, math.ceil(duration_seconds / 3 - 1e-9))
 
 
-class IdempotencyConflict(Exception):
-    pass
+class IdempotencyConflict(TuneForgeError):
+    status = 409
+    code = "idempotency_conflict"
 
 
 # How long an Idempotency-Key is remembered (the contract's 24 h).
@@ -179,7 +188,7 @@ class JobService:
             vocals=body.vocals,
             lyrics=body.lyrics,
             duration_seconds=body.duration_seconds,
-            seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+            seed=body.seed if body.seed is not None else secrets.randbelow(SEED_LIMIT),
         )
         cost = credits_for(body.duration_seconds) * body.variants
         with self.db.write() as session:
@@ -274,14 +283,15 @@ class JobService:
         return True
 
     def _fail_and_refund(self, session: Session, job_id: str, error: str, now: datetime) -> bool:
-        failed = session.execute(
+        failed = changed(
+            session,
             update(GenerationRequest)
             .where(
                 GenerationRequest.id == job_id,
                 GenerationRequest.status.in_([JOB_QUEUED, JOB_PROCESSING]),
             )
-            .values(status=JOB_FAILED, error=error, completed_at=now, updated_at=now)
-        ).rowcount
+            .values(status=JOB_FAILED, error=error, completed_at=now, updated_at=now),
+        )
         if failed != 1:
             return False
         refund = session.execute(
@@ -313,14 +323,17 @@ class JobService:
             expired = sum(
                 self._refund_and_fail(session, job_id, EXPIRED_ERROR, now) for job_id in overdue
             )
-            requeued = session.execute(
+            requeued = changed(
+                session,
                 update(GenerationRequest)
                 .where(
                     GenerationRequest.status == JOB_PROCESSING,
                     GenerationRequest.lease_expires_at <= now,
                 )
-                .values(status=JOB_QUEUED, lease_holder=None, lease_expires_at=None, updated_at=now)
-            ).rowcount
+                .values(
+                    status=JOB_QUEUED, lease_holder=None, lease_expires_at=None, updated_at=now
+                ),
+            )
         if expired or requeued:
             logger.info(
                 "sweep: {} jobs expired and refunded, {} returned to the queue", expired, requeued
@@ -344,7 +357,8 @@ class JobService:
             ).all()
             for job in candidates:
                 lease_until = min(now + timedelta(seconds=self.lease_s), job.deadline_at)
-                took = session.execute(
+                took = changed(
+                    session,
                     update(GenerationRequest)
                     .where(GenerationRequest.id == job.id, GenerationRequest.status == JOB_QUEUED)
                     .values(
@@ -353,8 +367,8 @@ class JobService:
                         lease_expires_at=lease_until,
                         attempts=GenerationRequest.attempts + 1,
                         updated_at=now,
-                    )
-                ).rowcount
+                    ),
+                )
                 if took == 1:
                     claimed.append(
                         {
@@ -418,7 +432,8 @@ class JobService:
                 )
                 session.add(track)
                 track_ids.append(track.id)
-            completed = session.execute(
+            completed = changed(
+                session,
                 update(GenerationRequest)
                 .where(
                     GenerationRequest.id == request_id,
@@ -426,8 +441,8 @@ class JobService:
                     GenerationRequest.lease_holder == validator_hotkey,
                 )
                 .values(status=JOB_COMPLETED, completed_at=now, updated_at=now, error=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+                .execution_options(synchronize_session=False),
+            )
             if completed != 1:
                 # Lost to the deadline sweep: the exception rolls the tracks back.
                 raise JobConflict("the job expired before the result arrived")

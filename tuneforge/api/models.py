@@ -187,8 +187,6 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-VOTE_UP = "up"
-VOTE_DOWN = "down"
 VOTE_COMPARE = "compare"
 
 

@@ -48,8 +48,10 @@ WAV_BODY = {
     },
 }
 
-HOTKEY_SECURITY = [{"HotkeySignature": [], "HotkeyNonce": [], "Hotkey": []}]
-API_KEY_SECURITY = [{"ApiKey": []}]
+HOTKEY_SECURITY: list[dict[str, list[str]]] = [
+    {"HotkeySignature": [], "HotkeyNonce": [], "Hotkey": []}
+]
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}]
 
 
 def install(app: FastAPI) -> None:

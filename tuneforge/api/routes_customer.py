@@ -16,16 +16,14 @@ from tuneforge.api.accounts import KeyIdentity
 from tuneforge.api.formats import (
     FILE_PATTERN,
     MEDIA_TYPES,
-    FormatUnavailable,
     audio_file,
     split_file_name,
 )
-from tuneforge.api.jobs import IdempotencyConflict, InsufficientCredits, JobNotFound, iso
+from tuneforge.api.jobs import iso
 from tuneforge.api.models import JOB_COMPLETED, Account, GenerationRequest, Track, utcnow
 from tuneforge.api.openapi import API_KEY_SECURITY, HOTKEY_SECURITY, errors
 from tuneforge.api.schemas import REQUEST_ID_PATTERN, GenerateRequest
 from tuneforge.api.settings import PLAN_RATE_LIMITS
-from tuneforge.api.storage import AudioStoreError
 from tuneforge.api.validation_text import describe_all
 
 router = APIRouter(prefix="/api/v1")
@@ -68,16 +66,9 @@ def generate(
                 400,
                 "callback_url needs a webhook secret first: POST /api/v1/account/webhook-secret",
             )
-        try:
-            webhooks.check_callback(body.callback_url, ctx.settings.webhook_allow_private)
-        except webhooks.BadCallback as exc:
-            raise HTTPException(400, str(exc)) from None
+        webhooks.check_callback(body.callback_url, ctx.settings.webhook_allow_private)
     try:
         accepted = ctx.jobs.accept(identity, body, idempotency_key)
-    except InsufficientCredits as exc:
-        raise HTTPException(402, str(exc)) from None
-    except IdempotencyConflict as exc:
-        raise HTTPException(409, str(exc)) from None
     except ValidationError as exc:
         raise HTTPException(400, describe_all(exc.errors())) from None
     if accepted.replayed:
@@ -98,10 +89,7 @@ def status(
     request_id: str = Path(pattern=REQUEST_ID_PATTERN),
     identity: KeyIdentity = Depends(deps.api_key),
 ) -> dict[str, Any]:
-    try:
-        return deps.context(request).jobs.status(identity.account_id, request_id)
-    except JobNotFound:
-        raise HTTPException(404, "Request not found") from None
+    return deps.context(request).jobs.status(identity.account_id, request_id)
 
 
 @router.get(
@@ -124,7 +112,7 @@ def status(
 def audio(
     request: Request,
     track_file: str = Path(pattern=FILE_PATTERN, description="`{track_id}.wav`, `.flac` or `.mp3`"),
-    format: Literal["wav", "flac", "mp3"] | None = Query(  # noqa: A002 - the public name
+    format: Literal["wav", "flac", "mp3"] | None = Query(
         default=None, description="overrides the extension"
     ),
     caller: KeyIdentity | str = Depends(deps.key_or_neuron),
@@ -143,12 +131,7 @@ def audio(
     etag = f'"{digest}.{fmt}"'
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers={"ETag": etag})
-    try:
-        path = audio_file(ctx.store, digest, fmt)
-    except AudioStoreError:
-        raise HTTPException(404, "Track audio not available") from None
-    except FormatUnavailable as exc:
-        raise HTTPException(415, str(exc)) from None
+    path = audio_file(ctx.store, digest, fmt)  # AudioStoreError 404, FormatUnavailable 415
     return FileResponse(
         path,
         media_type=MEDIA_TYPES[fmt],

@@ -12,8 +12,6 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import WithJsonSchema
 
 from tuneforge.api import deps
-from tuneforge.api.audio_owners import AudioNotYours
-from tuneforge.api.jobs import JobConflict, JobNotFound, MissingAudio
 from tuneforge.api.openapi import HOTKEY_SECURITY, WAV_BODY, errors
 from tuneforge.api.schemas import (
     CURSOR_PATTERN,
@@ -29,10 +27,6 @@ from tuneforge.api.schemas import (
 from tuneforge.api.scores import (
     MAX_BEST_LIMIT,
     MAX_EXPORT_LIMIT,
-    BadAudio,
-    BadCursor,
-    ScoresConflict,
-    ScoresNotFound,
 )
 from tuneforge.api.storage import StagedUpload
 
@@ -78,10 +72,7 @@ def miner(
     limit: int = Query(50, ge=1, le=MAX_BEST_LIMIT),
     _hotkey: str = Depends(deps.neuron),
 ) -> dict[str, Any]:
-    try:
-        results = deps.context(request).scores.miner(hotkey, limit)
-    except ScoresNotFound:
-        raise HTTPException(404, "No results for this miner") from None
+    results = deps.context(request).scores.miner(hotkey, limit)
     return {"miner_hotkey": hotkey, "results": results}
 
 
@@ -129,10 +120,7 @@ def export(
 ) -> dict[str, Any]:
     """Every scored track with its breakdown and audio_url, oldest first, cursor-paginated."""
     since_at = parse_since(since)
-    try:
-        items, next_cursor = deps.context(request).scores.export(since_at, cursor, limit)
-    except BadCursor:
-        raise HTTPException(400, "Invalid cursor") from None
+    items, next_cursor = deps.context(request).scores.export(since_at, cursor, limit)
     return {"items": items, "next_cursor": next_cursor, "base_url": base_url(request)}
 
 
@@ -153,12 +141,7 @@ def publish(
     """Publish one round: 201 when new, 200 with the same ids on a retry, 409 if different
     or when a result references a customer's audio."""
     ctx = deps.context(request)
-    try:
-        created, result = ctx.scores.publish(hotkey, body)
-    except ScoresConflict as exc:
-        raise HTTPException(409, str(exc)) from None
-    except AudioNotYours as exc:
-        raise HTTPException(exc.status, exc.detail) from None
+    created, result = ctx.scores.publish(hotkey, body)
     # Indexed after the round is stored: a retry indexes nothing twice (track ids are unique).
     ctx.fingerprints.index_tracks(hotkey, "round", [r.model_dump() for r in body.results])
     response.status_code = 201 if created else 200
@@ -201,22 +184,13 @@ async def put_published_audio(
     differently is 409; a non-WAV body is 400."""
     ctx = deps.context(request)
     claim = await deps.hotkey_claim(request, write=True)
-    try:
-        expected = await anyio.to_thread.run_sync(ctx.scores.expected_audio, claim.hotkey, track_id)
-    except ScoresNotFound:
-        raise HTTPException(404, "Track not found") from None
+    expected = await anyio.to_thread.run_sync(ctx.scores.expected_audio, claim.hotkey, track_id)
     hotkey = await deps.signed_by(request, claim, expected)
     upload = await receive_wav(request)
     try:
         created = await anyio.to_thread.run_sync(
             ctx.scores.attach_published_audio, hotkey, track_id, upload
         )
-    except ScoresNotFound:
-        raise HTTPException(404, "Track not found") from None
-    except ScoresConflict as exc:
-        raise HTTPException(409, str(exc)) from None
-    except BadAudio as exc:
-        raise HTTPException(400, str(exc)) from None
     finally:
         upload.discard()
     response.status_code = 201 if created else 200
@@ -281,16 +255,7 @@ def job_result(
     `audio_sha256` (400 if not uploaded, 403 if uploaded by someone else, 409 if already
     delivered for another job). `error` (or no tracks) fails the job and refunds it."""
     ctx = deps.context(request)
-    try:
-        answer = ctx.jobs.submit_result(hotkey, request_id, body)
-    except JobNotFound:
-        raise HTTPException(404, "Request not found") from None
-    except JobConflict as exc:
-        raise HTTPException(409, str(exc)) from None
-    except MissingAudio as exc:
-        raise HTTPException(400, str(exc)) from None
-    except AudioNotYours as exc:
-        raise HTTPException(exc.status, exc.detail) from None
+    answer = ctx.jobs.submit_result(hotkey, request_id, body)
     # Customer tracks are music the network paid for too: a later replay of one is a copy.
     if len(answer["track_ids"]) == len(body.tracks):
         tracks = [

@@ -10,7 +10,7 @@ from tuneforge.api import deps
 from tuneforge.api.accounts import KeyIdentity
 from tuneforge.api.openapi import API_KEY_SECURITY, HOTKEY_SECURITY, errors
 from tuneforge.api.schemas import TRACK_ID_PATTERN, CompareRequest, VoteRequest
-from tuneforge.api.votes import MAX_FEED_PAGE, VoteConflict, VoteInvalid, VoteNotFound, VoteOutcome
+from tuneforge.api.votes import MAX_FEED_PAGE, VoteOutcome
 
 router = APIRouter(prefix="/api/v1")
 
@@ -52,12 +52,7 @@ def vote(
 ) -> dict[str, Any]:
     """`up` or `down` on one of your tracks; one vote per track (repeat: 200, other: 409)."""
     _charge_vote(request, identity)
-    try:
-        outcome = deps.context(request).votes.vote(identity.account_id, track_id, body.vote)
-    except VoteNotFound:
-        raise HTTPException(404, "Track not found") from None
-    except VoteConflict as exc:
-        raise HTTPException(409, str(exc)) from None
+    outcome = deps.context(request).votes.vote(identity.account_id, track_id, body.vote)
     return _answer(outcome, response)
 
 
@@ -76,14 +71,7 @@ def compare(
 ) -> dict[str, Any]:
     """You prefer `winner` over `loser`, two of your tracks of the same request."""
     _charge_vote(request, identity)
-    try:
-        outcome = deps.context(request).votes.compare(identity.account_id, body.winner, body.loser)
-    except VoteNotFound:
-        raise HTTPException(404, "Track not found") from None
-    except VoteInvalid as exc:
-        raise HTTPException(400, str(exc)) from None
-    except VoteConflict as exc:
-        raise HTTPException(409, str(exc)) from None
+    outcome = deps.context(request).votes.compare(identity.account_id, body.winner, body.loser)
     return _answer(outcome, response)
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuneforge import protocol
+from tuneforge.errors import TuneForgeError
 from tuneforge.scoring.fingerprint import BadFingerprint
 from tuneforge.scoring.fingerprint import decode as decode_fingerprint
 from tuneforge.scoring.fingerprint import encoded_limit as fingerprint_encoded_limit
@@ -47,8 +48,11 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 ScorerName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class UnsafeJson(ValueError):
+class UnsafeJson(TuneForgeError, ValueError):
     """A value no database column or JSON client can hold faithfully."""
+
+    status = 400
+    code = "unsafe_json"
 
 
 def check_json_safe(value: Any, where: str = "body", depth: int = 0) -> None:
@@ -127,7 +131,7 @@ class GenerateRequest(_Strict):
     )
     vocals: bool = False
     lyrics: str | None = Field(default=None, max_length=protocol.MAX_LYRICS_CHARS)
-    seed: int | None = Field(default=None, ge=0, lt=2**31)
+    seed: int | None = Field(default=None, ge=0, lt=protocol.SEED_LIMIT)
     # Extensions (docs/api.md): candidates from distinct miners, and a completion callback.
     variants: int = Field(
         default=1, ge=1, le=MAX_VARIANTS, description="tracks from distinct miners; credits x n"
@@ -184,7 +188,7 @@ class ScoredTrackFields(_Strict):
 
 class PublishedResult(ScoredTrackFields):
     track_id: str = Field(pattern=TRACK_ID_PATTERN)
-    miner_uid: int = Field(ge=0, lt=65536)  # type: ignore[assignment]
+    miner_uid: int = Field(ge=0, lt=65536)
 
 
 class PublishRound(_Strict):

@@ -22,6 +22,7 @@ from tuneforge.api.jobs import iso
 from tuneforge.api.models import AUDIO_FOR_ROUND, Round, ScoreResult, utcnow
 from tuneforge.api.schemas import PublishRound
 from tuneforge.api.storage import AudioStore, StagedUpload
+from tuneforge.errors import TuneForgeError
 
 EMA_ALPHA = 0.1  # leaderboard EMA of final scores, newest weighted by 10%
 MAX_EXPORT_LIMIT = 500
@@ -39,20 +40,25 @@ class _TrackTaken(Exception):
         self.track_id = track_id
 
 
-class ScoresNotFound(Exception):
-    pass
+class ScoresNotFound(TuneForgeError):
+    status = 404
+    code = "not_found"
 
 
-class ScoresConflict(Exception):
-    pass
+class ScoresConflict(TuneForgeError):
+    status = 409
+    code = "scores_conflict"
 
 
-class BadAudio(Exception):
-    pass
+class BadAudio(TuneForgeError):
+    status = 400
+    code = "bad_audio"
 
 
-class BadCursor(Exception):
-    pass
+class BadCursor(TuneForgeError):
+    status = 400
+    code = "bad_cursor"
+    public_detail = "Invalid cursor"
 
 
 def content_hash(body: PublishRound) -> str:
@@ -220,7 +226,7 @@ class ScoreService:
                 )
             )
         if digest is None:
-            raise ScoresNotFound(track_id)
+            raise ScoresNotFound("Track not found")
         return digest
 
     def attach_published_audio(
@@ -339,7 +345,7 @@ class ScoreService:
                 .limit(limit)
             ).all()
         if not rows:
-            raise ScoresNotFound(hotkey)
+            raise ScoresNotFound("No results for this miner")
         return [result_view(r, rd) for r, rd in rows]
 
     def export(

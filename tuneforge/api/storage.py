@@ -12,11 +12,15 @@ import re
 import tempfile
 from pathlib import Path
 
+from tuneforge.errors import TuneForgeError
+
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
-class AudioStoreError(Exception):
-    pass
+class AudioStoreError(TuneForgeError):
+    status = 404
+    code = "audio_not_stored"
+    public_detail = "Track audio not available"
 
 
 def is_sha256(value: str) -> bool:

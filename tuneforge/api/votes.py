@@ -24,20 +24,31 @@ from tuneforge.api.models import (
     Vote,
     utcnow,
 )
+from tuneforge.errors import TuneForgeError
 
 MAX_FEED_PAGE = 1000
 
 
-class VoteNotFound(Exception):
+class VoteNotFound(TuneForgeError):
     """The track is unknown or belongs to another account (404, like every foreign resource)."""
 
+    status = 404
+    code = "track_not_found"
+    public_detail = "Track not found"
 
-class VoteConflict(Exception):
+
+class VoteConflict(TuneForgeError):
     """The account already voted differently on this pair (409)."""
 
+    status = 409
+    code = "vote_conflict"
 
-class VoteInvalid(Exception):
+
+class VoteInvalid(TuneForgeError):
     """The two tracks of a comparison are not of the same request (400)."""
+
+    status = 400
+    code = "vote_invalid"
 
 
 @dataclass(frozen=True)

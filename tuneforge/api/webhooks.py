@@ -35,7 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tuneforge.api.accounts import new_id
-from tuneforge.api.db import Database
+from tuneforge.api.db import Database, changed
 from tuneforge.api.models import (
     DELIVERY_DELIVERED,
     DELIVERY_FAILED,
@@ -47,6 +47,7 @@ from tuneforge.api.models import (
     WebhookDelivery,
     utcnow,
 )
+from tuneforge.errors import TuneForgeError
 
 SECRET_PREFIX = "whsec_"
 HEADER_TIMESTAMP = "X-TuneForge-Timestamp"
@@ -58,8 +59,11 @@ MAX_ERROR_CHARS = 300
 SEND_LEASE = timedelta(minutes=2)
 
 
-class BadCallback(ValueError):
+class BadCallback(TuneForgeError, ValueError):
     """A callback URL the API refuses to call (shown to the customer as a 400)."""
+
+    status = 400
+    code = "bad_callback"
 
 
 @dataclass(frozen=True)
@@ -237,15 +241,16 @@ class WebhookSender:
         claimed = []
         for delivery_id in due:
             with self.db.write() as session:
-                took = session.execute(
+                took = changed(
+                    session,
                     update(WebhookDelivery)
                     .where(
                         WebhookDelivery.id == delivery_id,
                         WebhookDelivery.status == DELIVERY_PENDING,
                         WebhookDelivery.next_attempt_at <= now,
                     )
-                    .values(next_attempt_at=now + SEND_LEASE)
-                ).rowcount
+                    .values(next_attempt_at=now + SEND_LEASE),
+                )
             if took == 1:
                 claimed.append(delivery_id)
         return claimed

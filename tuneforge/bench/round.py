@@ -273,7 +273,7 @@ def _serve_miners(wallets: str, clips: str, miners: int, port: int, ready: Any) 
     import uvicorn
     from bittensor.http_auth import HEADER_HOTKEY, HEADER_RECEIVER
 
-    from tuneforge.auth import sign_response
+    from tuneforge.btauth import sign_response
     from tuneforge.protocol import (
         GENERATE_PATH,
         HEADER_GENERATION_MS,

@@ -83,7 +83,7 @@ def measure(requests: int = 50, warmup: int = 3) -> dict[str, Any]:
     import httpx
     from loguru import logger
 
-    from tuneforge.auth import sign_request, verify_response
+    from tuneforge.btauth import sign_request, verify_response
     from tuneforge.chain.local import LocalChain
     from tuneforge.miner.app import create_app
     from tuneforge.miner.config import MinerSection, MinerSettings

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from tuneforge.errors import TuneForgeError
+
 
 @dataclass(frozen=True)
 class Neuron:
@@ -49,8 +51,10 @@ class ChainErrorCode(StrEnum):
     UNAVAILABLE = "UNAVAILABLE"
 
 
-class ChainError(Exception):
+class ChainError(TuneForgeError):
     """A chain operation refused or failed; `code` says which, `remediation` what to do."""
+
+    status = 503
 
     def __init__(self, code: ChainErrorCode, message: str, remediation: str = "") -> None:
         super().__init__(f"{code}: {message}")

@@ -27,7 +27,7 @@ from tuneforge.chain.base import (
     Neuron,
     SetWeightsResult,
 )
-from tuneforge.chain.local import format_axon, normalize_weights
+from tuneforge.chain.rules import format_axon, normalize_weights
 from tuneforge.config import DEFAULT_NETUID
 
 T = TypeVar("T")
@@ -103,7 +103,7 @@ class BittensorChain:
         self.wallet = wallet
         if connect is None:
             connect = (lambda: subtensor) if subtensor is not None else _opener(network)
-        self._connect = connect
+        self._connect: Callable[[], bt.Subtensor] = connect
         self.reconnects = 0
         # The SDK's blocking client connects lazily on first use; one caller at a time keeps
         # concurrent first calls (e.g. from worker threads) from racing that connect.
@@ -205,7 +205,8 @@ class BittensorChain:
         return Metagraph(netuid=self.netuid, block=int(graph.block), neurons=neurons)
 
     def uid_of(self, hotkey: str) -> int | None:
-        return self._call("uid", lambda sub: sub.neurons.uid(hotkey, self.netuid))
+        uid = self._call("uid", lambda sub: sub.neurons.uid(hotkey, self.netuid))
+        return None if uid is None else int(uid)
 
     def blocks_since_last_update(self, uid: int) -> int:
         value = self._call(
@@ -260,7 +261,11 @@ class BittensorChain:
     ) -> bt.ExtrinsicResult:
         # Inclusion in a block is enough to know the call succeeded; waiting for finality
         # would hold the validator loop ~2 more blocks for nothing it uses.
-        return sub.execute(intent, wallet, wait_for_inclusion=True, wait_for_finalization=False)
+        # The SDK leaves `execute` unannotated; its documented return is an ExtrinsicResult.
+        result: bt.ExtrinsicResult = sub.execute(  # type: ignore[no-untyped-call]
+            intent, wallet, wait_for_inclusion=True, wait_for_finalization=False
+        )
+        return result
 
     def _raise_unless_success(self, result: bt.ExtrinsicResult, what: str) -> None:
         if result.success:

@@ -11,7 +11,6 @@ atomic across processes.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import sqlite3
@@ -30,6 +29,7 @@ from tuneforge.chain.base import (
     Neuron,
     SetWeightsResult,
 )
+from tuneforge.chain.rules import format_axon, normalize_weights
 from tuneforge.config import DEFAULT_NETUID
 
 SCHEMA_VERSION = 1
@@ -93,37 +93,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
-
-
-def format_axon(ip: str, port: int) -> str:
-    """Validate and format an axon address as "ip:port" ("[v6]:port" for IPv6)."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        raise ChainError(ChainErrorCode.INVALID, f"axon ip {ip!r} is not an IP address") from None
-    if not 1 <= int(port) <= 65535:
-        raise ChainError(ChainErrorCode.INVALID, f"axon port {port} is outside 1..65535")
-    host = f"[{address}]" if address.version == 6 else str(address)
-    return f"{host}:{int(port)}"
-
-
-def normalize_weights(weights: dict[int, float]) -> dict[int, float]:
-    """Weights scaled to sum 1 with zeros dropped; negatives, NaN and all-zero are INVALID."""
-    if not weights:
-        raise ChainError(ChainErrorCode.INVALID, "no weights given")
-    for uid, weight in weights.items():
-        if not math.isfinite(weight) or weight < 0:
-            raise ChainError(
-                ChainErrorCode.INVALID, f"weight for uid {uid} must be finite and >= 0: {weight}"
-            )
-    total = math.fsum(weights.values())
-    if total <= 0:
-        raise ChainError(
-            ChainErrorCode.INVALID,
-            "all weights are zero",
-            "skip setting weights until at least one miner has a positive score",
-        )
-    return {int(uid): w / total for uid, w in sorted(weights.items()) if w > 0}
 
 
 class LocalChain:

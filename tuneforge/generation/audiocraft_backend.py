@@ -12,6 +12,7 @@ from typing import Any
 
 from tuneforge.audio import Audio
 from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
+from tuneforge.generation.configs import SAMPLE_RATE
 from tuneforge.generation.musicgen import resolve_device
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.prompt import build_prompt
@@ -32,7 +33,7 @@ class AudiocraftBackend:
         self.settings = settings
         self.model_id = settings.model
         self.max_duration_seconds = settings.max_duration_seconds
-        self.sample_rate = 32_000
+        self.sample_rate = SAMPLE_RATE  # MusicGen's EnCodec rate
         self._lock = threading.Lock()
         self._model: Any = None
 

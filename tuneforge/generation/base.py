@@ -5,15 +5,22 @@ from __future__ import annotations
 from typing import Protocol
 
 from tuneforge.audio import Audio
+from tuneforge.errors import TuneForgeError
 from tuneforge.protocol import MusicGenerationSynapse
 
 
-class GenerationError(RuntimeError):
+class GenerationError(TuneForgeError, RuntimeError):
     """Generation failed for this request (the miner answers 500 with the reason)."""
+
+    status = 500
+    code = "generation_failed"
 
 
 class GenerationOutOfMemory(GenerationError):
     """The accelerator ran out of memory; the miner answers 503 and keeps serving."""
+
+    status = 503
+    code = "out_of_memory"
 
 
 class Backend(Protocol):

@@ -16,8 +16,6 @@ from loguru import logger
 
 from tuneforge.protocol import MusicGenerationSynapse
 
-# Section tags ACE-Step's lyric encoder knows; anything else in brackets is dropped.
-SECTION_TAGS = ("verse", "pre-chorus", "chorus", "bridge", "intro", "outro", "hook")
 # A sung line takes roughly 3 s at common tempos; a line longer than this cannot be sung in one
 # breath and is usually prose the model slipped in.
 SECONDS_PER_LINE = 3.0

@@ -19,6 +19,7 @@ from loguru import logger
 
 from tuneforge.audio import Audio
 from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
+from tuneforge.generation.configs import SAMPLE_RATE
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.prompt import build_prompt
 from tuneforge.generation.settings import GenerationSettings
@@ -104,7 +105,7 @@ class MusicGenBackend:
         self.settings = settings
         self.model_id = settings.model
         self.max_duration_seconds = settings.max_duration_seconds
-        self.sample_rate = 32_000  # replaced by the codec's rate once loaded
+        self.sample_rate = SAMPLE_RATE  # replaced by the codec's rate once loaded
         self._lock = threading.Lock()
         self._model: Any = None
         self._processor: Any = None

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from tuneforge.audio import DEFAULT_TARGET_LUFS, DEFAULT_TRUE_PEAK_DBFS
-from tuneforge.protocol import MAX_DURATION_S
+from tuneforge.protocol import MAX_DURATION_S, SEED_LIMIT
 
 BackendName = Literal["musicgen", "synth", "audiocraft", "ace-step"]
 # "cuda:N" names one GPU (a miner with --miner.devices runs one replica per device).
@@ -107,7 +107,7 @@ class GenerationSettings(BaseModel):
         if self.variant == 0:
             return request_seed
         mixed = np.random.SeedSequence([request_seed, self.variant]).generate_state(1)[0]
-        return int(mixed) % 2**31
+        return int(mixed) % SEED_LIMIT
 
     def for_backend(self, backend: BackendName, model: str = "") -> GenerationSettings:
         """These settings pointed at another backend (routing): its model, or its default."""

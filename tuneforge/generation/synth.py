@@ -13,11 +13,11 @@ import math
 import numpy as np
 
 from tuneforge.audio import Audio
+from tuneforge.generation.configs import SAMPLE_RATE  # the rate MusicGen answers at
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.settings import GenerationSettings
 from tuneforge.protocol import MusicGenerationSynapse
 
-SAMPLE_RATE = 32_000
 DEFAULT_TEMPO = 100
 DEFAULT_KEY = "C major"
 # Typical tempi; the first genre name found in the request's genre wins.

@@ -13,23 +13,23 @@ from typing import Any
 
 import httpx
 
+from tuneforge.api_hotkey_auth import HotkeyAuth, HotkeySigner
 from tuneforge.localnet.options import LocalnetError, WaitTimeout
 
 CUSTOMER_CREDITS = 100
 
 
-def api_counts(api_url: str, validator_wallet: Any) -> dict[str, int]:
+def api_counts(api_url: str, validator_wallet: HotkeySigner) -> dict[str, int]:
     """{miner hotkey: scored results the API holds} (GET /scores/export, signed by the
     validator hotkey, as any registered neuron may read it)."""
-    from tuneforge.hotkey_auth import sign_hotkey_headers
-
     path = "/api/v1/scores/export"
     counts: dict[str, int] = {}
     cursor = None
     for _ in range(100):  # 100 pages of 500: far beyond any localnet run
-        headers = sign_hotkey_headers(validator_wallet, "GET", path)
         params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
-        response = httpx.get(api_url + path, headers=headers, params=params, timeout=10.0)
+        response = httpx.get(
+            api_url + path, params=params, auth=HotkeyAuth(validator_wallet), timeout=10.0
+        )
         if response.status_code != 200:
             raise LocalnetError(f"API {path}: {response.status_code} {response.text[:200]}")
         page = response.json()
@@ -43,7 +43,7 @@ def api_counts(api_url: str, validator_wallet: Any) -> dict[str, int]:
 
 
 def published(
-    api_url: str, validator_wallet: Any, status: dict[str, Any], has_publish_flag: bool
+    api_url: str, validator_wallet: HotkeySigner, status: dict[str, Any], has_publish_flag: bool
 ) -> dict[str, Any]:
     """What the validator got into the API, with a note saying why when that is nothing."""
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuneforge.config import DEFAULT_NETUID
+from tuneforge.errors import TuneForgeError
 
 BACKENDS = ("synth", "musicgen")
 LOOPBACK = "127.0.0.1"
@@ -17,8 +18,10 @@ DEFAULT_DURATION_S = 12.0
 POLL_S = 0.25
 
 
-class LocalnetError(Exception):
+class LocalnetError(TuneForgeError):
     """The local network could not be brought up or did not finish; the message says why."""
+
+    code = "localnet"
 
 
 class WaitTimeout(LocalnetError):

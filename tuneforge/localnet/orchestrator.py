@@ -296,7 +296,7 @@ class Localnet:
 
     def miners_serving(self) -> bool:
         """Every miner published its axon on LocalChain and answers a signed GET /v1/info."""
-        from tuneforge.auth import sign_request
+        from tuneforge.btauth import BtAuth
         from tuneforge.chain.local import LocalChain
         from tuneforge.protocol import HEADER_SPEC_VERSION, INFO_PATH, SPEC_VERSION
 
@@ -305,10 +305,12 @@ class Localnet:
         for hotkey, port in zip(self.net.miner_hotkeys, self.net.miner_ports, strict=True):
             if axons.get(hotkey) != f"{LOOPBACK}:{port}":
                 return False
-            headers = sign_request(self._wallet_validator, "GET", INFO_PATH, b"", hotkey)
-            headers[HEADER_SPEC_VERSION] = SPEC_VERSION
             try:
-                response = httpx.get(f"http://{LOOPBACK}:{port}{INFO_PATH}", headers=headers)
+                response = httpx.get(
+                    f"http://{LOOPBACK}:{port}{INFO_PATH}",
+                    headers={HEADER_SPEC_VERSION: SPEC_VERSION},
+                    auth=BtAuth(self._wallet_validator, hotkey),
+                )
             except httpx.HTTPError:
                 return False
             if response.status_code != 200:

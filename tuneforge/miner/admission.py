@@ -17,9 +17,10 @@ from loguru import logger
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from tuneforge.auth import AuthFailure, verify_request
+from tuneforge.btauth import AuthFailure, verify_request
 from tuneforge.chain.base import Neuron
-from tuneforge.miner.metagraph_cache import MetagraphCache
+from tuneforge.chain.metagraph import MetagraphCache
+from tuneforge.errors import TuneForgeError
 from tuneforge.nonces import NonceStore
 from tuneforge.protocol import (
     HEADER_SPEC_VERSION,
@@ -34,8 +35,10 @@ from tuneforge.protocol import (
 MAX_DETAIL_ERRORS = 5
 
 
-class Refusal(Exception):
+class Refusal(TuneForgeError):
     """A request refused at admission; becomes `{"detail": ...}` with `status`."""
+
+    code = "refused"
 
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)

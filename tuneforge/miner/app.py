@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, InvalidStateError
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import bittensor as bt
 from fastapi import FastAPI
@@ -26,14 +26,15 @@ from starlette.responses import JSONResponse, Response
 
 from tuneforge import __version__
 from tuneforge.audio import AudioError
-from tuneforge.auth import sign_response
+from tuneforge.btauth import sign_response
 from tuneforge.chain.base import ChainView
+from tuneforge.chain.metagraph import MetagraphCache
+from tuneforge.errors import TuneForgeError
 from tuneforge.generation.base import Backend, GenerationError, GenerationOutOfMemory
 from tuneforge.generation.router import RoutedBackend
 from tuneforge.metrics import METRICS_PATH, ClientAllowList, metrics_endpoint
 from tuneforge.miner.admission import Admission, AdmissionPolicy, Admitted, Refusal
 from tuneforge.miner.config import MinerSettings
-from tuneforge.miner.metagraph_cache import MetagraphCache
 from tuneforge.miner.metrics import SERVED, MinerMetrics
 from tuneforge.miner.slots import SlotBook, SlotExpired
 from tuneforge.miner.wav import encode_pcm16_wav
@@ -72,8 +73,11 @@ class Generated:
     signature_headers: dict[str, str]
 
 
-class CallerGone(Exception):
+class CallerGone(TuneForgeError):
     """The caller disconnected before its generation finished."""
+
+    status = 499
+    code = "caller_gone"
 
 
 async def _wait_for_disconnect(request: Request) -> None:
@@ -83,12 +87,16 @@ async def _wait_for_disconnect(request: Request) -> None:
         pass
 
 
-async def _result_unless_disconnected(request: Request, future: Future[Generated]) -> Generated:
+T = TypeVar("T")
+
+
+async def _result_unless_disconnected(request: Request, future: Future[T]) -> T:
     """The job's result; a caller that hangs up cancels a job that has not started yet."""
     waiter = asyncio.wrap_future(future)
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
     try:
-        await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        racing: set[asyncio.Future[Any]] = {waiter, watcher}
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
     if not waiter.done():
@@ -164,7 +172,9 @@ class GenerationService:
             # ended before a worker held it (evicted, shut down) tells the waiting reserve why.
             self.admission.concurrency.release(caller)
             self.slots.close(slot)
-            failure = QueueClosed("reservation cancelled") if done.cancelled() else None
+            failure: BaseException | None = (
+                QueueClosed("reservation cancelled") if done.cancelled() else None
+            )
             if failure is None and done.exception() is not None:
                 failure = done.exception()
             if failure is not None:
@@ -318,7 +328,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(metagraph.start)  # the first load; a chain read may be slow
+        await asyncio.to_thread(metagraph.refresh)  # the first load; a chain read may be slow
+        metagraph.start()
         queue.start()
         logger.info(
             "miner {} serving {} ({}) on {} device(s), queue {}+{} workers, min stake {:.1f}",
@@ -348,10 +359,11 @@ def create_app(
     app.state.metagraph = metagraph
     app.state.metrics = metrics
 
-    @app.exception_handler(Refusal)
-    async def _refused(_: Request, exc: Refusal) -> JSONResponse:
+    @app.exception_handler(TuneForgeError)
+    async def _refused(_: Request, exc: TuneForgeError) -> JSONResponse:
+        # The one place a domain error becomes HTTP (Refusal is the usual one).
         headers = {HEADER_SPEC_VERSION: SPEC_VERSION, **exc.headers}
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+        return JSONResponse({"detail": exc.detail_text}, status_code=exc.status, headers=headers)
 
     @app.post(GENERATE_PATH)
     async def generate(request: Request) -> Response:

@@ -13,7 +13,7 @@ import threading
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainErrorCode, ChainView
-from tuneforge.chain.local import format_axon
+from tuneforge.chain.rules import format_axon
 
 # Refusals that pass with time; any other (not registered, invalid address) needs the operator.
 RETRYABLE = frozenset({ChainErrorCode.RATE_LIMITED, ChainErrorCode.UNAVAILABLE})

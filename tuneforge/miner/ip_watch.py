@@ -21,6 +21,7 @@ import httpx
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainView
+from tuneforge.errors import TuneForgeError
 
 URL_PREFIX: Final = "url:"
 CMD_PREFIX: Final = "cmd:"
@@ -33,12 +34,16 @@ DEFAULT_SOURCE_TIMEOUT_S: Final = 10.0
 STOP_WAIT_S: Final = 5.0
 
 
-class IpSourceError(Exception):
+class IpSourceError(TuneForgeError):
     """The source could not tell the current IP this time (retried at the next check)."""
 
+    code = "ip_source"
 
-class IpSourceConfigError(ValueError):
+
+class IpSourceConfigError(TuneForgeError, ValueError):
     """`--miner.ip_source` names no usable source; the message says what to write."""
+
+    code = "ip_source_config"
 
 
 @runtime_checkable

@@ -12,9 +12,9 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from tuneforge import __version__
+from tuneforge.chain.metagraph import MetagraphCache
 from tuneforge.generation.base import Backend
 from tuneforge.metrics import new_registry
-from tuneforge.miner.metagraph_cache import MetagraphCache
 from tuneforge.miner.work_queue import WorkQueue
 from tuneforge.protocol import SPEC_VERSION
 

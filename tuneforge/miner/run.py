@@ -14,6 +14,7 @@ import time
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainView
+from tuneforge.errors import TuneForgeError
 from tuneforge.generation.base import Backend, GenerationError
 from tuneforge.generation.settings import GenerationSettings
 from tuneforge.logs import configure_logging
@@ -29,8 +30,10 @@ from tuneforge.miner.ip_watch import (
 )
 
 
-class MinerStartupError(Exception):
+class MinerStartupError(TuneForgeError):
     """The miner cannot start; the message says what to fix."""
+
+    code = "miner_startup"
 
 
 class _Stopped(Exception):
@@ -134,7 +137,7 @@ def check_registered(chain: ChainView, hotkey: str, network: str, netuid: int) -
 def load_backends(settings: GenerationSettings, devices: list[str]) -> list[Backend]:
     """One loaded model replica per device (`--miner.devices`), in device order: worker `i` of
     the queue generates on replica `i`, so every GPU given to the miner works at once."""
-    replicas = []
+    replicas: list[Backend] = []
     for device in devices:
         replica = load_backend(settings.model_copy(update={"device": device}))
         logger.info("replica {} on {}", len(replicas), device)

@@ -15,6 +15,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneforge.errors import TuneForgeError
 from tuneforge.protocol import MusicGenerationSynapse
 
 DEFAULT_SLOT_TTL_S = 10.0
@@ -22,8 +23,11 @@ DEFAULT_SLOT_TTL_S = 10.0
 MAX_OPEN_SLOTS = 4096
 
 
-class SlotExpired(Exception):
+class SlotExpired(TuneForgeError):
     """No prompt reached the reserved worker within the slot's lifetime."""
+
+    status = 409
+    code = "slot_expired"
 
 
 @dataclass

@@ -22,6 +22,8 @@ from typing import Any
 
 from loguru import logger
 
+from tuneforge.errors import TuneForgeError
+
 _worker = threading.local()
 
 
@@ -30,16 +32,22 @@ def worker_index() -> int:
     return int(getattr(_worker, "index", 0))
 
 
-class QueueFull(Exception):
+class QueueFull(TuneForgeError):
     """No slot for this job (or it was evicted by a higher-stake caller); answer 503."""
+
+    status = 503
+    code = "queue_full"
 
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
 
-class QueueClosed(Exception):
+class QueueClosed(TuneForgeError):
     """The queue is shutting down and accepts no more jobs."""
+
+    status = 503
+    code = "queue_closed"
 
 
 def _fail(future: Future[Any], exc: Exception) -> None:

@@ -1,5 +1,5 @@
 """The validator's one HTTP client to the TuneForge API: hotkey-signed requests (API.md, method
-2, via tuneforge.hotkey_auth), timeouts, and a cap on what is read back."""
+2, via tuneforge.api_hotkey_auth), timeouts, and a cap on what is read back."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ from typing import Any
 
 import httpx
 
-from tuneforge.hotkey_auth import sign_hotkey_headers
+from tuneforge.api_hotkey_auth import HotkeyAuth, HotkeySigner
+from tuneforge.errors import TuneForgeError
 
 API_PREFIX = "/api/v1"
 # API answers are small JSON documents; anything bigger is not an answer we need.
 MAX_RESPONSE_BYTES = 1024 * 1024
 
 
-class ApiUnavailable(Exception):
+class ApiUnavailable(TuneForgeError):
     """No usable answer: connection refused, timeout, or an oversized reply (retry later)."""
+
+    status = 503
+    code = "api_unavailable"
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class ApiAnswer:
 class ApiClient:
     """Signed requests to `base_url` over ONE shared httpx.AsyncClient."""
 
-    def __init__(self, base_url: str, wallet: Any, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, wallet: HotkeySigner, timeout_s: float = 30.0) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"API url must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
@@ -52,6 +56,7 @@ class ApiClient:
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
             follow_redirects=False,
             trust_env=False,
+            auth=HotkeyAuth(wallet),  # every request signed (API.md, method 2)
         )
 
     async def aclose(self) -> None:
@@ -68,10 +73,7 @@ class ApiClient:
         """One signed request (`path` under /api/v1); raises ApiUnavailable when no answer
         (or one longer than `max_bytes`: audio downloads pass a larger cap)."""
         full_path = API_PREFIX + path
-        # The signature covers the path without its query string (API.md).
-        headers = sign_hotkey_headers(self.wallet, method, full_path.split("?", 1)[0], body)
-        if body:
-            headers["Content-Type"] = content_type
+        headers = {"Content-Type": content_type} if body else {}
         try:
             async with self._client.stream(
                 method, full_path, content=body, headers=headers

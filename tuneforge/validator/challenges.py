@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.protocol import SEED_LIMIT, MusicGenerationSynapse
 
 # What a customer may choose; id and seed are always the validator's (see challenge_for_job).
 CONTENT_FIELDS = (
@@ -112,7 +112,7 @@ def miner_seed(seed: bytes, miner_hotkey: str) -> int:
     answer. Derived from the round seed, so a round stays reproducible.
     """
     digest = hashlib.sha256(b"tuneforge-miner-seed|" + seed + miner_hotkey.encode()).digest()
-    return int.from_bytes(digest[:4], "big") % 2**31
+    return int.from_bytes(digest[:4], "big") % SEED_LIMIT
 
 
 def challenge_id_from_seed(seed: bytes) -> str:
@@ -122,7 +122,9 @@ def challenge_id_from_seed(seed: bytes) -> str:
 
 def synapse_seed(seed: bytes) -> int:
     """The `seed` field of a synapse built from `seed` (challenges and jobs alike)."""
-    return int.from_bytes(hashlib.sha256(b"tuneforge-seed|" + seed).digest()[:4], "big") % 2**31
+    return (
+        int.from_bytes(hashlib.sha256(b"tuneforge-seed|" + seed).digest()[:4], "big") % SEED_LIMIT
+    )
 
 
 def job_seed(validator_hotkey: str, request_id: str, secret: bytes) -> bytes:

@@ -97,6 +97,11 @@ class ApiPublishSettings(BaseModel):
         default=1024.0, gt=0, description="outbox size cap; oldest audio uploads dropped first"
     )
     outbox_max_items: int = Field(default=100_000, ge=10, description="outbox item cap")
+
+    @property
+    def outbox_max_bytes(self) -> int:
+        return int(self.outbox_max_mb * 1024 * 1024)
+
     jobs_poll_interval_s: float = Field(
         default=5.0, gt=0, description="how often to claim customer jobs between rounds"
     )

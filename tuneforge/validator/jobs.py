@@ -20,6 +20,7 @@ from loguru import logger
 from pydantic import ValidationError
 
 from tuneforge.chain.base import Metagraph, Neuron
+from tuneforge.errors import TuneForgeError
 from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
 from tuneforge.scoring.base import ClipScore
 from tuneforge.validator.api_client import ApiClient, ApiUnavailable
@@ -33,8 +34,10 @@ from tuneforge.validator.state import OutboxEntry
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
-class BadJob(Exception):
+class BadJob(TuneForgeError):
     """A claimed job that cannot be turned into a challenge (reported failed, refunded)."""
+
+    code = "bad_job"
 
 
 def best_miners(

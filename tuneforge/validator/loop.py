@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainErrorCode, ChainView, Metagraph
+from tuneforge.chain.metagraph import MetagraphCache
 from tuneforge.protocol import SPEC_VERSION_KEY
 from tuneforge.validator.config import ValidatorSettings
 from tuneforge.validator.metrics import ValidatorMetrics
@@ -47,7 +48,8 @@ class ValidatorLoop:
         # buffer belongs to the round in flight.
         self.jobs = jobs
         self.on_round = on_round  # e.g. wake the publisher: a round just queued publications
-        self._metagraph: Metagraph | None = None
+        # Refreshed on the loop's thread (the view is the caller's, see the module docstring).
+        self._metagraph = MetagraphCache(chain, on_refresh=self._on_metagraph)
         self._warned_permit = False
         # Only the latest round is kept, without its audio (`RoundReport.without_audio`).
         self.last_report: RoundReport | None = None
@@ -65,31 +67,31 @@ class ValidatorLoop:
 
     def metagraph(self, force: bool = False) -> Metagraph:
         """The cached snapshot, refreshed every `metagraph_refresh_blocks` blocks."""
-        every = self.settings.neuron.metagraph_refresh_blocks
-        if force or self._metagraph is None or self.chain.block - self._metagraph.block >= every:
-            metagraph = self.chain.metagraph()
-            self._metagraph = metagraph
-            dropped = self.state.sync_registrations({(n.uid, n.hotkey) for n in metagraph.neurons})
-            for uid, hotkey in dropped:
-                logger.info("uid {} hotkey {} left the subnet: its EMA is dropped", uid, hotkey)
-            self.metrics.set_emas(self.state.emas())
-            me = metagraph.by_hotkey(self.hotkey)
-            if me is None:
-                logger.warning(
-                    "validator hotkey {} is not registered on netuid {}: rounds still run, but "
-                    "weights cannot be set (register it: scripts/register.sh)",
-                    self.hotkey,
-                    metagraph.netuid,
-                )
-            elif not me.validator_permit and not self._warned_permit:
-                self._warned_permit = True
-                logger.warning(
-                    "uid {} has no validator permit: scoring continues, but weights will not "
-                    "count until the permit is granted (more stake)",
-                    me.uid,
-                )
-            logger.debug("metagraph refreshed at block {}", metagraph.block)
-        return self._metagraph
+        if force:
+            return self._metagraph.refresh()
+        return self._metagraph.get(max_age_blocks=self.settings.neuron.metagraph_refresh_blocks)
+
+    def _on_metagraph(self, metagraph: Metagraph) -> None:
+        """A fresh snapshot: drop EMAs of miners that left, and say why weights may not count."""
+        dropped = self.state.sync_registrations({(n.uid, n.hotkey) for n in metagraph.neurons})
+        for uid, hotkey in dropped:
+            logger.info("uid {} hotkey {} left the subnet: its EMA is dropped", uid, hotkey)
+        self.metrics.set_emas(self.state.emas())
+        me = metagraph.by_hotkey(self.hotkey)
+        if me is None:
+            logger.warning(
+                "validator hotkey {} is not registered on netuid {}: rounds still run, but "
+                "weights cannot be set (register it: scripts/register.sh)",
+                self.hotkey,
+                metagraph.netuid,
+            )
+        elif not me.validator_permit and not self._warned_permit:
+            self._warned_permit = True
+            logger.warning(
+                "uid {} has no validator permit: scoring continues, but weights will not "
+                "count until the permit is granted (more stake)",
+                me.uid,
+            )
 
     # -- weights ----------------------------------------------------------------------------
 

@@ -83,16 +83,18 @@ class ValidatorMetrics:
 
     def watch_outbox(self, depth: Callable[[], Mapping[str, int]]) -> None:
         """Read the outbox depth at scrape time (the state is the truth, not a cached count)."""
+
+        def reader(kind: str) -> Callable[[], float]:
+            return lambda: float(depth().get(kind, 0))
+
         for kind in OUTBOX_KINDS:
-            self.outbox_depth.labels(kind=kind).set_function(
-                lambda kind=kind: float(depth().get(kind, 0))
-            )
+            self.outbox_depth.labels(kind=kind).set_function(reader(kind))
 
     def set_emas(self, emas: Mapping[tuple[int, str], float]) -> None:
         """Publish the current EMAs; series of miners no longer tracked are removed."""
         labels = {(str(uid), hotkey) for uid, hotkey in emas}
-        for uid, hotkey in self._ema_labels - labels:
-            self.ema.remove(uid, hotkey)
+        for uid_label, hotkey in self._ema_labels - labels:
+            self.ema.remove(uid_label, hotkey)
         for (uid, hotkey), value in emas.items():
             self.ema.labels(uid=str(uid), hotkey=hotkey).set(value)
         self._ema_labels = labels

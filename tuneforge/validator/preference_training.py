@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from loguru import logger
@@ -28,6 +28,18 @@ from loguru import logger
 from tuneforge.scoring import preference_model as pm
 from tuneforge.scoring.weights import preference_share, preference_weight
 from tuneforge.validator.api_client import API_PREFIX, ApiClient, ApiUnavailable
+
+if TYPE_CHECKING:
+    from tuneforge.scoring.clip import Clip
+
+
+class EmbeddingModels(Protocol):
+    """What this job needs of the validator's scoring models (`scoring.neural.NeuralModels`)."""
+
+    def has(self, name: str) -> bool: ...
+
+    def prepare_round(self, clips: list[Clip]) -> None: ...
+
 
 MAX_AUDIO_BYTES = 32 * 1024 * 1024
 MAX_FEED_PAGES = 1000  # 1000 pages x 1000 votes: far beyond what one training run should read
@@ -194,7 +206,9 @@ async def _download(api: ApiClient, path: str) -> Any:
     return answer
 
 
-def embed(paths: Mapping[str, Path], models: Any, name: str = EMBEDDING) -> dict[str, np.ndarray]:
+def embed(
+    paths: Mapping[str, Path], models: EmbeddingModels | None, name: str = EMBEDDING
+) -> dict[str, np.ndarray]:
     """{sha256: embedding} with this validator's own models, one clip at a time (so no batch
     composition enters); the DSP embedding needs no model (`models` may be None)."""
     from tuneforge.audio import decode_wav
@@ -204,8 +218,11 @@ def embed(paths: Mapping[str, Path], models: Any, name: str = EMBEDDING) -> dict
     result: dict[str, np.ndarray] = {}
     for sha in sorted(paths):
         clip = Clip(decode_wav(paths[sha].read_bytes()))
+        value: np.ndarray | None
         if name == DSP_EMBEDDING:
             value = dsp_embedding(clip)
+        elif models is None:
+            raise ValueError(f"the {name!r} embedding needs the scoring models")
         else:
             models.prepare_round([clip])
             value = clip.neural.embedding(name)
@@ -256,7 +273,11 @@ def _install(staging: Path, out_dir: Path) -> None:
 
 
 async def train_preference(
-    api: ApiClient, models: Any, out_dir: Path, cache: Path, name: str = EMBEDDING
+    api: ApiClient,
+    models: EmbeddingModels | None,
+    out_dir: Path,
+    cache: Path,
+    name: str = EMBEDDING,
 ) -> TrainingReport:
     """Read the feed, fetch and embed the audio, train; what `train-preference` runs."""
     pairs = pairs_from_feed(await read_feed(api))
@@ -278,7 +299,12 @@ class PreferenceTrainer:
     round loop and never inside it; `last` is the latest report."""
 
     def __init__(
-        self, api: ApiClient, models: Any, out_dir: Path, cache: Path, interval_s: float
+        self,
+        api: ApiClient,
+        models: EmbeddingModels | None,
+        out_dir: Path,
+        cache: Path,
+        interval_s: float,
     ) -> None:
         self.api = api
         self.models = models

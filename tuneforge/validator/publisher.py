@@ -22,6 +22,7 @@ from collections.abc import Callable
 from loguru import logger
 
 from tuneforge.validator.api_client import ApiAnswer, ApiClient, ApiUnavailable
+from tuneforge.validator.config import ApiPublishSettings
 from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.state import OutboxItem, ValidatorState
 
@@ -56,18 +57,40 @@ def job_group(request_id: str) -> str:
     return f"job:{request_id}"
 
 
+# The defaults are the settings class's: one source for an operator's and a test's publisher.
+_DEFAULTS = ApiPublishSettings()
+
+
 class Publisher:
     """Drains the outbox of one state through one ApiClient."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        state: ValidatorState,
+        api: ApiClient,
+        metrics: ValidatorMetrics,
+        settings: ApiPublishSettings,
+    ) -> Publisher:
+        return cls(
+            state,
+            api,
+            metrics,
+            settings.retry_base_s,
+            settings.retry_max_s,
+            settings.outbox_max_bytes,
+            settings.outbox_max_items,
+        )
 
     def __init__(
         self,
         state: ValidatorState,
         api: ApiClient,
         metrics: ValidatorMetrics,
-        retry_base_s: float = 2.0,
-        retry_max_s: float = 300.0,
-        max_bytes: int = 1024 * 1024 * 1024,
-        max_items: int = 100_000,
+        retry_base_s: float = _DEFAULTS.retry_base_s,
+        retry_max_s: float = _DEFAULTS.retry_max_s,
+        max_bytes: int = _DEFAULTS.outbox_max_bytes,
+        max_items: int = _DEFAULTS.outbox_max_items,
     ) -> None:
         self.state = state
         self.api = api

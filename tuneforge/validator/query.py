@@ -27,7 +27,7 @@ from bittensor.http_auth import HEADER_HOTKEY, HEADER_SIGNATURE
 from loguru import logger
 
 from tuneforge.audio import Audio, AudioError, decode_wav
-from tuneforge.auth import AuthFailure, sign_request, verify_response
+from tuneforge.btauth import AuthFailure, BtAuth, SigningKey, verify_response
 from tuneforge.chain.base import Neuron
 from tuneforge.protocol import (
     GENERATE_PATH,
@@ -169,7 +169,7 @@ class MinerClient:
 
     def __init__(
         self,
-        wallet: Any,
+        wallet: SigningKey,
         max_response_bytes: int,
         max_audio_seconds: float,
         client: httpx.AsyncClient | None = None,
@@ -244,7 +244,6 @@ class MinerClient:
         """A slot token once a worker is free; None when the miner has no /v1/reserve."""
         body = SlotRequest(duration_seconds=duration_s).model_dump_json().encode()
         headers = {
-            **sign_request(self.wallet, "POST", RESERVE_PATH, body, neuron.hotkey),
             HEADER_SPEC_VERSION: SPEC_VERSION,
             "Content-Type": "application/json",
             "Accept-Encoding": "identity",
@@ -253,7 +252,12 @@ class MinerClient:
         timeout = httpx.Timeout(deadline_s, connect=min(5.0, deadline_s))
         scratch = QueryOutcome(uid=neuron.uid, hotkey=neuron.hotkey)
         async with self._client.stream(
-            "POST", url, content=body, headers=headers, timeout=timeout
+            "POST",
+            url,
+            content=body,
+            headers=headers,
+            timeout=timeout,
+            auth=BtAuth(self.wallet, neuron.hotkey),
         ) as response:
             if response.status_code in _NO_RESERVE:
                 return None
@@ -281,7 +285,6 @@ class MinerClient:
         slot: str | None = None,
     ) -> None:
         headers = {
-            **sign_request(self.wallet, "POST", GENERATE_PATH, body, neuron.hotkey),
             HEADER_SPEC_VERSION: SPEC_VERSION,
             "Content-Type": "application/json",
             "Accept-Encoding": "identity",
@@ -293,7 +296,12 @@ class MinerClient:
         # may legitimately send nothing until its generation is done.
         timeout = httpx.Timeout(deadline_s, connect=min(5.0, deadline_s))
         async with self._client.stream(
-            "POST", url, content=body, headers=headers, timeout=timeout
+            "POST",
+            url,
+            content=body,
+            headers=headers,
+            timeout=timeout,
+            auth=BtAuth(self.wallet, neuron.hotkey),
         ) as response:
             outcome.status = response.status_code
             outcome.model = _clean_header(response.headers.get(HEADER_MODEL))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from tuneforge.config import expand_path
+from tuneforge.errors import TuneForgeError
 from tuneforge.logs import configure_logging
 from tuneforge.scoring.weights import CATALOGUE_PENALTY, CHECKS
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
 FLUSH_ON_EXIT_S = 10.0
 
 
-class ValidatorStartupError(Exception):
+class ValidatorStartupError(TuneForgeError):
     """The validator cannot start; the message says what to fix."""
+
+    code = "validator_startup"
 
 
 def load_models(scoring: ScoringModelSettings) -> NeuralModels | None:
@@ -216,15 +219,7 @@ def run(settings: ValidatorSettings) -> None:
                 runner = RoundRunner(settings, hotkey, state, client, engine, metrics, copies)
                 publisher = None
                 if api is not None:
-                    publisher = Publisher(
-                        state,
-                        api,
-                        metrics,
-                        api_settings.retry_base_s,
-                        api_settings.retry_max_s,
-                        int(api_settings.outbox_max_mb * 1024 * 1024),
-                        api_settings.outbox_max_items,
-                    )
+                    publisher = Publisher.from_settings(state, api, metrics, api_settings)
                 wake = publisher.wake.set if publisher is not None else (lambda: None)
                 jobs = (
                     JobWorker(settings, hotkey, runner, api, on_enqueued=wake)

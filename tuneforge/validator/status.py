@@ -81,7 +81,7 @@ class StatusServer:
         registry = self.registry
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 if path == METRICS_PATH and registry is not None:
                     body, content_type = negotiate(registry, self.headers.get("Accept", ""))
@@ -109,7 +109,7 @@ class StatusServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 logger.debug("status: {}", format % args)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)

@@ -16,14 +16,16 @@ the connection that carried its request, within the freshness window.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Final, TypeAlias
 
 import bittensor as bt
+import httpx
 from bittensor import http_auth
 from bittensor.sp_core import Keypair
 from loguru import logger
 
+from tuneforge.errors import TuneForgeError
 from tuneforge.nonces import MemoryNonceStore, NonceStore
 
 # What may sign: a Wallet (its hotkey is read from disk on every signature) or an unlocked hotkey
@@ -46,7 +48,7 @@ _REASONS: Final[dict[type[http_auth.AuthError], str]] = {
 }
 
 
-class AuthFailure(Exception):
+class AuthFailure(TuneForgeError):
     """A signature check failed. `kind` is a stable short code, `reason` a safe message.
 
     Messages never echo signatures or payloads, so they may be returned to the caller.
@@ -56,6 +58,7 @@ class AuthFailure(Exception):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
+        self.code = kind
         self.status = status
 
 
@@ -77,6 +80,24 @@ def sign_request(
     `path` must be the request target exactly as sent (including any query string).
     """
     return http_auth.sign(wallet, method=method, path=path, body=body, receiver_ss58=receiver_ss58)
+
+
+class BtAuth(httpx.Auth):
+    """btauth/1 as an httpx auth hook: signs each request from `signer` to `receiver_ss58`
+    over the exact bytes and request target httpx sends, so no caller merges headers by hand."""
+
+    requires_request_body = True  # the signature covers the body
+
+    def __init__(self, signer: SigningKey, receiver_ss58: str) -> None:
+        self.signer = signer
+        self.receiver_ss58 = receiver_ss58
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        target = request.url.raw_path.decode("ascii")  # path and query, as sent
+        request.headers.update(
+            sign_request(self.signer, request.method, target, request.content, self.receiver_ss58)
+        )
+        yield request
 
 
 def verify_request(

@@ -14,11 +14,14 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
+
+import httpx
 
 from tuneforge.chain.base import Neuron
+from tuneforge.errors import TuneForgeError
 from tuneforge.nonces import NonceStore
 
 HEADER_HOTKEY = "X-Validator-Hotkey"
@@ -34,8 +37,29 @@ _SIGNATURE_PATTERN = re.compile(r"^(0x)?[0-9a-fA-F]{128}$")
 MetagraphLookup = Callable[[str], Neuron | None]
 
 
-class HotkeyAuthError(Exception):
+class Keypair(Protocol):
+    """What signs: an unlocked sr25519 hotkey (`bittensor.Keypair`)."""
+
+    @property
+    def ss58_address(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes | str: ...
+
+
+class Wallet(Protocol):
+    """A wallet signs with its hotkey (`bittensor.Wallet`)."""
+
+    @property
+    def hotkey(self) -> Keypair: ...
+
+
+HotkeySigner = Keypair | Wallet
+
+
+class HotkeyAuthError(TuneForgeError):
     """Refused hotkey authentication: `status` is 401 (credentials) or 403 (not allowed)."""
+
+    code = "hotkey_auth"
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -52,15 +76,17 @@ def signing_message(nonce: int | str, hotkey: str, method: str, path: str, body:
     return f"{nonce}.{hotkey}.{method.upper()}.{path}.{body_hash(body)}"
 
 
-def _keypair_of(keypair_or_wallet: Any) -> Any:
+def _keypair_of(signer: HotkeySigner) -> Keypair:
     """A `bittensor.Wallet` signs with its hotkey; a bare Keypair signs itself."""
-    if hasattr(keypair_or_wallet, "sign") and hasattr(keypair_or_wallet, "ss58_address"):
-        return keypair_or_wallet
-    return keypair_or_wallet.hotkey
+    # Checked by attribute, not isinstance: a Protocol check would read `Wallet.hotkey`, a
+    # property that loads the key file.
+    if hasattr(signer, "sign") and hasattr(signer, "ss58_address"):
+        return cast(Keypair, signer)
+    return signer.hotkey
 
 
 def sign_hotkey_headers(
-    keypair_or_wallet: Any,
+    keypair_or_wallet: HotkeySigner,
     method: str,
     path: str,
     body: bytes = b"",
@@ -78,6 +104,22 @@ def sign_hotkey_headers(
         HEADER_NONCE: str(nonce),
         HEADER_SIGNATURE: "0x" + signature.hex(),
     }
+
+
+class HotkeyAuth(httpx.Auth):
+    """The API's hotkey scheme as an httpx auth hook: signs each request with `signer`'s
+    hotkey over the body and the path without its query string (what the API verifies)."""
+
+    requires_request_body = True  # the signature covers the body
+
+    def __init__(self, signer: HotkeySigner) -> None:
+        self.signer = signer
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers.update(
+            sign_hotkey_headers(self.signer, request.method, request.url.path, request.content)
+        )
+        yield request
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
