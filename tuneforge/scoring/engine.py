@@ -80,10 +80,11 @@ class ScoringEngine:
         models: Any | None = None,
         *,
         clock: Callable[[], float] = time.perf_counter,
+        network: str = "",
     ) -> ScoringEngine:
-        """Load the scorer set; whether an incomplete set may run is the caller's decision
-        (`engine.scorer_set.require_complete()`)."""
-        return cls(history, models, load_scorer_set(models), clock)
+        """Load the scorer set as it holds on `network`; whether an incomplete set may run is the
+        caller's decision (`engine.scorer_set.require_complete()`)."""
+        return cls(history, models, load_scorer_set(models, network), clock)
 
     @property
     def scorer_names(self) -> list[str]:
