@@ -347,3 +347,22 @@ def test_commit_reveal_network_reports_weights_once_the_chain_revealed_them(
     # Reopening without the flag switches the subnet back to plain weights.
     register_network(path, 234, str(tmp_path / "wallets"), 1)
     assert not LocalChain(path).commit_reveal
+
+
+def test_the_scripted_customer_waits_out_the_apis_rate_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    from tuneforge.localnet import votes
+
+    answers = iter([429, 429, 200])
+    slept: list[float] = []
+    monkeypatch.setattr(votes.time, "sleep", slept.append)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(next(answers), headers={"Retry-After": "3"}, content=b"wav")
+
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://127.0.0.1") as c:
+        answer = votes.patient_get(c, "/api/v1/music/audio/trk_1.wav")
+    assert answer.status_code == 200 and slept == [3.0, 3.0]

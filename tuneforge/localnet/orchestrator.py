@@ -541,8 +541,8 @@ class Localnet:
         self.say("validator: restarting with the trained preference head (--scoring.preference)")
         old.signal_group(signal.SIGTERM)
         old.reap(STOP_GRACE_S)
+        done_before = int(self.final_status().get("rounds_completed") or 0)  # its state file
         self.supervisor.children.remove(old)
-        done_before = int(self.final_status().get("rounds_completed") or 0)
         self.net.preference_dir = str(checkpoint)
         self.start_validator()
 

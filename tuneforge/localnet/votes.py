@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,27 @@ PROMPTS = (
     "Upbeat acoustic guitar strumming",
     "Warm electric piano chords",
 )
+
+
+# The API limits each account per minute (its plan): the scripted customer, polling 17 jobs,
+# meets that limit and waits it out like a patient customer would, within these bounds.
+RATE_LIMIT_TRIES = 12
+RATE_LIMIT_WAIT_S = 15.0
+
+
+def patient_get(client: httpx.Client, url: str) -> httpx.Response:
+    """GET `url`, waiting out 429 answers for their Retry-After (bounded)."""
+    answer = client.get(url)
+    for _ in range(RATE_LIMIT_TRIES):
+        if answer.status_code != 429:
+            break
+        try:
+            wait = float(answer.headers.get("Retry-After", "2"))
+        except ValueError:
+            wait = 2.0
+        time.sleep(min(RATE_LIMIT_WAIT_S, max(0.5, wait)))
+        answer = client.get(url)
+    return answer
 
 
 def brightness(wav: bytes) -> float:
@@ -98,7 +120,7 @@ def scripted_votes(
             tracks = (finished.get(request_id) or {}).get("tracks") or []
             bright = {}
             for track in tracks:
-                audio = client.get(track["audio_url"])
+                audio = patient_get(client, track["audio_url"])
                 if audio.status_code == 200:
                     bright[track["track_id"]] = brightness(audio.content)
             for a, b in itertools.combinations(sorted(bright), 2):
