@@ -364,5 +364,5 @@ def test_the_scripted_customer_waits_out_the_apis_rate_limit(
         return httpx.Response(next(answers), headers={"Retry-After": "3"}, content=b"wav")
 
     with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://127.0.0.1") as c:
-        answer = votes.patient_get(c, "/api/v1/music/audio/trk_1.wav")
+        answer = votes.patient(c, "GET", "/api/v1/music/audio/trk_1.wav")
     assert answer.status_code == 200 and slept == [3.0, 3.0]

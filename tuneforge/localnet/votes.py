@@ -39,9 +39,9 @@ RATE_LIMIT_TRIES = 12
 RATE_LIMIT_WAIT_S = 15.0
 
 
-def patient_get(client: httpx.Client, url: str) -> httpx.Response:
-    """GET `url`, waiting out 429 answers for their Retry-After (bounded)."""
-    answer = client.get(url)
+def patient(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request, waiting out 429 answers for their Retry-After (bounded)."""
+    answer = client.request(method, url, **kwargs)
     for _ in range(RATE_LIMIT_TRIES):
         if answer.status_code != 429:
             break
@@ -50,7 +50,7 @@ def patient_get(client: httpx.Client, url: str) -> httpx.Response:
         except ValueError:
             wait = 2.0
         time.sleep(min(RATE_LIMIT_WAIT_S, max(0.5, wait)))
-        answer = client.get(url)
+        answer = client.request(method, url, **kwargs)
     return answer
 
 
@@ -120,15 +120,15 @@ def scripted_votes(
             tracks = (finished.get(request_id) or {}).get("tracks") or []
             bright = {}
             for track in tracks:
-                audio = patient_get(client, track["audio_url"])
+                audio = patient(client, "GET", track["audio_url"])
                 if audio.status_code == 200:
                     bright[track["track_id"]] = brightness(audio.content)
             for a, b in itertools.combinations(sorted(bright), 2):
                 if cast >= votes:
                     break
                 winner, loser = (a, b) if bright[a] >= bright[b] else (b, a)
-                answer = client.post(
-                    "/api/v1/music/compare", json={"winner": winner, "loser": loser}
+                answer = patient(
+                    client, "POST", "/api/v1/music/compare", json={"winner": winner, "loser": loser}
                 )
                 if answer.status_code in (200, 201):
                     cast += 1
