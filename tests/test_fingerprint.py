@@ -153,17 +153,6 @@ def test_each_region_of_a_query_brings_its_own_candidates() -> None:
     assert 7 in chosen and len(chosen) == copy_index.CANDIDATES
 
 
-def test_the_engine_and_the_copy_check_share_one_clip_per_answer(original: Audio) -> None:
-    from tuneforge.scoring.clip import shared_clip
-
-    clip = shared_clip(original)
-    assert shared_clip(original) is clip
-    fp.fingerprint(clip)  # the copy check's work ...
-    assert shared_clip(original).has_feature(fp._extracted)  # ... is the engine's, too
-    same_samples = Audio(original.samples, original.sample_rate)
-    assert shared_clip(same_samples) is not clip  # identity, not equality
-
-
 def test_a_query_long_enough_for_a_splice_is_also_coded_in_pieces_of_its_own() -> None:
     assert fp.query_pieces(40) == [(0, 40)]
     pieces = fp.query_pieces(63)

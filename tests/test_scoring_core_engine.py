@@ -20,6 +20,7 @@ from tuneforge.scoring.base import (
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.engine import ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory
+from tuneforge.scoring.memory import ClipMemory
 from tuneforge.scoring.penalties import ArtifactPenalty, DurationPenalty, FingerprintPenalty
 from tuneforge.scoring.registry import Loaded, ScorerSet
 from tuneforge.scoring.scorers.production import ProductionScorer
@@ -253,14 +254,18 @@ def test_a_penalty_that_raises_applies_in_full(piece: Audio) -> None:
     assert score.failures == {"artifact_penalty": "ValueError: Input must be finite"}
 
 
-def test_a_clip_that_breaks_recording_scores_zero_and_the_round_completes(piece: Audio) -> None:
-    class PoisonedHistory(InMemoryHistory):
-        def add_fingerprint(self, miner_hotkey: str, fingerprint: np.ndarray) -> None:
-            if miner_hotkey == "poison":
-                raise ValueError("Input must be finite")
-            super().add_fingerprint(miner_hotkey, fingerprint)
+def test_a_clip_that_breaks_recording_scores_zero_and_the_round_completes(
+    piece: Audio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine_with({"quality": QualityScorer()}, InMemoryHistory())
+    taken = engine._memory
 
-    engine = _engine_with({"quality": QualityScorer()}, PoisonedHistory())
+    def poisoned(clip: Clip, hotkey: str) -> ClipMemory:
+        if hotkey == "poison":
+            raise ValueError("Input must be finite")
+        return taken(clip, hotkey)
+
+    monkeypatch.setattr(engine, "_memory", poisoned)
     other = signals.tonal_piece("D major", tempo_bpm=120, seconds=8)  # not a copy of `piece`
     good, poisoned = engine.score_round(
         CHALLENGE, [Submission("good", piece), Submission("poison", other)]

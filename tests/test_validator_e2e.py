@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from tests.helpers.validator_net import ValidatorNet, make_validator_net, synth_miners
 from tuneforge.cli import app as tuneforge_cli
+from tuneforge.scoring.weights import PENALTIES
 from tuneforge.validator.loop import ValidatorLoop
 from tuneforge.validator.state import ValidatorState
 
@@ -71,7 +72,7 @@ def test_every_miner_gets_a_result_with_the_full_breakdown(run: Run) -> None:
         result = miner.last_result or {}
         assert result["error"] is None
         assert len(result["score_breakdown"]) == 16
-        assert len(result["penalties"]) == 4
+        assert set(result["penalties"]) == {p.name for p in PENALTIES}
         assert 0.0 < result["final_score"] <= 1.0
         assert result["query"]["code"] is None and result["query"]["bytes_read"] > 0
         assert miner.rounds_queried == 2

@@ -20,6 +20,7 @@ from tuneforge.audio import decode_wav
 from tuneforge.chain.base import Metagraph, Neuron
 from tuneforge.metrics import render
 from tuneforge.protocol import CHALLENGE_ID_PATTERN
+from tuneforge.scoring.weights import PENALTIES
 from tuneforge.validator.challenges import challenge_for_job, job_seed, make_challenge
 from tuneforge.validator.jobs import best_miners
 
@@ -90,7 +91,9 @@ def test_a_customer_job_is_served_by_synth_miners_and_charged(tmp_path: Path) ->
         assert status["status"] == "completed", status
         (track,) = status["tracks"]
         assert track["miner_hotkey"] in {w.hotkey.ss58_address for w in wallets}
-        assert len(track["score_breakdown"]) == 16 and len(track["penalties"]) == 4
+        assert len(track["score_breakdown"]) == 16 and set(track["penalties"]) == {
+            p.name for p in PENALTIES
+        }
         # The best answer by final score; penalties (the copy check between two synth miners
         # with similar output) may zero it, but a track with a positive composite is delivered.
         assert 0 < track["composite"] <= 1 and 0 <= track["score"] <= track["composite"]

@@ -31,6 +31,7 @@ from tests.helpers.validator_fake_miners import (
 from tests.helpers.validator_net import ValidatorNet, make_validator_net, synth_miners
 from tuneforge.audio import decode_wav
 from tuneforge.metrics import render
+from tuneforge.scoring.weights import PENALTIES
 from tuneforge.validator.api_client import ApiClient
 from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.publisher import (
@@ -176,7 +177,7 @@ def test_every_result_reaches_the_api_with_its_breakdown_and_matching_audio(
         # this validator has no neural models: not measured is null, named, and degraded
         assert item["score_breakdown"]["clap"] is None and item["degraded"] is True
         assert "no neural models" in item["excluded"]["clap"]
-        assert len(item["penalties"]) == 4
+        assert set(item["penalties"]) == {p.name for p in PENALTIES}
         assert item["audio_available"] is True
         wav = outage.audio[item["track_id"]]
         assert hashlib.sha256(wav).hexdigest() == item["audio_sha256"]

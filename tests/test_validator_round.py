@@ -17,6 +17,7 @@ from tests.helpers.validator_fake_miners import (
 )
 from tests.helpers.validator_net import make_validator_net
 from tuneforge.audio import decode_wav
+from tuneforge.chain.base import Metagraph
 from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import Submission
 from tuneforge.scoring.engine import ScoringEngine
@@ -36,6 +37,14 @@ def _one_round(tmp_path: Path, behaviours: list[str], **neuron: object) -> Round
         register_fake_miners(net.chain, miners, url.removeprefix("http://"))
         settings = net.settings(max_rounds=1, timeout=2.5, max_response_bytes=LIMIT, **neuron)
         loop, state, client = net.build(settings)
+        reports: list[RoundReport | None] = []
+        run_round = loop.runner.run_round
+
+        async def keep(metagraph: Metagraph) -> RoundReport | None:
+            reports.append(await run_round(metagraph))  # the runner's report, audio included
+            return reports[-1]
+
+        loop.runner.run_round = keep  # type: ignore[method-assign]
 
         async def go() -> None:
             try:
@@ -45,8 +54,12 @@ def _one_round(tmp_path: Path, behaviours: list[str], **neuron: object) -> Round
 
         asyncio.run(go())
         state.close()
-    assert loop.last_report is not None
-    return loop.last_report
+    [report] = reports
+    assert report is not None and loop.last_report is not None
+    # What the loop keeps between rounds holds no audio.
+    assert all(o.audio is None and o.wav is None for o in loop.last_report.outcomes)
+    assert loop.last_report.scores == report.scores
+    return report
 
 
 def test_a_round_with_misbehaving_miners_completes_with_reasons(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tuneforge.scoring.memory import ClipMemory, RoundMemory, clip_memory
 from tuneforge.validator.state import (
-    EMBEDDINGS_PER_MINER,
+    DIVERSITY_PER_MINER,
+    FAD_PER_MINER,
     MinerRoundResult,
     StateError,
     ValidatorState,
@@ -21,13 +23,15 @@ def _result(uid: int, hotkey: str, score: float) -> MinerRoundResult:
     return MinerRoundResult(uid, hotkey, score, {"final_score": score, "score_breakdown": {}})
 
 
+def _memory(hotkey: str, value: float = 1.0, frames: np.ndarray | None = None) -> RoundMemory:
+    clip = ClipMemory(
+        hotkey, np.full(4, value, dtype=np.float32), frames, np.arange(8, dtype=np.uint32)
+    )
+    return RoundMemory([clip])
+
+
 def test_a_round_commits_emas_results_history_and_outbox_together(tmp_path: Path) -> None:
     state = ValidatorState(tmp_path / "state.db")
-    history = state.history()
-    history.add_embedding("hk1", np.ones(4, dtype=np.float32))
-    history.add_fingerprint("hk1", np.arange(8, dtype=np.uint32))
-    # Pending additions are visible to the round that made them...
-    assert len(history.recent_embeddings("hk1", 5)) == 1
     state.commit_round(
         1,
         {"prompt": "x"},
@@ -36,9 +40,10 @@ def test_a_round_commits_emas_results_history_and_outbox_together(tmp_path: Path
         results=[_result(0, "hk1", 0.5)],
         emas={(0, "hk1"): 0.1},
         outbox=[("round_result", {"round_id": "r1"}, None), ("track_audio", {"t": 1}, b"RIFF")],
+        memory=_memory("hk1"),
     )
     state.close()
-    # ...and durable after the commit, read by a fresh connection.
+    # Durable after the commit, read by a fresh connection.
     reopened = ValidatorState(tmp_path / "state.db")
     assert reopened.rounds_completed() == 1
     assert reopened.emas() == {(0, "hk1"): pytest.approx(0.1)}
@@ -55,23 +60,29 @@ def test_a_round_commits_emas_results_history_and_outbox_together(tmp_path: Path
 
 def test_a_failed_commit_leaves_nothing_behind(tmp_path: Path) -> None:
     state = ValidatorState(tmp_path / "state.db")
-    state.history().add_embedding("hk1", np.ones(4))
     with pytest.raises(StateError):
         # Round 2 cannot follow 0 completed rounds: the whole transaction rolls back.
-        state.commit_round(2, {}, 1, 0.0, [_result(0, "hk1", 0.5)], {(0, "hk1"): 0.1})
+        state.commit_round(
+            2, {}, 1, 0.0, [_result(0, "hk1", 0.5)], {(0, "hk1"): 0.1}, memory=_memory("hk1")
+        )
     assert state.rounds_completed() == 0
     assert state.emas() == {}
-    state.discard_pending_history()
     assert state.history().recent_embeddings("hk1", 5) == []
+    assert state.history().fingerprints(5) == []
 
 
 def test_a_new_hotkey_on_a_uid_starts_fresh_and_departed_history_is_dropped(
     tmp_path: Path,
 ) -> None:
     state = ValidatorState(tmp_path / "state.db")
-    state.history().add_embedding("old", np.ones(2))
     state.commit_round(
-        1, {}, 1, 0.0, [_result(0, "old", 0.9), _result(1, "stay", 0.4)], {(0, "old"): 0.9}
+        1,
+        {},
+        1,
+        0.0,
+        [_result(0, "old", 0.9), _result(1, "stay", 0.4)],
+        {(0, "old"): 0.9},
+        memory=_memory("old"),
     )
     dropped = state.sync_registrations({(0, "new"), (1, "stay")})
     assert dropped == [(0, "old")]
@@ -79,16 +90,71 @@ def test_a_new_hotkey_on_a_uid_starts_fresh_and_departed_history_is_dropped(
     assert state.history().recent_embeddings("old", 5) == []
 
 
-def test_embedding_history_is_bounded_per_miner(tmp_path: Path) -> None:
+def test_history_keeps_per_miner_only_the_rows_the_checks_read(tmp_path: Path) -> None:
     state = ValidatorState(tmp_path / "state.db")
-    history = state.history()
-    for round_number in range(1, 4):
-        for i in range(EMBEDDINGS_PER_MINER):
-            history.add_embedding("hk", np.full(2, round_number * 1000 + i, dtype=np.float32))
-        state.commit_round(round_number, {}, round_number, 0.0, [], {})
-    stored = history.recent_embeddings("hk", 10_000)
-    assert len(stored) == EMBEDDINGS_PER_MINER
-    assert stored[0][0] == 3000 + EMBEDDINGS_PER_MINER - 1  # newest first
+    for round_number in range(1, 41):
+        frames = np.full((3, 2), round_number, dtype=np.float16)
+        state.commit_round(
+            round_number, {}, round_number, 0.0, [], {}, memory=_memory("hk", round_number, frames)
+        )
+    stored = state.history().recent_embeddings("hk", 10_000)
+    vectors = [e for e in stored if e.ndim == 1]
+    windows = [e for e in stored if e.ndim == 2]
+    assert len(vectors) == DIVERSITY_PER_MINER and len(windows) == FAD_PER_MINER
+    assert vectors[0][0] == 40 and windows[0][0, 0] == 40  # newest first
+    assert windows[0].dtype == np.float16  # stored at the precision of its channel
+
+
+@pytest.mark.parametrize("total", [1_000_000, 100_000_000])
+def test_history_bytes_stay_within_the_per_miner_and_total_budgets(
+    tmp_path: Path, total: int
+) -> None:
+    rng = np.random.default_rng(0)
+    per_miner = 400_000
+    state = ValidatorState(tmp_path / "state.db", per_miner, total)
+    for round_number in range(1, 11):
+        memory = RoundMemory(
+            [
+                # MERT-sized FAD frames: 256 x 768 thinned to 128 in float16 = 196,608 bytes
+                clip_memory(
+                    f"hk{m}",
+                    rng.standard_normal(512),
+                    rng.standard_normal((256, 768)),
+                    rng.integers(0, 64, (48, 160)).astype(np.uint8),
+                )
+                for m in range(4)
+            ]
+        )
+        assert memory.clips[0].fad_frames is not None
+        assert memory.clips[0].fad_frames.shape == (128, 768)
+        state.commit_round(round_number, {}, round_number, 0.0, [], {}, memory=memory)
+        used = state.history_bytes()
+        assert sum(used.values()) <= total
+    for m in range(4):
+        stored = state.history().recent_embeddings(f"hk{m}", 100)
+        prints = [f for h, f in state.history().fingerprints(1000) if h == f"hk{m}"]
+        size = sum(e.nbytes for e in stored) + sum(f.nbytes for f in prints)
+        assert size <= per_miner
+        if total > 4 * per_miner:
+            # older FAD frames go first: the embeddings stay, and the newest window too
+            assert sum(e.ndim == 1 for e in stored) == 10  # one per round
+            assert stored[0].ndim == 2 and stored[1].ndim == 1  # the newest clip: frames, vector
+
+
+def test_a_state_file_from_before_memory_channels_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    ValidatorState(path).close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE embeddings DROP COLUMN kind")
+    db.execute(
+        "INSERT INTO embeddings (hotkey, dtype, shape, data) VALUES ('hk', '<f4', '[2, 2]', ?)",
+        (np.ones((2, 2), dtype=np.float32).tobytes(),),
+    )
+    db.commit()
+    db.close()
+    state = ValidatorState(path)
+    [kind] = state._db.execute("SELECT kind FROM embeddings").fetchone()
+    assert kind == "fad"
 
 
 def test_outbox_peek_ack_and_retry_later(tmp_path: Path) -> None:

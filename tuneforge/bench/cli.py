@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneforge.bench import api, copies, generation, reward, scoring, transport
+from tuneforge.bench import api, copies, generation, reward, round, scoring, transport
 
 app = typer.Typer(no_args_is_help=True)
 app.command("transport", help="Miner round-trip overhead: raw WAV vs base64-in-JSON.")(
@@ -14,6 +14,9 @@ app.command("generation", help="Generation seconds per second of audio (MusicGen
     generation.command
 )
 app.command("scoring", help="CPU seconds per scorer for one clip.")(scoring.command)
+app.command("round", help="Whole validator rounds on loopback: wall, CPU, RSS, state growth.")(
+    round.command
+)
 app.command("api", help="API throughput and latency: signed scores/best vs health.")(api.command)
 app.command("reward", help="Real music vs cheap fakes and degraded twins (signal scorers).")(
     reward.command

@@ -20,6 +20,13 @@ TARGET_CPU_S = 3.0
 def command(
     duration: float = typer.Option(30.0, "--duration", help="clip length, seconds (1-60)"),
     json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
+    neural: bool = typer.Option(
+        False,
+        "--neural",
+        help="time CLAP, MERT and Whisper at their real sizes (random weights) instead",
+    ),
+    batch: int = typer.Option(8, "--batch", help="clips per batched call (--neural)"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (--neural)"),
 ) -> None:
     """CPU seconds per scorer and penalty on a synthesised clip, warm."""
     from tuneforge.protocol import MusicGenerationSynapse
@@ -36,6 +43,21 @@ def command(
         seed=7,
     )
     audio = _synth_clip(challenge)
+    if neural:
+        from tuneforge.bench import neural as neural_bench
+
+        result = neural_bench.run(audio, batch=batch, single=1, device=device)
+        if json_out:
+            typer.echo(json.dumps(result))
+            return
+        typer.echo(f"{duration:.0f} s clip on {device} ({result['clock']}), batch {batch}:")
+        for name, row in result["models"].items():
+            typer.echo(
+                f"  {name:<8} {row['params_m']:7.1f}M  unbatched {row['unbatched_s_per_clip']:7.3f}"
+                f"  batched {row['batched_s_per_clip']:7.3f} s/clip"
+            )
+        typer.echo(f"peak RSS {result['peak_rss_mb']:.0f} MB")
+        return
     engine = ScoringEngine.create(InMemoryHistory(), clock=time.process_time)
     engine.score_round(challenge, [Submission("bench", audio, generation_ms=1000.0)])  # warm-up
     started = time.process_time()

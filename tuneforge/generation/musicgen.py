@@ -36,9 +36,14 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):
-        index = int(requested.partition(":")[2] or 0)
+        suffix = requested.partition(":")[2]
+        if requested not in ("cuda", f"cuda:{suffix}") or (suffix and not suffix.isdigit()):
+            raise GenerationError(f"device {requested!r}: expected cuda or cuda:N")
+        index = int(suffix or 0)
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise GenerationError(f"device {requested!r} requested but no such CUDA device")
+            raise GenerationError(
+                f"device {requested!r} requested but there is no CUDA device {index}"
+            )
     return requested
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class RoundContext:
     clips: list[Clip]
     miner_hotkeys: list[str]
     generation_ms: list[float | None]
-    history: ScoringHistory
+    history: HistoryView
     models: NeuralModels | None = None  # loaded neural models, None when none are configured
 
 
@@ -76,16 +76,23 @@ class Penalty(Scorer, ABC):
     """A scorer whose value multiplies the composite (`final = composite × Π penalties`)."""
 
 
-class ScoringHistory(Protocol):
-    """Per-miner memory the caller persists (the validator keeps it in its state DB)."""
+class HistoryView(Protocol):
+    """What scorers read of earlier rounds (the validator keeps it in its state DB)."""
 
-    def recent_embeddings(self, miner_hotkey: str, limit: int) -> list[np.ndarray]: ...
-
-    def add_embedding(self, miner_hotkey: str, embedding: np.ndarray) -> None: ...
+    def recent_embeddings(self, miner_hotkey: str, limit: int) -> list[np.ndarray]:
+        """This miner's stored embeddings (diversity vectors and FAD frames), newest first."""
+        ...
 
     def fingerprints(self, limit: int) -> list[tuple[str, np.ndarray]]:
         """(miner_hotkey, fingerprint) of clips seen earlier, newest first."""
         ...
+
+
+@runtime_checkable
+class ScoringHistory(HistoryView, Protocol):
+    """A history kept in-process (CLI, tests, benches): `RoundMemory.record_into` adds to it."""
+
+    def add_embedding(self, miner_hotkey: str, embedding: np.ndarray) -> None: ...
 
     def add_fingerprint(self, miner_hotkey: str, fingerprint: np.ndarray) -> None: ...
 

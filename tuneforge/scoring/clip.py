@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -76,24 +75,39 @@ class Clip:
     def has_feature(self, compute: Callable[..., Any], *args: Hashable) -> bool:
         return (compute.__module__, compute.__qualname__, args) in self._cache
 
+    def cached_key(self, value: object) -> Hashable | None:
+        """The cache key under which exactly this object (by identity) is cached, if any: how
+        the engine names a feature it shares with other processes without knowing its function."""
+        with self._lock:
+            return next((k for k, v in self._cache.items() if v is value), None)
 
-_shared: dict[int, tuple[weakref.ref[Audio], weakref.ref[Clip]]] = {}
-_shared_lock = threading.Lock()
+    def seed(self, features: dict[Hashable, Any]) -> None:
+        """Pre-fill the cache with features computed for this same audio elsewhere."""
+        with self._lock:
+            self._cache.update(features)
+
+    def release(self, keep: dict[Hashable, Any]) -> None:
+        """Drop every cached DSP feature except `keep` (a clip's working set is ~20 MB at 30 s;
+        a round keeps only what other clips read from it). Neural slots stay."""
+        with self._lock:
+            self._cache = dict(keep)
 
 
-def shared_clip(audio: Audio) -> Clip:
-    """The Clip of this Audio object while someone holds it: the engine and the validator's copy
-    check work on a round's answers at the same time, and each answer is decoded and
-    fingerprinted once, whichever asks first. (Keyed by identity, checked through weak
-    references: a reused id never hands out another audio's clip.)"""
-    key = id(audio)
-    with _shared_lock:
-        entry = _shared.get(key)
-        clip = entry[1]() if entry is not None and entry[0]() is audio else None
-        if clip is None:
-            clip = Clip(audio)
-            _shared[key] = (weakref.ref(audio), weakref.ref(clip))
-            if len(_shared) > 1024:  # drop entries whose audio or clip is gone
-                for stale in [k for k, (a, c) in _shared.items() if a() is None or c() is None]:
-                    del _shared[stale]
-        return clip
+class PeerClip(Clip):
+    """Another clip of the round, seen from a scoring worker: only the features the round shares
+    (fingerprint, diversity embedding, neural slots), no audio. Asking it for anything else is a
+    bug that must show, not a value computed on silence."""
+
+    def __init__(self, features: dict[Hashable, Any], neural: NeuralFeatures) -> None:
+        self.neural = neural
+        self.fad_frames_used = None
+        self.sr = ANALYSIS_RATE
+        self._cache = dict(features)
+        self._lock = threading.RLock()
+
+    def feature(self, compute: Callable[..., T], *args: Hashable) -> T:
+        key = (compute.__module__, compute.__qualname__, args)
+        if key not in self._cache:
+            raise LookupError(f"{compute.__qualname__} of another clip is not shared with workers")
+        value: T = self._cache[key]
+        return value

@@ -1,15 +1,18 @@
 """ScoringEngine: one round of submissions in, one ClipScore per submission out.
 
-Each audio is decoded once into a `Clip`; neural embeddings are batched per round
-(`NeuralModels.prepare_round`); then every scorer and penalty of this validator's `ScorerSet`
-runs on every clip with its own timing. Failures close, never open: a scorer that raises on a
-clip scores 0 for it and a penalty that raises applies in full (0), both with the error as the
-reason — the weights never change per clip. Only checks that are inactive network-wide, or that
-could not be set up at start-up (a degraded validator), are not run: `null` in the breakdown.
+Each audio is decoded into a `Clip`; neural embeddings are batched per round
+(`NeuralModels.prepare_round`); the few features other clips read (fingerprint, diversity
+embedding) are taken out (`shared.py`); then every scorer and penalty of this validator's
+`ScorerSet` runs on every clip with its own timing — in this process, or in `--scoring.workers`
+processes (`workers.py`) with the same result bit for bit. Failures close, never open: a
+scorer that raises on a clip scores 0 for it and a penalty that raises applies in full (0), both
+with the error as the reason — the weights never change per clip. Only checks that are inactive
+network-wide, or that could not be set up at start-up (a degraded validator), are not run:
+`null` in the breakdown.
 composite = Σ wᵢ·sᵢ / Σ wᵢ over the checks that run; final = composite × Π penalties.
 Nothing one clip does can fail the round: anything raised while decoding, scoring or recording
-it scores that clip 0 with the reason. Afterwards each clip's embedding and fingerprint go into
-the history for later rounds.
+it scores that clip 0 with the reason. The engine reads the history once (a snapshot) and writes
+nothing: `score` returns each scored clip's memory (RoundMemory) for the caller to keep or drop.
 """
 
 from __future__ import annotations
@@ -26,15 +29,20 @@ from tuneforge.audio import Audio
 from tuneforge.scoring.base import (
     Challenge,
     ClipScore,
+    HistoryView,
     RoundContext,
     ScoreResult,
     ScoringHistory,
     Submission,
 )
-from tuneforge.scoring.clip import Clip, shared_clip
+from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.fingerprint import fingerprint
+from tuneforge.scoring.history import SnapshotHistory
+from tuneforge.scoring.memory import ClipMemory, RoundMemory, clip_memory
+from tuneforge.scoring.penalties import FINGERPRINT_HISTORY_LIMIT
 from tuneforge.scoring.registry import Loaded, ScorerSet, load_scorer_set
 from tuneforge.scoring.scorers.diversity import diversity_embedding
+from tuneforge.scoring.shared import RoundShared, decode, share
 from tuneforge.scoring.weights import (
     MIN_SCORABLE_SECONDS,
     PENALTY_NAMES,
@@ -43,6 +51,20 @@ from tuneforge.scoring.weights import (
     SCORER_WEIGHTS,
     preference_weight,
 )
+from tuneforge.scoring.workers import ScoringPool
+
+# What a round reads of the history, once, before scoring: at least what any check asks for
+# (diversity 16 embeddings, the FAD window 4 x 8, the copy index FINGERPRINT_HISTORY_LIMIT).
+SNAPSHOT_EMBEDDINGS = 64
+SNAPSHOT_FINGERPRINTS = FINGERPRINT_HISTORY_LIMIT
+
+
+@dataclass
+class ScoredRound:
+    """A round's scores (one per submission, in order) and what later rounds must remember."""
+
+    scores: list[ClipScore]
+    memory: RoundMemory
 
 
 @dataclass
@@ -61,10 +83,11 @@ class ScoringEngine:
 
     def __init__(
         self,
-        history: ScoringHistory,
+        history: HistoryView,
         models: Any | None,
         scorer_set: ScorerSet,
         clock: Callable[[], float] = time.perf_counter,
+        workers: int = 1,
     ) -> None:
         self.history = history
         self.models = models
@@ -72,19 +95,41 @@ class ScoringEngine:
         self._scorers = scorer_set.scorers
         self._penalties = scorer_set.penalties
         self._clock = clock  # timings_ms use it: wall time by default, CPU time in the benchmark
+        # Worker processes carry the signal scorer set only: with neural models loaded, clips
+        # are scored in this process after one batched pass on the device.
+        self._pool: ScoringPool | None = None
+        if workers > 1 and models is None:
+            self._pool = ScoringPool(workers, clock)
+        elif workers > 1:
+            logger.info("neural models loaded: clips are scored in-process, not in workers")
 
     @classmethod
     def create(
         cls,
-        history: ScoringHistory,
+        history: HistoryView,
         models: Any | None = None,
         *,
         clock: Callable[[], float] = time.perf_counter,
+        workers: int = 1,
         network: str = "",
     ) -> ScoringEngine:
         """Load the scorer set as it holds on `network`; whether an incomplete set may run is the
-        caller's decision (`engine.scorer_set.require_complete()`)."""
-        return cls(history, models, load_scorer_set(models, network), clock)
+        caller's decision (`engine.scorer_set.require_complete()`). `workers` > 1 scores in that
+        many processes."""
+        return cls(history, models, load_scorer_set(models, network), clock, workers)
+
+    @property
+    def workers(self) -> int:
+        return 1 if self._pool is None else self._pool.workers
+
+    def worker_pids(self) -> list[int]:
+        return [] if self._pool is None else self._pool.pids()
+
+    def close(self) -> None:
+        """Stop the worker processes, if any."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     @property
     def scorer_names(self) -> list[str]:
@@ -127,66 +172,121 @@ class ScoringEngine:
             prompt="warm-up", tempo_bpm=120, duration_seconds=seconds
         )
         started = time.perf_counter()
+        if self._pool is not None and self.models is None:
+            self._pool.warm_up()  # every clip is scored in the workers: they compile, not we
+            return time.perf_counter() - started
         kept, self.history = self.history, InMemoryHistory()
         try:
-            self.score_round(challenge, [Submission("warm-up", audio, generation_ms=1.0)])
+            self.score(challenge, [Submission("warm-up", audio, generation_ms=1.0)])
         finally:
             self.history = kept
         return time.perf_counter() - started
 
     def score_round(self, challenge: Challenge, submissions: list[Submission]) -> list[ClipScore]:
-        """One ClipScore per submission, in the same order. Never raises because of a clip."""
+        """`score`, then the round's memory added to this engine's in-process history (CLI,
+        benches, tests). The validator calls `score` and keeps the memory itself."""
+        scored = self.score(challenge, submissions)
+        history = self.history
+        if not isinstance(history, ScoringHistory):
+            raise TypeError(f"{type(history).__name__} cannot be added to: use score()")
+        scored.memory.record_into(history)
+        return scored.scores
+
+    def score(self, challenge: Challenge, submissions: list[Submission]) -> ScoredRound:
+        """One ClipScore per submission, in the same order, and what later rounds must remember
+        of the scored clips. Reads the history once (a snapshot); writes nothing. Never raises
+        because of a clip."""
         results: list[ClipScore | None] = [None] * len(submissions)
-        clips: list[Clip] = []
-        owners: list[int] = []  # submission index of each decoded clip
-        decode_ms: list[float] = []
+        live = [i for i, s in enumerate(submissions) if s.audio is not None]
         for i, submission in enumerate(submissions):
             if submission.audio is None:
                 results[i] = self._failed(submission.error or "no audio")
-                continue
-            started = self._clock()
-            try:
-                clip = shared_clip(submission.audio)
-                seconds = clip.original.duration_seconds
-            except Exception as exc:  # hostile audio that the decoder let through
-                logger.bind(hotkey=submission.miner_hotkey).warning("undecodable clip: {}", exc)
-                results[i] = self._failed(f"undecodable audio: {type(exc).__name__}: {exc}")
-                continue
-            if seconds < MIN_SCORABLE_SECONDS:
-                results[i] = self._too_short(clip)
-                continue
-            clips.append(clip)
-            owners.append(i)
-            decode_ms.append((self._clock() - started) * 1000.0)
-
-        prepare_ms = self._prepare(clips)
-        context = RoundContext(
-            clips=clips,
-            miner_hotkeys=[submissions[i].miner_hotkey for i in owners],
+        pool = self._pool if self.models is None else None
+        clips: dict[int, Clip] = {}
+        prepare_ms = 0.0
+        if pool is not None:
+            peeks = dict(zip(live, pool.peek([submissions[i].audio for i in live]), strict=True))
+        else:
+            peeks = {}
+            for i in live:
+                audio = submissions[i].audio
+                assert audio is not None  # live
+                clip, peeks[i] = decode(audio, self._clock)
+                if clip is not None and peeks[i].scorable:
+                    clips[i] = clip
+            prepare_ms = self._prepare(list(clips.values()))
+            for i, clip in clips.items():
+                peeks[i] = share(clip, peeks[i])
+                clip.release(peeks[i].shared)  # as in a worker: only what other clips read
+        owners: list[int] = []  # submission index of each clip that is scored
+        for i in live:
+            peek, hotkey = peeks[i], submissions[i].miner_hotkey
+            if peek.error:
+                logger.bind(hotkey=hotkey).warning("clip not scored: {}", peek.error)
+                results[i] = self._failed(peek.error)
+            elif not peek.scorable:
+                results[i] = self._too_short(peek.seconds, peek.sample_rate)
+            else:
+                owners.append(i)
+        hotkeys = [submissions[i].miner_hotkey for i in owners]
+        shared = RoundShared(
+            challenge=challenge,
+            hotkeys=hotkeys,
             generation_ms=[submissions[i].generation_ms for i in owners],
-            history=self.history,
-            models=self.models,
+            shared=[peeks[i].shared for i in owners],
+            history=SnapshotHistory.take(
+                self.history, hotkeys, SNAPSHOT_EMBEDDINGS, SNAPSHOT_FINGERPRINTS
+            ),
         )
-        scored: list[int] = []  # indexes into context.clips whose score stands
-        for index, owner in enumerate(owners):
-            try:
-                score = self._score_clip(challenge, context, index)
-            except Exception as exc:  # a bug outside any one check: this clip only, never 0.5
-                logger.opt(exception=exc).error("scoring a clip failed: {}", exc)
-                results[owner] = self._failed(f"scoring failed: {type(exc).__name__}: {exc}")
+        if pool is not None:
+            scored = pool.score(shared, [submissions[i].audio for i in owners])
+        else:
+            scored = self._score_in_process(shared, [clips[i] for i in owners])
+        memory = RoundMemory()
+        for owner, outcome in zip(owners, scored, strict=True):
+            if isinstance(outcome, str):
+                results[owner] = self._failed(outcome)
                 continue
-            score.timings_ms["decode"] = round(decode_ms[index], 2)
+            score, clip_memory = outcome
+            score.timings_ms["decode"] = round(peeks[owner].decode_ms, 2)
             score.timings_ms["prepare_round"] = round(prepare_ms, 2)
             results[owner] = score
-            scored.append(index)
-        for index in scored:
-            try:
-                self._record(context.clips[index], context.miner_hotkeys[index])
-            except Exception as exc:  # its memory cannot be kept: the clip cannot count either
-                logger.opt(exception=exc).error("recording a clip failed: {}", exc)
-                owner = owners[index]
-                results[owner] = self._failed(f"recording failed: {type(exc).__name__}: {exc}")
-        return [r for r in results if r is not None]
+            memory.clips.append(clip_memory)
+        return ScoredRound([r for r in results if r is not None], memory)
+
+    def _score_in_process(
+        self, shared: RoundShared, clips: list[Clip]
+    ) -> list[tuple[ClipScore, ClipMemory] | str]:
+        """Serial scoring in this process (one worker, or neural models on this device); each
+        clip's working features are freed once it is scored."""
+        context = RoundContext(
+            clips=clips,
+            miner_hotkeys=shared.hotkeys,
+            generation_ms=shared.generation_ms,
+            history=shared.history,
+            models=self.models,
+        )
+        out: list[tuple[ClipScore, ClipMemory] | str] = []
+        for index, clip in enumerate(clips):
+            out.append(self.score_clip(shared.challenge, context, index, clip))
+            clip.release(shared.shared[index])
+        return out
+
+    def score_clip(
+        self, challenge: Challenge, context: RoundContext, index: int, clip: Clip
+    ) -> tuple[ClipScore, ClipMemory] | str:
+        """Score clip `index` of the round and take its memory; a failure outside any one check
+        is returned as the reason this clip alone scores 0 (never 0.5)."""
+        try:
+            score = self._score_clip(challenge, context, index, clip)
+        except Exception as exc:
+            logger.opt(exception=exc).error("scoring a clip failed: {}", exc)
+            return f"scoring failed: {type(exc).__name__}: {exc}"
+        try:
+            return score, self._memory(clip, context.miner_hotkeys[index])
+        except Exception as exc:  # its memory cannot be kept: the clip cannot count either
+            logger.opt(exception=exc).error("recording a clip failed: {}", exc)
+            return f"recording failed: {type(exc).__name__}: {exc}"
 
     def _prepare(self, clips: list[Clip]) -> float:
         if self.models is None or not clips:
@@ -198,9 +298,10 @@ class ScoringEngine:
             logger.opt(exception=exc).error("neural prepare_round failed: {}", exc)
         return (self._clock() - started) * 1000.0
 
-    def _score_clip(self, challenge: Challenge, context: RoundContext, index: int) -> ClipScore:
+    def _score_clip(
+        self, challenge: Challenge, context: RoundContext, index: int, clip: Clip
+    ) -> ClipScore:
         hotkey = context.miner_hotkeys[index]
-        clip = context.clips[index]
         started = self._clock()
         scored = {
             name: self._run(self._scorers[name], clip, challenge, context, index, hotkey)
@@ -272,17 +373,16 @@ class ScoringEngine:
         ms = (self._clock() - started) * 1000.0
         return Outcome(result.value, result.reason, dict(result.details), ms)
 
-    def _record(self, clip: Clip, hotkey: str) -> None:
-        """Store a scored clip's embedding(s) and fingerprint for later rounds."""
-        self.history.add_embedding(hotkey, diversity_embedding(clip)[1])
+    @staticmethod
+    def _memory(clip: Clip, hotkey: str) -> ClipMemory:
+        """What later rounds keep of a scored clip: its diversity embedding, FAD frames and
+        fingerprint."""
         # The frames the FAD penalty compared come first: history must hold the embedding it
         # actually uses, even when MERT frames of another size were present.
         frames = clip.fad_frames_used
         if frames is None:
             frames = clip.neural.mert_fad_frames
-        if frames is not None:
-            self.history.add_embedding(hotkey, np.asarray(frames))
-        self.history.add_fingerprint(hotkey, fingerprint(clip))
+        return clip_memory(hotkey, diversity_embedding(clip)[1], frames, fingerprint(clip))
 
     # ---- clips that are not scored ----------------------------------------------------------
     def _failed(self, error: str) -> ClipScore:
@@ -306,15 +406,14 @@ class ScoringEngine:
             degraded=self.scorer_set.degraded,
         )
 
-    def _too_short(self, clip: Clip) -> ClipScore:
-        seconds = clip.original.duration_seconds
+    def _too_short(self, seconds: float, sample_rate: int) -> ClipScore:
         error = f"clip is {seconds:.3f} s, shorter than {MIN_SCORABLE_SECONDS} s: not scored"
         score = self._failed(error)
         score.reasons = {
             name: error if value is not None else score.reasons[name]
             for name, value in {**score.score_breakdown, **score.penalties}.items()
         }
-        score.details = {"clip": {"duration_s": seconds, "sample_rate": clip.original.sample_rate}}
+        score.details = {"clip": {"duration_s": seconds, "sample_rate": sample_rate}}
         return score
 
 

@@ -9,6 +9,8 @@ from collections import OrderedDict, deque
 
 import numpy as np
 
+from tuneforge.scoring.base import HistoryView
+
 DEFAULT_EMBEDDINGS_PER_MINER = 64
 DEFAULT_FINGERPRINTS = 2_000
 DEFAULT_MINERS = 4_096  # bounded so a stream of fresh hotkeys cannot grow memory without end
@@ -42,7 +44,7 @@ class InMemoryHistory:
             self._embeddings[miner_hotkey] = stored
             while len(self._embeddings) > self._max_miners:
                 self._embeddings.popitem(last=False)
-        stored.append(np.asarray(embedding, dtype=np.float32).copy())
+        stored.append(np.array(embedding, copy=True))  # at the precision its channel chose
 
     def fingerprints(self, limit: int) -> list[tuple[str, np.ndarray]]:
         """(miner_hotkey, fingerprint) of clips seen earlier, newest first."""
@@ -59,3 +61,51 @@ class InMemoryHistory:
         kept = [(h, f) for h, f in self._fingerprints if h != miner_hotkey]
         self._fingerprints.clear()
         self._fingerprints.extend(kept)
+
+
+class SnapshotHistory:
+    """A read-only copy of the history a round needs, taken once before scoring: scoring then
+    reads no database, and a worker process gets exactly what the serial path reads.
+
+    It holds `embeddings` newest entries of each of the round's miners and `fingerprints` newest
+    fingerprints; a scorer asking for more is refused loudly (it would otherwise score
+    differently in a worker than in-process)."""
+
+    def __init__(
+        self,
+        embeddings: dict[str, list[np.ndarray]],
+        fingerprints: list[tuple[str, np.ndarray]],
+        embeddings_limit: int,
+        fingerprints_limit: int,
+    ) -> None:
+        self._embeddings = embeddings
+        self._fingerprints = fingerprints
+        self._embeddings_limit = embeddings_limit
+        self._fingerprints_limit = fingerprints_limit
+
+    @classmethod
+    def take(
+        cls,
+        source: HistoryView,
+        hotkeys: list[str],
+        embeddings_limit: int,
+        fingerprints_limit: int,
+    ) -> SnapshotHistory:
+        return cls(
+            {h: source.recent_embeddings(h, embeddings_limit) for h in dict.fromkeys(hotkeys)},
+            source.fingerprints(fingerprints_limit),
+            embeddings_limit,
+            fingerprints_limit,
+        )
+
+    def recent_embeddings(self, miner_hotkey: str, limit: int) -> list[np.ndarray]:
+        if limit > self._embeddings_limit:
+            raise ValueError(f"the round's snapshot holds {self._embeddings_limit} embeddings")
+        if miner_hotkey not in self._embeddings:
+            raise KeyError(f"{miner_hotkey} is not in this round's snapshot")
+        return self._embeddings[miner_hotkey][: max(0, limit)]
+
+    def fingerprints(self, limit: int) -> list[tuple[str, np.ndarray]]:
+        if limit > self._fingerprints_limit:
+            raise ValueError(f"the round's snapshot holds {self._fingerprints_limit} fingerprints")
+        return self._fingerprints[: max(0, limit)]

@@ -12,10 +12,13 @@ from tuneforge.config import (
     WalletSettings,
 )
 from tuneforge.protocol import DEFAULT_MAX_RESPONSE_BYTES
+from tuneforge.scoring.workers import default_workers
 
 
 class NeuronSettings(BaseModel):
-    sample_size: int = Field(default=16, ge=1, le=256, description="miners queried per round")
+    # 64 miners a round, a round every ~2.5 min: 256 uids in ~10 min on min_compute.yml hardware
+    # (docs/validator.md "Covering the subnet").
+    sample_size: int = Field(default=64, ge=1, le=256, description="miners queried per round")
     timeout: float = Field(default=12.0, gt=0, description="per-request deadline base (seconds)")
     timeout_per_second: float = Field(
         default=2.0, ge=0, description="extra deadline per second of requested audio"
@@ -24,7 +27,7 @@ class NeuronSettings(BaseModel):
     max_rounds: int = Field(
         default=0, ge=0, description="stop after this many rounds in this run (0 = forever)"
     )
-    round_interval_s: float = Field(default=60.0, ge=0, description="pause between rounds")
+    round_interval_s: float = Field(default=15.0, ge=0, description="pause between rounds")
     metagraph_refresh_blocks: int = Field(
         default=20, ge=1, description="refresh the metagraph every N blocks"
     )
@@ -46,6 +49,12 @@ class NeuronSettings(BaseModel):
     weights_exponent: float = Field(
         default=2.0, gt=0, description="weight ∝ EMA^exponent (sharpens the ranking)"
     )
+    history_mb_per_miner: float = Field(
+        default=1.75, gt=0, description="scoring history budget per miner (MB)"
+    )
+    history_mb_total: float = Field(
+        default=448.0, gt=0, description="scoring history budget for all miners (MB)"
+    )
     min_challenge_seconds: float = Field(default=5.0, ge=1, le=60, description="shortest asked")
     max_challenge_seconds: float = Field(default=30.0, ge=1, le=60, description="longest asked")
 
@@ -57,6 +66,13 @@ class ScoringModelSettings(BaseModel):
     mos: str = Field(default="", description="MOS model id or dir (empty = excluded)")
     preference: str = Field(default="", description="preference model dir (empty = excluded)")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    workers: int = Field(
+        default_factory=default_workers,
+        ge=1,
+        le=64,
+        description="scoring processes (default: all cores but one; signal scorers only: with "
+        "neural models clips are scored in-process after one batched pass on the device)",
+    )
     allow_missing: bool = Field(
         default=False,
         description="start without the network's whole scorer set (localnet/experiments only; "

@@ -7,8 +7,8 @@ its miner and when it was published. The engine's own fingerprint penalty still 
 clip with the round's other clips and this validator's local history; when the index cannot be
 asked (no API configured, unreachable, refused) that local check is all there is and the reason
 says so. Fingerprints computed here also travel with the published results, so the next round
-anywhere on the network can recognise them. They are taken on the engine's own `Clip` of each
-answer (`shared_clip`), so the engine's fingerprint penalty finds them already computed.
+anywhere on the network can recognise them. The copy check decodes each answer itself (~0.1 CPU-s
+for 30 s): the engine scores in worker processes (D38), so there is no Clip to share with it.
 
 When the network has the public catalogue check on (`catalogue_penalty`, D31), the same task
 asks AcoustID about every clip (validator/catalogue.py), concurrently with the index.
@@ -26,7 +26,7 @@ from loguru import logger
 from tuneforge.audio import Audio
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.base import ClipScore
-from tuneforge.scoring.clip import Clip, shared_clip
+from tuneforge.scoring.clip import Clip
 from tuneforge.validator.api_client import ApiClient, ApiUnavailable
 from tuneforge.validator.catalogue import CatalogueClient, CatalogueVerdict, apply_catalogue
 
@@ -77,7 +77,7 @@ def _fingerprints(audios: list[Audio | None]) -> list[tuple[Clip | None, str | N
             encoded.append((None, None))
             continue
         try:
-            clip = shared_clip(audio)
+            clip = Clip(audio)
             encoded.append((clip, fp.encode(fp.fingerprint(clip))))
         except (ValueError, MemoryError) as exc:  # hostile audio the decoder let through
             logger.warning("no fingerprint for a clip: {}", exc)

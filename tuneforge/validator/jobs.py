@@ -170,13 +170,12 @@ class JobWorker:
         seeds = {n.hotkey: miner_seed(seed, n.hotkey) for n in miners}
         outcomes = await self.runner.client.query_many(miners, challenge, deadline, seeds)
         try:
+            # Jobs leave no trace in the scoring history (see the module docstring): `score`
+            # drops the round's memory.
             scores, fingerprints = await self.runner.score(challenge, outcomes, "job")
         except Exception as exc:
             log.exception("job {}: scoring failed", request_id)
             return self._fail(request_id, "error", f"scoring failed: {type(exc).__name__}")
-        finally:
-            # Jobs leave no trace in the scoring history (see the module docstring).
-            self.state.discard_pending_history()
         return self._deliver(request_id, challenge, outcomes, scores, fingerprints, tracks_wanted)
 
     def _deliver(

@@ -49,7 +49,7 @@ class ValidatorLoop:
         self.on_round = on_round  # e.g. wake the publisher: a round just queued publications
         self._metagraph: Metagraph | None = None
         self._warned_permit = False
-        # Only the latest round is kept: a report holds every answer's audio.
+        # Only the latest round is kept, without its audio (`RoundReport.without_audio`).
         self.last_report: RoundReport | None = None
         pending = state.pending_commit()
         if pending is not None:
@@ -259,7 +259,7 @@ class ValidatorLoop:
                 break
             report = await self._round_result(round_task)
             if report is not None:
-                self.last_report = report
+                self.last_report = report.without_audio()
                 done += 1
                 self.on_round()
             try:

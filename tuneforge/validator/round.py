@@ -7,6 +7,7 @@ The round is scored against the validator's OWN challenge object; nothing a mine
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import time
 import uuid
@@ -19,6 +20,8 @@ from loguru import logger
 from tuneforge.chain.base import Metagraph, Neuron
 from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
 from tuneforge.scoring.base import ClipScore, Submission
+from tuneforge.scoring.engine import ScoredRound
+from tuneforge.scoring.memory import RoundMemory
 from tuneforge.validator.challenges import make_challenge, miner_seed, round_seed
 from tuneforge.validator.config import ValidatorSettings
 from tuneforge.validator.copies import CopyChecker, apply_verdicts
@@ -35,9 +38,9 @@ OUTBOX_AUDIO = TRACK_AUDIO
 class RoundScorer(Protocol):
     """What a round needs from the scoring engine (tuneforge.scoring.engine.ScoringEngine)."""
 
-    def score_round(
+    def score(
         self, challenge: MusicGenerationSynapse, submissions: list[Submission]
-    ) -> list[ClipScore]: ...
+    ) -> ScoredRound: ...
 
 
 @dataclass
@@ -48,6 +51,12 @@ class RoundReport:
     scores: list[ClipScore]
     emas: dict[tuple[int, str], float]
     seconds: float
+
+    def without_audio(self) -> RoundReport:
+        """The report with every answer's audio and WAV bytes dropped (what a loop may keep
+        between rounds: 256 answers of 30 s would otherwise hold ~1 GB)."""
+        outcomes = [dataclasses.replace(o, audio=None, wav=None) for o in self.outcomes]
+        return dataclasses.replace(self, outcomes=outcomes)
 
 
 def select_miners(
@@ -109,9 +118,20 @@ class RoundRunner:
         outcomes: list[QueryOutcome],
         purpose: str,
     ) -> tuple[list[ClipScore], list[str | None]]:
-        """(scores, each clip's encoded fingerprint). Answers are scored in a worker thread
-        (CPU/GPU work keeps off the event loop) while the network copy index is asked about
-        them; the engine's pending history is discarded on failure. Used by rounds and jobs."""
+        """(scores, each clip's encoded fingerprint) for answers that leave no trace in the
+        scoring history (customer jobs): the round's memory is dropped."""
+        scores, fingerprints, _ = await self.score_with_memory(challenge, outcomes, purpose)
+        return scores, fingerprints
+
+    async def score_with_memory(
+        self,
+        challenge: MusicGenerationSynapse,
+        outcomes: list[QueryOutcome],
+        purpose: str,
+    ) -> tuple[list[ClipScore], list[str | None], RoundMemory]:
+        """(scores, each clip's encoded fingerprint, what the history should keep). Answers are
+        scored off the event loop (a thread that feeds the engine's worker processes) while the
+        network copy index is asked about them."""
         # Speed is judged on the time this validator measured (request sent -> last byte read),
         # never on the miner's own X-TuneForge-Generation-Ms claim, which a miner could fake.
         submissions = [
@@ -126,15 +146,14 @@ class RoundRunner:
         started = time.perf_counter()
         check = asyncio.create_task(self.copies.check([o.audio for o in outcomes]))
         try:
-            scores = await asyncio.to_thread(self.scorer.score_round, challenge, submissions)
+            scored = await asyncio.to_thread(self.scorer.score, challenge, submissions)
         except BaseException:
             check.cancel()
-            self.state.discard_pending_history()
             raise
+        scores = scored.scores
         verdicts = await check
         self.metrics.scoring_seconds.labels(purpose=purpose).observe(time.perf_counter() - started)
         if len(scores) != len(outcomes):
-            self.state.discard_pending_history()
             raise RuntimeError(f"engine returned {len(scores)} scores for {len(outcomes)} clips")
         apply_verdicts(scores, verdicts)
         for outcome in outcomes:
@@ -142,7 +161,7 @@ class RoundRunner:
         for score in scores:
             for check in score.failures:
                 self.metrics.check_failures.labels(check=check).inc()
-        return scores, [v.fingerprint for v in verdicts]
+        return scores, [v.fingerprint for v in verdicts], scored.memory
 
     async def run_round(self, metagraph: Metagraph) -> RoundReport | None:
         """Run the next round; None when there is nobody to query (nothing is counted)."""
@@ -177,7 +196,7 @@ class RoundRunner:
         )
         seeds = {n.hotkey: miner_seed(seed, n.hotkey) for n in miners}
         outcomes = await self.client.query_many(miners, challenge, deadline, seeds)
-        scores, fingerprints = await self.score(challenge, outcomes, "round")
+        scores, fingerprints, memory = await self.score_with_memory(challenge, outcomes, "round")
         emas = update_ema(
             self.state.emas(),
             {(o.uid, o.hotkey): s.final_score for o, s in zip(outcomes, scores, strict=True)},
@@ -209,6 +228,7 @@ class RoundRunner:
             results,
             emas,
             outbox,
+            memory=memory,
         )
         seconds = time.time() - started
         self.metrics.rounds.inc()

@@ -167,7 +167,11 @@ def run(settings: ValidatorSettings) -> None:
     hotkey = wallet.hotkey.ss58_address
     state_path = expand_path(neuron.state_path)
     try:
-        state = ValidatorState(state_path)
+        state = ValidatorState(
+            state_path,
+            int(neuron.history_mb_per_miner * 1_000_000),
+            int(neuron.history_mb_total * 1_000_000),
+        )
     except StateError as exc:
         raise ValidatorStartupError(str(exc)) from exc
     state.set_weight_rule(neuron.weights_exponent, neuron.weights_top_k)
@@ -177,7 +181,9 @@ def run(settings: ValidatorSettings) -> None:
         models = load_models(settings.scoring)
         # The scorer set as it holds on this network: the preference row by the consensus rule
         # over the head loaded now (D42); a head trained later counts from the next start.
-        engine = ScoringEngine.create(state.history(), models, network=settings.network)
+        engine = ScoringEngine.create(
+            state.history(), models, workers=settings.scoring.workers, network=settings.network
+        )
         check_scorer_set(engine, settings.network, settings.scoring.allow_missing)
         log_preference(engine)
         looks_up = check_catalogue(
@@ -270,6 +276,7 @@ def run(settings: ValidatorSettings) -> None:
     finally:
         if status is not None:
             status.stop()
+        engine.close()
         chain.close()
         state.close()
         logger.info("validator stopped")

@@ -1,8 +1,9 @@
 """The validator's crash-safe state: ONE SQLite file (WAL), one transaction per round.
 
 Holds per-miner EMAs keyed by (uid, hotkey), the round counter, each miner's last result, the
-scoring history (embeddings + fingerprints, bounded per miner), the last weight-setting outcome
-and the publication outbox. `kill -9` at any point leaves either the whole round or none of it.
+scoring history (embeddings + fingerprints, bounded in rows and bytes per miner and in total),
+the last weight-setting outcome and the publication outbox. `kill -9` at any point leaves either
+the whole round or none of it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,22 @@ from typing import Any
 
 import numpy as np
 
-EMBEDDINGS_PER_MINER = 64
-FINGERPRINTS_PER_MINER = 64
+from tuneforge.scoring.memory import RoundMemory
+
 SCHEMA_VERSION = 1
+# Rows per miner that a check ever reads (more would only cost bytes): the diversity scorer
+# reads its 16 newest embeddings, the FAD window the 7 previous clips' frames. The copy index
+# reads the 500 newest fingerprints of all miners (penalties.FINGERPRINT_HISTORY_LIMIT); twice
+# that are kept so miners that leave (their rows go with them) do not shrink it.
+DIVERSITY_PER_MINER = 16
+FAD_PER_MINER = 8
+FINGERPRINTS_PER_MINER = 16
+FINGERPRINTS_KEPT = 1_000
+# Byte budgets (history rows only). A miner's MERT window (8 x 128 frames x 768 x float16 =
+# 1.5 MB) plus its embeddings and fingerprints fit in 1.75 MB; 256 miners in 448 MB.
+HISTORY_BYTES_PER_MINER = 1_750_000
+HISTORY_BYTES_TOTAL = 448_000_000
+DIVERSITY, FAD = "diversity", "fad"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +61,7 @@ CREATE TABLE IF NOT EXISTS rounds (
 CREATE TABLE IF NOT EXISTS embeddings (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     hotkey TEXT NOT NULL,
+    kind TEXT,
     dtype TEXT NOT NULL,
     shape TEXT NOT NULL,
     data BLOB NOT NULL
@@ -125,8 +140,15 @@ def _decode_array(dtype: str, shape: str, data: bytes) -> np.ndarray:
 class ValidatorState:
     """Thread-safe (one lock) access to the state file; scoring reads history from a worker."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        history_bytes_per_miner: int = HISTORY_BYTES_PER_MINER,
+        history_bytes_total: int = HISTORY_BYTES_TOTAL,
+    ) -> None:
         self.path = Path(path)
+        self.history_bytes_per_miner = history_bytes_per_miner
+        self.history_bytes_total = history_bytes_total
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:
@@ -148,8 +170,6 @@ class ValidatorState:
             raise StateError(
                 f"{self.path} has schema {version}, this validator knows {SCHEMA_VERSION}: upgrade"
             )
-        self._pending_embeddings: list[tuple[str, np.ndarray]] = []
-        self._pending_fingerprints: list[tuple[str, np.ndarray]] = []
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -160,6 +180,15 @@ class ValidatorState:
             # The publication group: items of one group are sent strictly in id order.
             self._db.execute("ALTER TABLE outbox ADD COLUMN grp TEXT")
         self._db.execute("CREATE INDEX IF NOT EXISTS outbox_grp ON outbox (grp, id)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(embeddings)").fetchall()}
+        if "kind" not in columns:
+            # The memory channel a row came from; earlier rows are told apart by their shape.
+            self._db.execute("ALTER TABLE embeddings ADD COLUMN kind TEXT")
+        self._db.execute(
+            "UPDATE embeddings SET kind = CASE WHEN shape LIKE '%,%' THEN ? ELSE ? END "
+            "WHERE kind IS NULL",
+            (FAD, DIVERSITY),
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -287,8 +316,10 @@ class ValidatorState:
         results: list[MinerRoundResult],
         emas: dict[tuple[int, str], float],
         outbox: Sequence[OutboxEntry | tuple[str, dict[str, Any], bytes | None]] = (),
+        memory: RoundMemory | None = None,
     ) -> None:
-        """Write everything a round produced in ONE transaction, then advance the counter."""
+        """Write everything a round produced in ONE transaction (its scoring memory included,
+        and the history pruned to its budgets), then advance the counter."""
         now = time.time()
         with self._transaction() as db:
             completed = self._read_counter(db)
@@ -317,7 +348,8 @@ class ValidatorState:
                 "miners) VALUES (?, ?, ?, ?, ?, ?)",
                 (round_number, json.dumps(challenge), block, started_at, now, len(results)),
             )
-            self._flush_history(db)
+            if memory is not None:
+                self._store_memory(db, memory)
             for kind, payload, blob, *group in outbox:
                 self._enqueue(db, kind, payload, blob, now, group[0] if group else None)
             self._put_meta(db, "rounds_completed", str(round_number))
@@ -378,35 +410,103 @@ class ValidatorState:
         with self._transaction() as db:
             db.execute("DELETE FROM meta WHERE key = 'pending_commit'")
 
-    # -- scoring history (ScoringHistory, buffered until the round commits) ------------------
+    # -- scoring history (written with the round, read through StateHistory) ------------------
 
     def history(self) -> StateHistory:
         return StateHistory(self)
 
-    def discard_pending_history(self) -> None:
+    def history_bytes(self) -> dict[str, int]:
+        """Bytes of stored history rows: {"embeddings": …, "fingerprints": …}."""
         with self._lock:
-            self._pending_embeddings.clear()
-            self._pending_fingerprints.clear()
+            return {
+                table: int(
+                    self._db.execute(
+                        f"SELECT COALESCE(SUM(LENGTH(data)), 0) FROM {table}"
+                    ).fetchone()[0]
+                )
+                for table in ("embeddings", "fingerprints")
+            }
 
-    def _flush_history(self, db: sqlite3.Connection) -> None:
-        for table, pending, keep in (
-            ("embeddings", self._pending_embeddings, EMBEDDINGS_PER_MINER),
-            ("fingerprints", self._pending_fingerprints, FINGERPRINTS_PER_MINER),
-        ):
-            hotkeys = set()
-            for hotkey, array in pending:
+    def _store_memory(self, db: sqlite3.Connection, memory: RoundMemory) -> None:
+        hotkeys: list[str] = []
+        for clip in memory.clips:
+            rows = [(DIVERSITY, clip.diversity)]
+            if clip.fad_frames is not None:
+                rows.append((FAD, clip.fad_frames))
+            for kind, array in rows:
                 db.execute(
-                    f"INSERT INTO {table} (hotkey, dtype, shape, data) VALUES (?, ?, ?, ?)",
-                    (hotkey, *_encode_array(array)),
+                    "INSERT INTO embeddings (hotkey, kind, dtype, shape, data) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (clip.hotkey, kind, *_encode_array(array)),
                 )
-                hotkeys.add(hotkey)
-            for hotkey in hotkeys:
-                db.execute(
-                    f"DELETE FROM {table} WHERE hotkey = ? AND id NOT IN "
-                    f"(SELECT id FROM {table} WHERE hotkey = ? ORDER BY id DESC LIMIT ?)",
-                    (hotkey, hotkey, keep),
-                )
-            pending.clear()
+            db.execute(
+                "INSERT INTO fingerprints (hotkey, dtype, shape, data) VALUES (?, ?, ?, ?)",
+                (clip.hotkey, *_encode_array(clip.fingerprint)),
+            )
+            hotkeys.append(clip.hotkey)
+        for hotkey in dict.fromkeys(hotkeys):
+            self._prune_miner(db, hotkey)
+        self._prune_total(db)
+
+    @staticmethod
+    def _keep_newest(
+        db: sqlite3.Connection, table: str, where: str, params: tuple, keep: int
+    ) -> None:
+        db.execute(
+            f"DELETE FROM {table} WHERE {where} AND id NOT IN "
+            f"(SELECT id FROM {table} WHERE {where} ORDER BY id DESC LIMIT ?)",
+            (*params, *params, keep),
+        )
+
+    def _prune_miner(self, db: sqlite3.Connection, hotkey: str) -> None:
+        """Row caps per channel, then the miner's byte budget: oldest FAD frames go first (the
+        largest rows), then the oldest embeddings, then the oldest fingerprints."""
+        for kind, keep in ((DIVERSITY, DIVERSITY_PER_MINER), (FAD, FAD_PER_MINER)):
+            self._keep_newest(db, "embeddings", "hotkey = ? AND kind = ?", (hotkey, kind), keep)
+        self._keep_newest(db, "fingerprints", "hotkey = ?", (hotkey,), FINGERPRINTS_PER_MINER)
+        rows = db.execute(
+            "SELECT 'embeddings', id, kind, LENGTH(data) FROM embeddings WHERE hotkey = ? "
+            "UNION ALL SELECT 'fingerprints', id, 'fingerprint', LENGTH(data) FROM fingerprints "
+            "WHERE hotkey = ?",
+            (hotkey, hotkey),
+        ).fetchall()
+        self._drop_until(db, rows, self.history_bytes_per_miner)
+
+    def _prune_total(self, db: sqlite3.Connection) -> None:
+        """The network-wide caps: fingerprints beyond what the copy index reads, then the total
+        byte budget (oldest rows of any miner, FAD frames first)."""
+        db.execute(
+            "DELETE FROM fingerprints WHERE id NOT IN "
+            "(SELECT id FROM fingerprints ORDER BY id DESC LIMIT ?)",
+            (FINGERPRINTS_KEPT,),
+        )
+        total = sum(self._history_bytes(db))
+        if total <= self.history_bytes_total:
+            return
+        rows = db.execute(
+            "SELECT 'embeddings', id, kind, LENGTH(data) FROM embeddings "
+            "UNION ALL SELECT 'fingerprints', id, 'fingerprint', LENGTH(data) FROM fingerprints"
+        ).fetchall()
+        self._drop_until(db, rows, self.history_bytes_total)
+
+    @staticmethod
+    def _history_bytes(db: sqlite3.Connection) -> tuple[int, int]:
+        return tuple(  # type: ignore[return-value]
+            int(db.execute(f"SELECT COALESCE(SUM(LENGTH(data)), 0) FROM {t}").fetchone()[0])
+            for t in ("embeddings", "fingerprints")
+        )
+
+    @staticmethod
+    def _drop_until(db: sqlite3.Connection, rows: list[Any], budget: int) -> None:
+        """Delete rows (table, id, kind, bytes) until their sum fits `budget`: FAD frames
+        oldest first, then diversity embeddings, then fingerprints."""
+        size = sum(int(r[3]) for r in rows)
+        order = {FAD: 0, DIVERSITY: 1}
+        for table, row_id, _, nbytes in sorted(rows, key=lambda r: (order.get(r[2], 2), r[1])):
+            if size <= budget:
+                return
+            db.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))
+            size -= int(nbytes)
 
     # -- outbox -----------------------------------------------------------------------------
 
@@ -546,7 +646,8 @@ class ValidatorState:
 
 
 class StateHistory:
-    """`ScoringHistory` over the state DB; additions wait for the round's transaction."""
+    """The scoring history over the state DB, read-only: a round's additions arrive as its
+    RoundMemory in `commit_round`."""
 
     def __init__(self, state: ValidatorState) -> None:
         self._state = state
@@ -554,32 +655,21 @@ class StateHistory:
     def recent_embeddings(self, miner_hotkey: str, limit: int) -> list[np.ndarray]:
         state = self._state
         with state._lock:
-            pending = [a for h, a in reversed(state._pending_embeddings) if h == miner_hotkey]
             rows = state._db.execute(
                 "SELECT dtype, shape, data FROM embeddings WHERE hotkey = ? ORDER BY id DESC "
                 "LIMIT ?",
                 (miner_hotkey, max(0, limit)),
             ).fetchall()
-        return (pending + [_decode_array(*row) for row in rows])[: max(0, limit)]
-
-    def add_embedding(self, miner_hotkey: str, embedding: np.ndarray) -> None:
-        with self._state._lock:
-            self._state._pending_embeddings.append((miner_hotkey, np.array(embedding)))
+        return [_decode_array(*row) for row in rows]
 
     def fingerprints(self, limit: int) -> list[tuple[str, np.ndarray]]:
         state = self._state
         with state._lock:
-            pending = [(h, a) for h, a in reversed(state._pending_fingerprints)]
             rows = state._db.execute(
                 "SELECT hotkey, dtype, shape, data FROM fingerprints ORDER BY id DESC LIMIT ?",
                 (max(0, limit),),
             ).fetchall()
-        stored = [(str(r[0]), _decode_array(r[1], r[2], r[3])) for r in rows]
-        return (pending + stored)[: max(0, limit)]
-
-    def add_fingerprint(self, miner_hotkey: str, fingerprint: np.ndarray) -> None:
-        with self._state._lock:
-            self._state._pending_fingerprints.append((miner_hotkey, np.array(fingerprint)))
+        return [(str(r[0]), _decode_array(r[1], r[2], r[3])) for r in rows]
 
 
 def _json_default(value: Any) -> Any:

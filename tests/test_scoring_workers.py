@@ -1,0 +1,129 @@
+"""Scoring in worker processes gives the serial result bit for bit, and returns the round's
+memory instead of writing it anywhere."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+import pytest
+
+from tests.helpers import signals
+from tuneforge.audio import Audio
+from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.scoring.base import ClipScore, Submission
+from tuneforge.scoring.engine import ScoredRound, ScoringEngine
+from tuneforge.scoring.history import InMemoryHistory
+
+CHALLENGE = MusicGenerationSynapse(
+    prompt="calm piano", genre="pop", tempo_bpm=100, key="C major", duration_seconds=6.0
+)
+
+
+def _round(seconds: float = 6.0) -> list[Submission]:
+    a = signals.tonal_piece("C major", tempo_bpm=100, seconds=seconds)
+    b = signals.tonal_piece("E minor", tempo_bpm=132, seconds=seconds)
+    drums = signals.drum_pattern(tempo_bpm=90, seconds=seconds)
+    return [
+        Submission("hk-a", a, generation_ms=4000.0),
+        Submission("hk-b", b, generation_ms=9000.0),
+        Submission("hk-copy", signals.scaled(a, 0.7), generation_ms=5000.0),  # a copy of a
+        Submission("hk-drums", drums, generation_ms=6000.0),
+        Submission("hk-gone", None, error="timeout"),
+        Submission("hk-short", Audio(a.samples[:, :800], a.sample_rate), generation_ms=1.0),
+        Submission("hk-noise", signals.white_noise(seconds=seconds), generation_ms=3000.0),
+    ]
+
+
+def _comparable(score: ClipScore) -> dict[str, object]:
+    facts = score.to_dict()
+    facts.pop("timings_ms")  # wall/CPU time differs between processes, nothing else may
+    return facts
+
+
+def _assert_same(serial: ScoredRound, parallel: ScoredRound) -> None:
+    assert [_comparable(s) for s in parallel.scores] == [_comparable(s) for s in serial.scores]
+    assert len(parallel.memory.clips) == len(serial.memory.clips)
+    for ours, theirs in zip(parallel.memory.clips, serial.memory.clips, strict=True):
+        assert ours.hotkey == theirs.hotkey
+        assert ours.diversity.tobytes() == theirs.diversity.tobytes()
+        assert ours.fingerprint.tobytes() == theirs.fingerprint.tobytes()
+        assert (ours.fad_frames is None) == (theirs.fad_frames is None)
+        if ours.fad_frames is not None and theirs.fad_frames is not None:
+            assert ours.fad_frames.tobytes() == theirs.fad_frames.tobytes()
+
+
+def test_two_worker_processes_score_a_round_exactly_like_one_process() -> None:
+    history = InMemoryHistory()
+    # An earlier round fills the history: diversity, the FAD window and the copy index read it.
+    earlier = ScoringEngine.create(history).score_round(CHALLENGE, _round())
+    assert len(history.fingerprints(100)) == 5 and earlier[2].penalties["fingerprint_penalty"] == 0
+    serial_engine = ScoringEngine.create(copy.deepcopy(history))
+    parallel_engine = ScoringEngine.create(copy.deepcopy(history), workers=2)
+    try:
+        assert parallel_engine.workers == 2
+        submissions = _round()
+        serial = serial_engine.score(CHALLENGE, submissions)
+        parallel = parallel_engine.score(CHALLENGE, submissions)
+        again = parallel_engine.score(CHALLENGE, submissions)  # workers keep no round state
+        # A worker that dies (killed for memory, a native crash) fails that round only.
+        os.kill(parallel_engine.worker_pids()[0], signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            parallel_engine.score(CHALLENGE, submissions)
+        recovered = parallel_engine.score(CHALLENGE, submissions)
+    finally:
+        parallel_engine.close()
+    _assert_same(serial, parallel)
+    _assert_same(serial, again)
+    _assert_same(serial, recovered)
+    copied = serial.scores[2]
+    assert copied.penalties["fingerprint_penalty"] == 0.0  # the round's copy is caught in workers
+    assert serial.scores[4].error == "timeout" and "shorter than" in (serial.scores[5].error or "")
+    assert [c.hotkey for c in serial.memory.clips] == [
+        "hk-a",
+        "hk-b",
+        "hk-copy",
+        "hk-drums",
+        "hk-noise",
+    ]
+
+
+def test_score_writes_nothing_to_the_history_and_score_round_records_the_memory() -> None:
+    history = InMemoryHistory()
+    engine = ScoringEngine.create(history)
+    scored = engine.score(CHALLENGE, _round()[:2])
+    assert history.fingerprints(10) == [] and history.recent_embeddings("hk-a", 10) == []
+    scored.memory.record_into(history)
+    assert [h for h, _ in history.fingerprints(10)] == ["hk-b", "hk-a"]
+    (vector, frames) = reversed(history.recent_embeddings("hk-a", 10))
+    assert vector.ndim == 1 and frames.ndim == 2 and frames.dtype == np.float16
+
+
+def test_a_round_larger_than_its_snapshot_is_refused_not_silently_truncated() -> None:
+    from tuneforge.scoring.history import SnapshotHistory
+
+    snapshot = SnapshotHistory.take(InMemoryHistory(), ["a"], 4, 4)
+    assert snapshot.recent_embeddings("a", 4) == []
+    for ask in (lambda: snapshot.recent_embeddings("a", 5), lambda: snapshot.fingerprints(5)):
+        try:
+            ask()
+        except ValueError:
+            continue
+        raise AssertionError("a read past the snapshot must fail")
+
+
+def test_a_peer_clip_in_a_worker_refuses_features_the_round_does_not_share() -> None:
+    from tuneforge.scoring.clip import Clip, NeuralFeatures, PeerClip
+    from tuneforge.scoring.features import rms
+    from tuneforge.scoring.fingerprint import fingerprint
+    from tuneforge.scoring.shared import decode_and_share
+
+    audio = signals.tonal_piece("C major", seconds=6.0)
+    peek = decode_and_share(audio)
+    peer = PeerClip(peek.shared, NeuralFeatures())
+    assert np.array_equal(fingerprint(peer), fingerprint(Clip(audio)))
+    with pytest.raises(LookupError):
+        rms(peer)

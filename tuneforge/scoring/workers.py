@@ -1,0 +1,155 @@
+"""Scoring across processes: `--scoring.workers` processes, each with its own signal scorer set.
+
+A round goes through the pool twice: first every clip is decoded and gives the few KB the other
+clips read of it (`shared.decode_and_share`); then every clip is decoded again and scored alone
+against those, its ~20 MB of features freed as it finishes. The round's memory is therefore
+bounded by the number of workers, not of miners. Workers never see the validator's state: the
+history arrives as a snapshot and the memory of the round is returned (RoundMemory), so results
+are the serial path's, bit for bit (tests/test_scoring_workers.py).
+
+Workers are spawned (not forked: the validator runs threads and may hold CUDA) once, and each
+pays librosa's compilation at start-up, not in a round.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from loguru import logger
+
+from tuneforge.audio import Audio
+from tuneforge.scoring.base import ClipScore, RoundContext
+from tuneforge.scoring.clip import Clip, NeuralFeatures, PeerClip
+from tuneforge.scoring.memory import ClipMemory
+from tuneforge.scoring.shared import Peek, RoundShared, decode, decode_and_share
+
+if TYPE_CHECKING:
+    from tuneforge.scoring.engine import ScoringEngine
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_workers() -> int:
+    """All cores but one (the event loop, queries and the state need one), at least one."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+class ScoringPool:
+    """A persistent pool of scoring processes for signal-scorer rounds."""
+
+    def __init__(self, workers: int, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.workers = workers
+        self._clock = clock
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(self._clock,),
+        )
+
+    def _map(self, function: Callable[[T], R], items: list[T]) -> list[R]:
+        try:
+            return list(self._executor.map(function, items))
+        except BrokenProcessPool:
+            # A worker died (killed for memory, or a native crash on some input): this round
+            # fails and is retried; the next one gets fresh workers.
+            logger.error("a scoring worker died: restarting the workers")
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._start()
+            raise
+
+    def warm_up(self) -> None:
+        """Start every worker now (each compiles librosa's kernels once)."""
+        futures = [self._executor.submit(_ready) for _ in range(self.workers)]
+        for future in futures:
+            future.result()
+
+    def peek(self, audios: list[Audio | None]) -> list[Peek]:
+        return self._map(_peek, audios)
+
+    def score(
+        self, shared: RoundShared, audios: list[Audio | None]
+    ) -> list[tuple[ClipScore, ClipMemory] | str]:
+        # The round's shared part (snapshot of the history included) is written once, not
+        # pickled into every task.
+        with tempfile.NamedTemporaryFile(prefix="tuneforge-round-", delete=False) as handle:
+            pickle.dump(shared, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            path = handle.name
+        try:
+            tasks = [(path, index, audio) for index, audio in enumerate(audios)]
+            return self._map(_score, tasks)
+        finally:
+            Path(path).unlink(missing_ok=True)
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (benchmarks read their CPU time and memory)."""
+        return list(getattr(self._executor, "_processes", None) or {})
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+# ---- inside a worker process -------------------------------------------------------------
+
+_ENGINE: ScoringEngine | None = None
+_CLOCK: Callable[[], float] = time.perf_counter
+_ROUND: tuple[str, RoundShared, RoundContext] | None = None
+
+
+def _start_worker(clock: Callable[[], float]) -> None:
+    global _ENGINE, _CLOCK
+    from tuneforge.scoring.engine import ScoringEngine
+    from tuneforge.scoring.history import InMemoryHistory
+
+    _CLOCK = clock
+    _ENGINE = ScoringEngine.create(InMemoryHistory(), None, clock=clock)
+    _ENGINE.warm_up()
+
+
+def _ready() -> int:
+    time.sleep(0.05)  # long enough that each of the warm-up tasks lands on its own worker
+    return os.getpid()
+
+
+def _peek(audio: Audio | None) -> Peek:
+    if audio is None:
+        return Peek(0.0, error="no audio")
+    return decode_and_share(audio, _CLOCK)
+
+
+def _round(path: str) -> tuple[RoundShared, RoundContext]:
+    """The round's shared part, read once per round per worker."""
+    global _ROUND
+    if _ROUND is None or _ROUND[0] != path:
+        with open(path, "rb") as handle:
+            shared: RoundShared = pickle.load(handle)  # our own file, written by the parent
+        peers: list[Clip] = [PeerClip(features, NeuralFeatures()) for features in shared.shared]
+        context = RoundContext(peers, shared.hotkeys, shared.generation_ms, shared.history, None)
+        _ROUND = (path, shared, context)
+    return _ROUND[1], _ROUND[2]
+
+
+def _score(task: tuple[str, int, Audio | None]) -> tuple[ClipScore, ClipMemory] | str:
+    path, index, audio = task
+    assert _ENGINE is not None  # set by the initializer
+    shared, context = _round(path)
+    if audio is None:
+        return "no audio"
+    clip, peek = decode(audio, _CLOCK)
+    if clip is None:
+        return peek.error
+    clip.seed(shared.shared[index])
+    return _ENGINE.score_clip(shared.challenge, context, index, clip)
