@@ -276,3 +276,28 @@ def test_localnet_completes_with_commit_reveal_weights(tmp_path: Path) -> None:
         revealed = chain.weights()[validator_uid]  # the chain revealed the commit by itself
     assert set(revealed) == set(miners)
     assert {int(uid): w for uid, w in reported["weights"].items()} == revealed
+
+
+def test_votes_end_with_the_preference_scorer_active_in_a_scored_round(tmp_path: Path) -> None:
+    """`--votes 50`: a scripted customer votes, the validator trains, restarts with the head
+    (the scorer set is decided at start-up, D42) and scores a round with preference active."""
+    done = subprocess.run(
+        _localnet(
+            "--miners", "3", "--rounds", "1", "--votes", "50", "--json",
+            "--workdir", str(tmp_path / "net"),
+        ),
+        capture_output=True, text=True, cwd=REPO, env=_env(tmp_path),
+        timeout=2 * RUN_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    training = report["preference"]["training"]
+    assert training["active"] and training["pairs_used"] == 50
+    assert training["heldout_accuracy"] >= 0.55 and training["weight"] > 0
+    scoring = report["preference"]["scoring"]
+    assert scoring["active"], scoring
+    assert "preference" in report["active_scorers"] and "preference" in scoring["active_scorers"]
+    assert "preference" not in report["excluded_scorers"]
+    for row in report["leaderboard"]:
+        assert row["score_breakdown"]["preference"] is not None
+    assert "scored with preference active" in done.stderr

@@ -139,6 +139,30 @@ def test_report_text_shows_leaderboard_weights_job_and_urls() -> None:
     assert "scripted votes: 50 over 17 requests" in with_votes and summary in with_votes
 
 
+def test_the_report_shows_the_preference_scorer_active_with_accuracy_and_weight() -> None:
+    from tuneforge.localnet.report import active_scorers, preference_lines
+
+    breakdown = {"melody": 0.7, "speed": 1.0, "preference": 0.62, "clap": None}
+    miners = [_miner(1, 0.4, breakdown, {}), _miner(2, 0.3, breakdown, {})]
+    assert active_scorers(miners) == ["melody", "speed", "preference"]
+    training = {
+        "active": True,
+        "summary": "preference scorer trained on 50 pairs",
+        "heldout_accuracy": 0.8,
+        "weight": 23.25,
+        "share": 0.2,
+    }
+    scoring = {"active": True, "round": 4, "values": {1: 0.62, 2: 0.41}}
+    text = "\n".join(preference_lines({"votes": 50, "jobs": 17, "training": training,
+                                        "scoring": scoring}))  # fmt: skip
+    assert "preference scorer ACTIVE in round 4: held-out accuracy 0.800, weight 23.25" in text
+    assert "(20.0% of the score)" in text and "uid 1 0.620" in text
+    off = {"active": False, "reason": "inactive: held-out accuracy 0.500 is below 0.55"}
+    text = "\n".join(preference_lines({"votes": 50, "jobs": 17, "training": training,
+                                        "scoring": off}))  # fmt: skip
+    assert "preference scorer not active: inactive: held-out accuracy 0.500" in text
+
+
 def test_the_scripted_voter_hears_a_brighter_track_as_brighter() -> None:
     from tests.helpers.api_server import wav_bytes
     from tuneforge.localnet.votes import brightness
@@ -298,6 +322,11 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     assert validator.scoring.clap == str((models / "clap").resolve())
     assert validator.scoring.mert == "" and validator.scoring.allow_missing
     assert validator.api.url == "http://127.0.0.1:4321" and validator.api.publish
+    assert validator.scoring.preference == ""
+    # After `--votes N` trained a head, the restarted validator loads it (D42).
+    net.net.preference_dir = str(tmp_path / "validator" / "preference")
+    restarted = parse_settings(ValidatorSettings, net.validator_argv(6667)[2:])
+    assert restarted.scoring.preference == net.net.preference_dir
 
 
 def test_commit_reveal_network_reports_weights_once_the_chain_revealed_them(
@@ -318,3 +347,22 @@ def test_commit_reveal_network_reports_weights_once_the_chain_revealed_them(
     # Reopening without the flag switches the subnet back to plain weights.
     register_network(path, 234, str(tmp_path / "wallets"), 1)
     assert not LocalChain(path).commit_reveal
+
+
+def test_the_scripted_customer_waits_out_the_apis_rate_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    from tuneforge.localnet import votes
+
+    answers = iter([429, 429, 200])
+    slept: list[float] = []
+    monkeypatch.setattr(votes.time, "sleep", slept.append)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(next(answers), headers={"Retry-After": "3"}, content=b"wav")
+
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://127.0.0.1") as c:
+        answer = votes.patient(c, "GET", "/api/v1/music/audio/trk_1.wav")
+    assert answer.status_code == 200 and slept == [3.0, 3.0]

@@ -39,8 +39,16 @@ from tuneforge.localnet.options import (
     LocalnetStopped,
     WaitTimeout,
 )
-from tuneforge.localnet.processes import Child, Supervisor, die_with_parent, free_port, repo_root
+from tuneforge.localnet.processes import (
+    STOP_GRACE_S,
+    Child,
+    Supervisor,
+    die_with_parent,
+    free_port,
+    repo_root,
+)
 from tuneforge.localnet.report import (
+    active_scorers,
     curl_snippet,
     excluded_reasons,
     fmt_score,
@@ -93,6 +101,7 @@ class _Net:
     models_missing: dict[str, str] = field(default_factory=dict)
     validator_flags: str = ""
     miner_flags: str = ""
+    preference_dir: str = ""  # a head trained on the votes: the restarted validator loads it
 
 
 class Localnet:
@@ -367,6 +376,8 @@ class Localnet:
         for name, path in found.items():
             if self._has_flag(f"--scoring.{name}"):
                 argv += [f"--scoring.{name}", path]
+        if self.net.preference_dir and self._has_flag("--scoring.preference"):
+            argv += ["--scoring.preference", self.net.preference_dir]
         if found and self._has_flag("--scoring.allow_missing"):
             # A present but unloadable model is excluded with its reason, not a failed demo.
             argv += ["--scoring.allow_missing"]
@@ -515,7 +526,61 @@ class Localnet:
                 *embedding,
             ],
         )  # fmt: skip
-        return {**cast, "training": trained}
+        return {**cast, "training": trained, "scoring": self.score_with_preference(trained)}
+
+    def score_with_preference(self, trained: dict[str, Any]) -> dict[str, Any]:
+        """Restart the validator with the head it trained and wait for a round scored with it.
+
+        The scorer set (the preference row included, by the consensus rule of D42) is decided
+        when the validator starts, never per clip: a newly installed head counts from a start.
+        """
+        checkpoint = trained.get("checkpoint")
+        if not trained.get("active") or not checkpoint:
+            return {"active": False, "reason": "no head was trained, the validator is unchanged"}
+        if not self._has_flag("--scoring.preference"):
+            return {"active": False, "reason": "the validator has no --scoring.preference"}
+        old = next(c for c in self.supervisor.children if c.name == "validator")
+        self.say("validator: restarting with the trained preference head (--scoring.preference)")
+        old.signal_group(signal.SIGTERM)
+        old.reap(STOP_GRACE_S)
+        done_before = int(self.final_status().get("rounds_completed") or 0)  # its state file
+        self.supervisor.children.remove(old)
+        self.net.preference_dir = str(checkpoint)
+        self.start_validator()
+
+        def scored() -> dict[str, Any] | None:
+            running = self.validator_running()
+            status = (self.validator_status() if running else self.final_status()) or {}
+            if int(status.get("rounds_completed") or 0) > done_before:
+                return status
+            if not running:
+                raise LocalnetError(
+                    "the validator stopped before scoring a round with the preference head; "
+                    f"see {self.workdir / 'logs' / 'validator.log'}"
+                )
+            return None
+
+        status = self.wait_for("a round scored with the preference head", scored, 240.0)
+        miners = [m for m in status.get("miners", []) if m["hotkey"] in self.net.miner_hotkeys]
+        values = {
+            int(m["uid"]): (m.get("score_breakdown") or {}).get("preference")
+            for m in miners
+            if m.get("error") is None
+        }
+        active = bool(values) and all(v is not None for v in values.values())
+        reasons = {str((m.get("reasons") or {}).get("preference", "")) for m in miners}
+        self.say(
+            "round {} scored with preference {}".format(
+                status.get("rounds_completed"), "active" if active else "NOT active"
+            )
+        )
+        return {
+            "active": active,
+            "round": status.get("rounds_completed"),
+            "values": values,
+            "active_scorers": active_scorers(miners),
+            "reason": "" if active else "; ".join(sorted(r for r in reasons if r)),
+        }
 
     def final_status(self) -> dict[str, Any]:
         """The validator's view: its status endpoint while it runs, else its own CLI
@@ -575,6 +640,9 @@ class Localnet:
             "customer": dict(self._customer),
             "curl": curl_snippet(api, self._customer.get("api_key", ""), self.options.duration),
             "commands": [] if self._own_workdir else network_commands(str(self.workdir)),
+            "active_scorers": active_scorers(
+                [m for m in status.get("miners", []) if m["hotkey"] in self.net.miner_hotkeys]
+            ),
             "excluded_scorers": excluded,
             "scoring_models": {
                 **{n: f"loaded from {p}" for n, p in self.net.models_found.items()},

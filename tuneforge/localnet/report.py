@@ -7,6 +7,8 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
+from tuneforge.scoring.weights import SCORER_NAMES
+
 TOP_BOTTOM = 3
 # Polls of the customer's curl loop, 2 s apart: longer than any localnet job takes.
 CURL_POLLS = 150
@@ -28,6 +30,43 @@ def excluded_reasons(miners: list[dict[str, Any]]) -> dict[str, str]:
                 why = str(reasons.get(name, "not measured"))
                 excluded.setdefault(name, why.removeprefix("not measured on this validator: "))
     return dict(sorted(excluded.items()))
+
+
+def active_scorers(miners: list[dict[str, Any]]) -> list[str]:
+    """Scorers that gave a value (non-null) to some answer of the last results, in table order."""
+    ran = {
+        name
+        for miner in miners
+        if miner.get("error") is None
+        for name, value in (miner.get("score_breakdown") or {}).items()
+        if value is not None
+    }
+    return [name for name in SCORER_NAMES if name in ran]
+
+
+def preference_lines(preference: Mapping[str, Any]) -> list[str]:
+    """The `--votes` outcome: votes cast, the head's accuracy and weight, and whether the
+    validator then scored a round with it."""
+    lines = [f"scripted votes: {preference.get('votes')} over {preference.get('jobs')} requests"]
+    training = preference.get("training") or {}
+    lines.append(f"  {training.get('summary') or training.get('error') or 'not trained'}")
+    scoring = preference.get("scoring")
+    if not scoring:
+        return lines
+    if scoring.get("active"):
+        accuracy, weight = training.get("heldout_accuracy"), training.get("weight")
+        share = float(training.get("share") or 0.0) * 100
+        values = ", ".join(
+            f"uid {uid} {fmt_score(value)}" for uid, value in (scoring.get("values") or {}).items()
+        )
+        lines.append(
+            f"  preference scorer ACTIVE in round {scoring.get('round')}: held-out accuracy "
+            f"{fmt_score(accuracy)}, weight {fmt_score(weight, 2)} ({share:.1f}% of the score); "
+            f"values: {values}"
+        )
+    else:
+        lines.append(f"  preference scorer not active: {scoring.get('reason') or 'unknown'}")
+    return lines
 
 
 def leaderboard(
@@ -165,11 +204,12 @@ def format_report(report: dict[str, Any]) -> str:
         )
     preference = report.get("preference")
     if preference is not None:
+        lines.extend(preference_lines(preference))
+    if report.get("active_scorers"):
         lines.append(
-            f"scripted votes: {preference.get('votes')} over {preference.get('jobs')} requests"
+            f"active scorers ({len(report['active_scorers'])}): "
+            + ", ".join(report["active_scorers"])
         )
-        training = preference.get("training") or {}
-        lines.append(f"  {training.get('summary') or training.get('error') or 'not trained'}")
     if report["excluded_scorers"]:
         lines.append("excluded scorers (never pretended):")
         for name, reason in report["excluded_scorers"].items():

@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,27 @@ PROMPTS = (
     "Upbeat acoustic guitar strumming",
     "Warm electric piano chords",
 )
+
+
+# The API limits each account per minute (its plan): the scripted customer, polling 17 jobs,
+# meets that limit and waits it out like a patient customer would, within these bounds.
+RATE_LIMIT_TRIES = 12
+RATE_LIMIT_WAIT_S = 15.0
+
+
+def patient(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request, waiting out 429 answers for their Retry-After (bounded)."""
+    answer = client.request(method, url, **kwargs)
+    for _ in range(RATE_LIMIT_TRIES):
+        if answer.status_code != 429:
+            break
+        try:
+            wait = float(answer.headers.get("Retry-After", "2"))
+        except ValueError:
+            wait = 2.0
+        time.sleep(min(RATE_LIMIT_WAIT_S, max(0.5, wait)))
+        answer = client.request(method, url, **kwargs)
+    return answer
 
 
 def brightness(wav: bytes) -> float:
@@ -98,15 +120,15 @@ def scripted_votes(
             tracks = (finished.get(request_id) or {}).get("tracks") or []
             bright = {}
             for track in tracks:
-                audio = client.get(track["audio_url"])
+                audio = patient(client, "GET", track["audio_url"])
                 if audio.status_code == 200:
                     bright[track["track_id"]] = brightness(audio.content)
             for a, b in itertools.combinations(sorted(bright), 2):
                 if cast >= votes:
                     break
                 winner, loser = (a, b) if bright[a] >= bright[b] else (b, a)
-                answer = client.post(
-                    "/api/v1/music/compare", json={"winner": winner, "loser": loser}
+                answer = patient(
+                    client, "POST", "/api/v1/music/compare", json={"winner": winner, "loser": loser}
                 )
                 if answer.status_code in (200, 201):
                     cast += 1

@@ -111,10 +111,12 @@ class ScoringEngine:
         *,
         clock: Callable[[], float] = time.perf_counter,
         workers: int = 1,
+        network: str = "",
     ) -> ScoringEngine:
-        """Load the scorer set; whether an incomplete set may run is the caller's decision
-        (`engine.scorer_set.require_complete()`). `workers` > 1 scores in that many processes."""
-        return cls(history, models, load_scorer_set(models), clock, workers)
+        """Load the scorer set as it holds on `network`; whether an incomplete set may run is the
+        caller's decision (`engine.scorer_set.require_complete()`). `workers` > 1 scores in that
+        many processes."""
+        return cls(history, models, load_scorer_set(models, network), clock, workers)
 
     @property
     def workers(self) -> int:

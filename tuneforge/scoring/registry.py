@@ -1,5 +1,10 @@
 """Loading the network's scorer set from the table in `weights.py`, once, at start-up.
 
+The one row whose activity depends on the network is `preference`: it is active exactly when
+the consensus rule `weights.preference_inactive_reason` says so for the network and the head
+loaded at start-up (D42). That is decided here, with the rest of the set; a head that training
+installs later counts from the validator's next start, never from one clip to the next.
+
 Every validator on a real network must run the same active set: a scorer that cannot be set up
 here (its module fails to import, its model is missing, its constructor raises) makes the set
 incomplete, and `ScorerSet.require_complete` refuses the start unless the operator explicitly
@@ -9,6 +14,7 @@ scoring, a failure scores the clip 0 (engine.py), it never removes a scorer.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +22,15 @@ from typing import Any
 from loguru import logger
 
 from tuneforge.scoring.base import Scorer, ScorerUnavailable
-from tuneforge.scoring.weights import CHECKS, PENALTIES, REQUIRED_MODELS, SCORERS, CheckSpec
+from tuneforge.scoring.weights import (
+    CHECKS,
+    PENALTIES,
+    PREFERENCE,
+    REQUIRED_MODELS,
+    SCORERS,
+    CheckSpec,
+    preference_inactive_reason,
+)
 
 
 class IncompleteScorerSet(RuntimeError):
@@ -100,15 +114,32 @@ def load(spec: CheckSpec, models: Any = None) -> Loaded:
     return Loaded(spec.name, None, reason)
 
 
-def load_scorer_set(models: Any = None) -> ScorerSet:
-    """Every scorer and penalty of the table, plus the required models this validator lacks."""
+def network_spec(spec: CheckSpec, network: str, models: Any = None) -> CheckSpec:
+    """The row as it holds on `network`: the preference row follows the consensus rule."""
+    if spec.name != PREFERENCE:
+        return spec
+    head = getattr(models, "preference", None)
+    config = getattr(head, "config", None)
+    reason = preference_inactive_reason(
+        network,
+        getattr(config, "embedding", None),
+        getattr(config, "heldout_accuracy", None),
+        int(getattr(config, "num_train_pairs", 0) or 0),
+        int(getattr(config, "num_heldout_pairs", 0) or 0),
+    )
+    return dataclasses.replace(spec, inactive=reason)
+
+
+def load_scorer_set(models: Any = None, network: str = "") -> ScorerSet:
+    """Every scorer and penalty of the table as it holds on `network` (no network: the table
+    as written), plus the required models this validator lacks."""
     missing = {
         name: status
         for name in REQUIRED_MODELS
         if (status := _model_status(models, name)) is not None
     }
     return ScorerSet(
-        scorers={spec.name: load(spec, models) for spec in SCORERS},
+        scorers={spec.name: load(network_spec(spec, network, models), models) for spec in SCORERS},
         penalties={spec.name: load(spec, models) for spec in PENALTIES},
         missing_models=missing,
     )

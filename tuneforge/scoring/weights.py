@@ -33,6 +33,12 @@ class CheckSpec:
 _S = "tuneforge.scoring.scorers"
 NOT_TRAINED = "inactive network-wide: no trained checkpoint ships inside the package yet"
 PREFERENCE = "preference"
+# The preference row's table default: the registry replaces it by the consensus rule below
+# (`preference_inactive_reason`) on the networks a release has activated (D42).
+PREFERENCE_GATED = (
+    "inactive network-wide: no release has activated the preference scorer on this network "
+    "(no trained checkpoint is used yet)"
+)
 # The public catalogue (AcoustID) check needs an application key on every validator; a network
 # turns it on by emptying this reason (a protocol change, D31), and from then on a validator on
 # test/finney refuses to start without a key.
@@ -64,7 +70,9 @@ SCORERS: tuple[CheckSpec, ...] = (
     CheckSpec("diversity", 6.0, f"{_S}.diversity:DiversityScorer", ("mert",)),
     CheckSpec("speed", 2.0, f"{_S}.speed:SpeedScorer"),
     # preference (2-20% by held-out accuracy; the weight column is unused, see preference_weight)
-    CheckSpec(PREFERENCE, 0.0, f"{_S}.preference:PreferenceScorer", ("preference",), NOT_TRAINED),
+    CheckSpec(
+        PREFERENCE, 0.0, f"{_S}.preference:PreferenceScorer", ("preference",), PREFERENCE_GATED
+    ),
 )
 
 PENALTIES: tuple[CheckSpec, ...] = (
@@ -112,6 +120,60 @@ def preference_share(held_out_accuracy: float | None) -> float:
     )
     share = PREFERENCE_MIN_SHARE + progress * (PREFERENCE_MAX_SHARE - PREFERENCE_MIN_SHARE)
     return min(PREFERENCE_MAX_SHARE, share)
+
+
+# The release gate (D37, D42): the networks on which the preference row follows the consensus
+# rule, each with the embeddings its training recipe reads. Every other network keeps the row
+# inactive whatever head a validator holds; a release activates a network by adding it here
+# (a protocol change, like any row of this module). localnet has no CLAP model in general, so
+# its recipe may read the model-free DSP embedding too.
+PREFERENCE_NETWORKS: dict[str, tuple[str, ...]] = {
+    "localnet": ("clap_embedding", "dsp_embedding"),
+}
+
+
+def preference_inactive_reason(
+    network: str,
+    embedding: str | None,
+    heldout_accuracy: float | None,
+    train_pairs: int,
+    heldout_pairs: int,
+) -> str:
+    """ "" when the preference row is active on `network` for the head described, else why not.
+
+    The consensus rule every validator of a network computes from public data (D42): the row
+    is active when the network is activated, the head was fitted by the network's recipe (D37:
+    one of its embeddings, whole blocks of the public feed, at least the minimum pairs, the
+    recipe's held-out split) and its held-out accuracy reaches PREFERENCE_MIN_ACCURACY. Its
+    weight is then `preference_weight(heldout_accuracy)`."""
+    if network not in PREFERENCE_NETWORKS:
+        return PREFERENCE_GATED
+    if embedding is None:
+        return "inactive: no preference head trained (tuneforge validator train-preference)"
+    # The recipe's constants live beside the trainer (torch); only needed once a head exists.
+    from tuneforge.scoring.preference_model import (
+        HELDOUT_FRACTION,
+        MIN_PAIRS,
+        PAIR_STEP,
+    )
+
+    if embedding not in PREFERENCE_NETWORKS[network]:
+        return f"inactive: the head reads {embedding}, the {network} recipe does not"
+    pairs = train_pairs + heldout_pairs
+    if pairs < MIN_PAIRS or pairs % PAIR_STEP:
+        return (
+            f"inactive: the head was fitted on {pairs} pairs, the recipe needs whole blocks of "
+            f"{PAIR_STEP} and at least {MIN_PAIRS}"
+        )
+    if heldout_pairs != max(5, int(round(pairs * HELDOUT_FRACTION))):
+        return f"inactive: the head's held-out split ({heldout_pairs} pairs) is not the recipe's"
+    if heldout_accuracy is None or not math.isfinite(heldout_accuracy):
+        return "inactive: the head has no held-out accuracy"
+    if heldout_accuracy < PREFERENCE_MIN_ACCURACY:
+        return (
+            f"inactive: held-out accuracy {heldout_accuracy:.3f} is below {PREFERENCE_MIN_ACCURACY}"
+        )
+    return ""
 
 
 def preference_weight(held_out_accuracy: float | None, other_total: float | None = None) -> float:

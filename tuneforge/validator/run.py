@@ -75,6 +75,23 @@ def check_scorer_set(engine: ScoringEngine, network: str, allow_missing: bool) -
     )
 
 
+def log_preference(engine: ScoringEngine) -> None:
+    """Say at start-up whether the preference scorer runs, with its accuracy and weight."""
+    from tuneforge.scoring.weights import PREFERENCE, preference_share
+
+    entry = engine.scorer_set.scorers[PREFERENCE]
+    if entry.instance is None:  # inactive by the rule, or excluded here (reason said above)
+        logger.info("preference scorer not run: {}", entry.not_run_reason)
+        return
+    accuracy = getattr(engine.models, "preference_heldout_accuracy", None)
+    logger.info(
+        "preference scorer active: held-out accuracy {:.3f}, weight {:.2f} ({:.1f}% of the score)",
+        accuracy,
+        engine.weight_of(PREFERENCE),
+        preference_share(accuracy) * 100,
+    )
+
+
 def check_catalogue(network: str, key: str, allow_missing: bool) -> bool:
     """Whether this validator looks clips up in the public catalogue: exactly when the network
     has the check on (its row in `weights.PENALTIES` is active) — then a validator of a real
@@ -165,8 +182,13 @@ def run(settings: ValidatorSettings) -> None:
         # Before any chain connection: a validator that cannot score like the rest of the
         # network must not start at all.
         models = load_models(settings.scoring)
-        engine = ScoringEngine.create(state.history(), models, workers=settings.scoring.workers)
+        # The scorer set as it holds on this network: the preference row by the consensus rule
+        # over the head loaded now (D42); a head trained later counts from the next start.
+        engine = ScoringEngine.create(
+            state.history(), models, workers=settings.scoring.workers, network=settings.network
+        )
         check_scorer_set(engine, settings.network, settings.scoring.allow_missing)
+        log_preference(engine)
         looks_up = check_catalogue(
             settings.network, settings.catalogue.acoustid_key, settings.scoring.allow_missing
         )

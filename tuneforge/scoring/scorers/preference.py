@@ -1,7 +1,8 @@
 """`preference`: the Bradley-Terry preference head (tuneforge/scoring/preference_model.py)
 trained on human pairwise choices; the value is the probability of beating a typical training
-clip. Excluded ("not trained") until a trained head with a held-out accuracy is loaded; its
-weight follows that accuracy (weights.preference_weight(models.preference_heldout_accuracy))."""
+clip. Whether the row runs is the consensus rule of weights.preference_inactive_reason (D42),
+decided by the registry at start-up; its weight follows the head's held-out accuracy
+(weights.preference_weight(models.preference_heldout_accuracy))."""
 
 from __future__ import annotations
 
