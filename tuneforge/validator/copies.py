@@ -67,21 +67,21 @@ class CopyVerdict:
     facts: dict[str, Any] = field(default_factory=dict)
     catalogue: CatalogueVerdict | None = None  # None: the catalogue check is not on
     # held until the verdict is applied, so the engine scoring this round shares it
-    clip: Clip | None = field(default=None, repr=False)
 
 
-def _fingerprints(audios: list[Audio | None]) -> list[tuple[Clip | None, str | None]]:
-    encoded: list[tuple[Clip | None, str | None]] = []
+def _fingerprints(audios: list[Audio | None]) -> list[str | None]:
+    """Each answer's encoded fingerprint; its Clip is dropped at once, so a round holds one
+    clip's analysis at a time here, not all of them."""
+    encoded: list[str | None] = []
     for audio in audios:
         if audio is None:
-            encoded.append((None, None))
+            encoded.append(None)
             continue
         try:
-            clip = Clip(audio)
-            encoded.append((clip, fp.encode(fp.fingerprint(clip))))
+            encoded.append(fp.encode(fp.fingerprint(Clip(audio))))
         except (ValueError, MemoryError) as exc:  # hostile audio the decoder let through
             logger.warning("no fingerprint for a clip: {}", exc)
-            encoded.append((None, None))
+            encoded.append(None)
     return encoded
 
 
@@ -125,9 +125,8 @@ class CopyChecker:
         return verdicts
 
     async def _check_index(self, audios: list[Audio | None]) -> list[CopyVerdict]:
-        printed = await asyncio.to_thread(_fingerprints, audios)
-        verdicts = [CopyVerdict(fingerprint=e, clip=c) for c, e in printed]
-        encoded = [e for _, e in printed]
+        encoded = await asyncio.to_thread(_fingerprints, audios)
+        verdicts = [CopyVerdict(fingerprint=e) for e in encoded]
         if self.api is None:
             return self._unchecked(verdicts, "no API configured")
         queries = [(str(i), e) for i, e in enumerate(encoded) if e is not None]
@@ -174,7 +173,6 @@ def apply_verdicts(scores: list[ClipScore], verdicts: list[CopyVerdict]) -> None
     if all(c is not None for c in catalogue):
         apply_catalogue(scores, [c for c in catalogue if c is not None])
     for score, verdict in zip(scores, verdicts, strict=True):
-        verdict.clip = None
         if score.error is not None or PENALTY not in score.penalties:
             continue
         details = score.details.setdefault(PENALTY, {})
