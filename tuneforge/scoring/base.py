@@ -135,6 +135,15 @@ class ClipScore:
             "degraded": self.degraded,
         }
 
+    def zero_by(self, penalty: str, reason: str, evidence_key: str, evidence: Any) -> None:
+        """A check outside the engine (the network copy index, the public catalogue) found the
+        clip to be a copy: `penalty` goes to 0 and with it the final score, the reason and the
+        evidence beside it."""
+        self.penalties[penalty] = 0.0
+        self.final_score = 0.0
+        self.reasons[penalty] = reason
+        self.details.setdefault(penalty, {})[evidence_key] = evidence
+
     @property
     def not_measured(self) -> dict[str, str]:
         """{check: reason} for every scorer or penalty that did not run (the nulls)."""

@@ -251,16 +251,14 @@ def apply_catalogue(scores: list[ClipScore], verdicts: list[CatalogueVerdict]) -
         details = score.details.setdefault(PENALTY, {})
         if verdict.recording is not None:
             recording = verdict.recording
-            score.penalties[PENALTY] = 0.0
-            score.final_score = 0.0
-            score.reasons[PENALTY] = recording.describe()
-            details["recording"] = {
+            found = {
                 "acoustid": recording.acoustid,
                 "recording_id": recording.recording_id,
                 "title": recording.title,
                 "artists": recording.artists,
                 "score": recording.score,
             }
+            score.zero_by(PENALTY, recording.describe(), "recording", found)
         elif verdict.unchecked:
             # fail closed would punish honest miners for AcoustID's outages; the clip still went
             # through the network index and local history, and the reason says what is missing

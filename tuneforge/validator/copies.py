@@ -178,10 +178,7 @@ def apply_verdicts(scores: list[ClipScore], verdicts: list[CopyVerdict]) -> None
         details = score.details.setdefault(PENALTY, {})
         if verdict.original is not None:
             original = verdict.original
-            score.penalties[PENALTY] = 0.0
-            score.final_score = 0.0
-            score.reasons[PENALTY] = original.describe()
-            details["network_match"] = {
+            match = {
                 "track_id": original.track_id,
                 "miner_hotkey": original.miner_hotkey,
                 "validator_hotkey": original.validator_hotkey,
@@ -189,6 +186,7 @@ def apply_verdicts(scores: list[ClipScore], verdicts: list[CopyVerdict]) -> None
                 "similarity": original.similarity,
                 "covered_seconds": original.covered_seconds,
             }
+            score.zero_by(PENALTY, original.describe(), "network_match", match)
         elif verdict.unchecked:
             note = f"network copy index not consulted: {verdict.unchecked}; local history only"
             details["network_index"] = note

@@ -19,6 +19,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,22 +244,8 @@ class MinerClient:
     async def _reserve(self, neuron: Neuron, duration_s: float, deadline_s: float) -> str | None:
         """A slot token once a worker is free; None when the miner has no /v1/reserve."""
         body = SlotRequest(duration_seconds=duration_s).model_dump_json().encode()
-        headers = {
-            HEADER_SPEC_VERSION: SPEC_VERSION,
-            "Content-Type": "application/json",
-            "Accept-Encoding": "identity",
-        }
-        url = axon_url(neuron.axon or "") + RESERVE_PATH
-        timeout = httpx.Timeout(deadline_s, connect=min(5.0, deadline_s))
         scratch = QueryOutcome(uid=neuron.uid, hotkey=neuron.hotkey)
-        async with self._client.stream(
-            "POST",
-            url,
-            content=body,
-            headers=headers,
-            timeout=timeout,
-            auth=BtAuth(self.wallet, neuron.hotkey),
-        ) as response:
+        async with self._signed_post(neuron, RESERVE_PATH, body, deadline_s) as response:
             if response.status_code in _NO_RESERVE:
                 return None
             answer = await self._read_capped(response, scratch, MAX_SLOT_GRANT_BYTES, fail=False)
@@ -276,6 +263,29 @@ class MinerClient:
         except ValueError:
             raise _Failure(BAD_SLOT, "reserve answered 200 without a valid slot token") from None
 
+    def _signed_post(
+        self, neuron: Neuron, path: str, body: bytes, deadline_s: float, slot: str | None = None
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        """A btauth/1-signed streaming POST of a JSON body to one of the miner's paths."""
+        headers = {
+            HEADER_SPEC_VERSION: SPEC_VERSION,
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+        }
+        if slot is not None:
+            headers[HEADER_SLOT] = slot
+        # httpx's own per-phase timeouts must not be shorter than the round's deadline: a miner
+        # may legitimately send nothing until its generation is done.
+        timeout = httpx.Timeout(deadline_s, connect=min(5.0, deadline_s))
+        return self._client.stream(
+            "POST",
+            axon_url(neuron.axon or "") + path,
+            content=body,
+            headers=headers,
+            timeout=timeout,
+            auth=BtAuth(self.wallet, neuron.hotkey),
+        )
+
     async def _exchange(
         self,
         neuron: Neuron,
@@ -284,25 +294,7 @@ class MinerClient:
         deadline_s: float,
         slot: str | None = None,
     ) -> None:
-        headers = {
-            HEADER_SPEC_VERSION: SPEC_VERSION,
-            "Content-Type": "application/json",
-            "Accept-Encoding": "identity",
-        }
-        if slot is not None:
-            headers[HEADER_SLOT] = slot
-        url = axon_url(neuron.axon or "") + GENERATE_PATH
-        # httpx's own per-phase timeouts must not be shorter than the round's deadline: a miner
-        # may legitimately send nothing until its generation is done.
-        timeout = httpx.Timeout(deadline_s, connect=min(5.0, deadline_s))
-        async with self._client.stream(
-            "POST",
-            url,
-            content=body,
-            headers=headers,
-            timeout=timeout,
-            auth=BtAuth(self.wallet, neuron.hotkey),
-        ) as response:
+        async with self._signed_post(neuron, GENERATE_PATH, body, deadline_s, slot) as response:
             outcome.status = response.status_code
             outcome.model = _clean_header(response.headers.get(HEADER_MODEL))
             outcome.generation_ms = _generation_ms(response.headers)
