@@ -7,12 +7,14 @@ stays fast.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+T = TypeVar("T")
 
 DATABASE_URL_HELP = (
     "database URL (default: env TUNEFORGE_DATABASE_URL, else sqlite:///~/.tuneforge/api.db)"
@@ -74,12 +76,28 @@ def _emit(payload: dict[str, Any], json_out: bool, text: str) -> None:
     typer.echo(json.dumps(payload) if json_out else text)
 
 
-def _fail(message: str, json_out: bool) -> None:
+def _fail(message: str, json_out: bool) -> NoReturn:
     if json_out:
         typer.echo(json.dumps({"error": message}))
     else:
         typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=1)
+
+
+def _account_action(
+    database_url: str | None, workdir: Path | None, json_out: bool, action: Callable[[Any], T]
+) -> T:
+    """Run one account operation on the migrated database; an AccountError becomes one line
+    (or `{"error": ...}`) and exit code 1."""
+    from tuneforge.api.accounts import AccountError
+
+    db = _open_db(database_url, workdir)
+    try:
+        return action(db)
+    except AccountError as exc:
+        _fail(str(exc), json_out)
+    finally:
+        db.dispose()
 
 
 @app.command("serve")
@@ -164,16 +182,11 @@ def create_account_command(
     json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Create an account and print its id."""
-    from tuneforge.api.accounts import AccountError, create_account
+    from tuneforge.api.accounts import create_account
 
-    db = _open_db(database_url, workdir)
-    try:
-        account = create_account(db, email, plan, credits)
-    except AccountError as exc:
-        _fail(str(exc), json_out)
-        return
-    finally:
-        db.dispose()
+    account = _account_action(
+        database_url, workdir, json_out, lambda db: create_account(db, email, plan, credits)
+    )
     payload = {"account_id": account.id, "email": email, "plan": plan, "credits": credits}
     _emit(payload, json_out, account.id)
 
@@ -186,16 +199,11 @@ def create_key_command(
     json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Create an API key and print it (it is shown only this once)."""
-    from tuneforge.api.accounts import AccountError, create_key
+    from tuneforge.api.accounts import create_key
 
-    db = _open_db(database_url, workdir)
-    try:
-        row, key = create_key(db, account_id)
-    except AccountError as exc:
-        _fail(str(exc), json_out)
-        return
-    finally:
-        db.dispose()
+    row, key = _account_action(
+        database_url, workdir, json_out, lambda db: create_key(db, account_id)
+    )
     _emit({"key_id": row.id, "account_id": account_id, "api_key": key}, json_out, key)
 
 
@@ -208,16 +216,11 @@ def add_credits_command(
     json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Add credits to an account and print the new balance."""
-    from tuneforge.api.accounts import AccountError, add_credits
+    from tuneforge.api.accounts import add_credits
 
-    db = _open_db(database_url, workdir)
-    try:
-        balance = add_credits(db, account_id, amount)
-    except AccountError as exc:
-        _fail(str(exc), json_out)
-        return
-    finally:
-        db.dispose()
+    balance = _account_action(
+        database_url, workdir, json_out, lambda db: add_credits(db, account_id, amount)
+    )
     _emit({"account_id": account_id, "credits": balance}, json_out, str(balance))
 
 
@@ -229,16 +232,9 @@ def revoke_key_command(
     json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Revoke an API key (by key id, as listed by list-accounts)."""
-    from tuneforge.api.accounts import AccountError, revoke_key
+    from tuneforge.api.accounts import revoke_key
 
-    db = _open_db(database_url, workdir)
-    try:
-        revoked_at = revoke_key(db, key_id)
-    except AccountError as exc:
-        _fail(str(exc), json_out)
-        return
-    finally:
-        db.dispose()
+    revoked_at = _account_action(database_url, workdir, json_out, lambda db: revoke_key(db, key_id))
     payload = {"key_id": key_id, "revoked_at": revoked_at.isoformat() + "Z"}
     _emit(payload, json_out, f"revoked {key_id}")
 
