@@ -162,19 +162,17 @@ async def receive_wav(request: Request) -> StagedUpload:
     return upload
 
 
-_UPLOAD_RESPONSES = {
-    200: {"description": "Already stored"},
-    201: {"description": "Stored"},
-} | errors(401, 403, 404, 409)
+# Both raw-WAV uploads: signed, 201 stored / 200 already stored, the same error set.
+_UPLOAD_ROUTE: dict[str, Any] = {
+    "tags": ["validator"],
+    "status_code": 201,
+    "responses": {200: {"description": "Already stored"}, 201: {"description": "Stored"}}
+    | errors(401, 403, 404, 409),
+    "openapi_extra": {"requestBody": WAV_BODY, **_SIGNED},
+}
 
 
-@router.put(
-    "/scores/audio/{track_id}",
-    tags=["validator"],
-    status_code=201,
-    responses=_UPLOAD_RESPONSES,
-    openapi_extra={"requestBody": WAV_BODY, **_SIGNED},
-)
+@router.put("/scores/audio/{track_id}", **_UPLOAD_ROUTE)
 async def put_published_audio(
     request: Request, response: Response, track_id: str = Path(pattern=TRACK_ID_PATTERN)
 ) -> dict[str, Any]:
@@ -197,13 +195,7 @@ async def put_published_audio(
     return {"track_id": track_id, "audio_sha256": upload.sha256, "bytes": upload.size}
 
 
-@router.put(
-    "/validator/audio/{sha256}",
-    tags=["validator"],
-    status_code=201,
-    responses=_UPLOAD_RESPONSES,
-    openapi_extra={"requestBody": WAV_BODY, **_SIGNED},
-)
+@router.put("/validator/audio/{sha256}", **_UPLOAD_ROUTE)
 async def put_job_audio(
     request: Request, response: Response, sha256: str = Path(pattern=SHA256_PATTERN)
 ) -> dict[str, Any]:

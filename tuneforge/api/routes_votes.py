@@ -30,19 +30,22 @@ def _charge_vote(request: Request, identity: KeyIdentity) -> None:
         )
 
 
+# Both vote endpoints: 201 for a new vote, keyed, the same error set.
+_VOTE_ROUTE: dict[str, Any] = {
+    "status_code": 201,
+    "tags": ["votes"],
+    "responses": errors(400, 401, 404, 409, 429),
+    "openapi_extra": _KEYED,
+}
+
+
 def _answer(outcome: VoteOutcome, response: Response) -> dict[str, Any]:
     # 201 for a new vote, 200 when the same vote was already recorded (idempotent repeat).
     response.status_code = 201 if outcome.created else 200
     return outcome.body
 
 
-@router.post(
-    "/music/tracks/{track_id}/vote",
-    status_code=201,
-    tags=["votes"],
-    responses=errors(400, 401, 404, 409, 429),
-    openapi_extra=_KEYED,
-)
+@router.post("/music/tracks/{track_id}/vote", **_VOTE_ROUTE)
 def vote(
     body: VoteRequest,
     request: Request,
@@ -56,13 +59,7 @@ def vote(
     return _answer(outcome, response)
 
 
-@router.post(
-    "/music/compare",
-    status_code=201,
-    tags=["votes"],
-    responses=errors(400, 401, 404, 409, 429),
-    openapi_extra=_KEYED,
-)
+@router.post("/music/compare", **_VOTE_ROUTE)
 def compare(
     body: CompareRequest,
     request: Request,
