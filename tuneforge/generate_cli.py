@@ -57,19 +57,19 @@ def generate_command(
     from tuneforge.generation.base import GenerationError
     from tuneforge.generation.factory import create_backend
     from tuneforge.generation.settings import GenerationSettings
-    from tuneforge.protocol import MusicGenerationSynapse, split_instruments
+    from tuneforge.protocol import synapse_from_options
 
     try:
-        request = MusicGenerationSynapse(
+        request = synapse_from_options(
             prompt=prompt,
             genre=genre,
             mood=mood,
-            tempo_bpm=tempo,
+            tempo=tempo,
             key=key,
-            instruments=split_instruments(instruments),
+            instruments=instruments,
             vocals=vocals,
             lyrics=lyrics,
-            duration_seconds=duration,
+            duration=duration,
             seed=seed,
         )
         fields: dict[str, Any] = dict(

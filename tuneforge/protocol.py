@@ -152,3 +152,32 @@ def request_deadline_s(
 def split_instruments(text: str) -> list[str]:
     """A command line's "piano, strings" as the synapse's instrument list."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def synapse_from_options(
+    *,
+    prompt: str,
+    genre: str | None,
+    mood: str | None,
+    tempo: int | None,
+    key: str | None,
+    instruments: str,
+    vocals: bool,
+    lyrics: str | None,
+    duration: float,
+    seed: int | None = None,
+) -> MusicGenerationSynapse:
+    """The request a command line describes (`tuneforge generate`, `tuneforge score`); raises
+    pydantic's ValidationError for values the protocol refuses. No seed: a random one."""
+    return MusicGenerationSynapse(
+        prompt=prompt,
+        genre=genre,
+        mood=mood,
+        tempo_bpm=tempo,
+        key=key,
+        instruments=split_instruments(instruments),
+        vocals=vocals,
+        lyrics=lyrics,
+        duration_seconds=duration,
+        seed=secrets.randbelow(SEED_LIMIT) if seed is None else seed,
+    )

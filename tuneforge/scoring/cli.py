@@ -62,8 +62,7 @@ def score_command(
     from tuneforge.protocol import (
         MAX_DURATION_S,
         MIN_DURATION_S,
-        MusicGenerationSynapse,
-        split_instruments,
+        synapse_from_options,
     )
     from tuneforge.scoring.base import Submission
     from tuneforge.scoring.engine import ScoringEngine
@@ -81,16 +80,16 @@ def score_command(
         lengths = [s.audio.duration_seconds for s in submissions if s.audio is not None]
         duration = min(MAX_DURATION_S, max(MIN_DURATION_S, lengths[0] if lengths else 15.0))
     try:
-        challenge = MusicGenerationSynapse(
+        challenge = synapse_from_options(
             prompt=prompt,
             genre=genre,
             mood=mood,
-            tempo_bpm=tempo,
+            tempo=tempo,
             key=key,
-            instruments=split_instruments(instruments),
+            instruments=instruments,
             vocals=vocals,
             lyrics=lyrics,
-            duration_seconds=duration,
+            duration=duration,
         )
     except ValidationError as exc:
         typer.echo(f"invalid challenge: {exc}", err=True)
