@@ -19,6 +19,23 @@ WEIGHTS_FILE = "model.safetensors"
 C = TypeVar("C")
 
 
+class StandardisedMlp(nn.Module):
+    """Standardise the embedding (mean/std buffers set by training), one GELU hidden layer, one
+    output: the body of both trained heads, so their checkpoints share one key layout."""
+
+    def __init__(self, input_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("input_mean", torch.zeros(input_dim))
+        self.register_buffer("input_std", torch.ones(input_dim))
+        self.net = nn.Sequential(
+            nn.Linear(input_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, 1)
+        )
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """The unbounded output for each row of `x` [N, input_dim]."""
+        return self.net((x - self.input_mean) / self.input_std)[:, 0]
+
+
 @contextmanager
 def single_thread() -> Iterator[None]:
     """Train the tiny heads on one thread: thousands of microsecond-sized steps lose far more to

@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from tuneforge.scoring.head_checkpoint import read_head, save_head, single_thread
+from tuneforge.scoring.head_checkpoint import (
+    StandardisedMlp,
+    read_head,
+    save_head,
+    single_thread,
+)
 
 MOS_MIN, MOS_MAX = 1.0, 5.0
 EMBEDDINGS = ("clap_embedding", "mert_embedding")
@@ -36,23 +41,15 @@ class MosConfig:
     num_train: int = 0
 
 
-class MosHead(nn.Module):
+class MosHead(StandardisedMlp):
     """Standardise the embedding, one hidden layer, sigmoid to [1, 5]."""
 
     def __init__(self, config: MosConfig) -> None:
-        super().__init__()
+        super().__init__(config.input_dim, config.hidden_dim)
         self.config = config
-        self.register_buffer("input_mean", torch.zeros(config.input_dim))
-        self.register_buffer("input_std", torch.ones(config.input_dim))
-        self.net = nn.Sequential(
-            nn.Linear(config.input_dim, config.hidden_dim),
-            nn.GELU(),
-            nn.Linear(config.hidden_dim, 1),
-        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self.input_mean) / self.input_std
-        return MOS_MIN + (MOS_MAX - MOS_MIN) * torch.sigmoid(self.net(z)[:, 0])
+        return MOS_MIN + (MOS_MAX - MOS_MIN) * torch.sigmoid(self.raw(x))
 
     def predict(self, embeddings: np.ndarray) -> np.ndarray:
         """MOS in [1, 5] for each row of `embeddings` [N, input_dim]."""

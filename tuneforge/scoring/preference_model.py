@@ -15,7 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from tuneforge.scoring.head_checkpoint import read_head, save_head, single_thread
+from tuneforge.scoring.head_checkpoint import (
+    StandardisedMlp,
+    read_head,
+    save_head,
+    single_thread,
+)
 
 # The training recipe every validator follows (docs/decisions.md D37), so that validators reading
 # the same public pairs fit the same head: a fixed seed and split, a fixed number of epochs, and
@@ -50,19 +55,12 @@ class PreferenceConfig:
     utility_std: float = 1.0
 
 
-class _Utility(nn.Module):
+class _Utility(StandardisedMlp):
     def __init__(self, config: PreferenceConfig) -> None:
-        super().__init__()
-        self.register_buffer("input_mean", torch.zeros(config.input_dim))
-        self.register_buffer("input_std", torch.ones(config.input_dim))
-        self.net = nn.Sequential(
-            nn.Linear(config.input_dim, config.hidden_dim),
-            nn.GELU(),
-            nn.Linear(config.hidden_dim, 1),
-        )
+        super().__init__(config.input_dim, config.hidden_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.input_mean) / self.input_std)[:, 0]
+        return self.raw(x)
 
 
 class PreferenceModel:
