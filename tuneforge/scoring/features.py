@@ -303,19 +303,6 @@ def spectral_bandwidth(clip: Clip) -> np.ndarray:
     return clip.feature(compute)
 
 
-def spectral_rolloff(clip: Clip, fraction: float = 0.85) -> np.ndarray:
-    """Frequency below which `fraction` of each frame's spectral energy lies, Hz."""
-
-    def compute(c: Clip, fraction: float) -> np.ndarray:
-        power = power_spectrum(c)
-        cumulative = np.cumsum(power, axis=0)
-        threshold = fraction * cumulative[-1:, :]
-        index = np.argmax(cumulative >= threshold, axis=0)
-        return fft_frequencies(c)[index]
-
-    return clip.feature(compute, fraction)
-
-
 def spectral_flatness(clip: Clip) -> np.ndarray:
     """Geometric / arithmetic mean of each frame's power spectrum: ~1 noise, ~0 tones."""
 

@@ -55,13 +55,6 @@ class InMemoryHistory:
     def add_fingerprint(self, miner_hotkey: str, fingerprint: np.ndarray) -> None:
         self._fingerprints.append((miner_hotkey, np.asarray(fingerprint).copy()))
 
-    def forget_miner(self, miner_hotkey: str) -> None:
-        """A hotkey that leaves its uid loses its history (DESIGN.md §6)."""
-        self._embeddings.pop(miner_hotkey, None)
-        kept = [(h, f) for h, f in self._fingerprints if h != miner_hotkey]
-        self._fingerprints.clear()
-        self._fingerprints.extend(kept)
-
 
 class SnapshotHistory:
     """A read-only copy of the history a round needs, taken once before scoring: scoring then
