@@ -212,3 +212,14 @@ def fit_length(audio: Audio, duration_seconds: float, fade_seconds: float = 0.05
         pad = np.zeros((samples.shape[0], target - samples.shape[1]), dtype=np.float32)
         samples = np.concatenate([samples, pad], axis=1)
     return Audio(samples, audio.sample_rate)
+
+
+def split_windows(y: np.ndarray, size: int, min_last: int) -> list[np.ndarray]:
+    """Consecutive windows of `size` samples (what a fixed-window model reads); a short tail is
+    kept only if it holds >= `min_last` samples."""
+    if len(y) <= size:
+        return [y]
+    out = [y[i : i + size] for i in range(0, len(y), size)]
+    if len(out) > 1 and len(out[-1]) < min_last:
+        out.pop()
+    return out

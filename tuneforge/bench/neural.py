@@ -2,7 +2,7 @@
 
 No model hub here, and speed does not depend on weight values: each model is built from its
 published configuration with random weights and put into `NeuralModels`, whose own code paths
-are timed (`_clap_audio_embeddings`, `_mert_features`, `_transcribe`), on the same 30 s clip:
+are timed (`_clap_audio_embeddings`, `_mert_features`, `transcribe_batch`), on the same 30 s clip:
   CLAP   laion/clap-htsat-fused: transformers' ClapConfig defaults (HTSAT audio tower, RoBERTa
          text tower) with enable_fusion=True, 48 kHz, 10 s windows
   MERT   m-a-p/MERT-v1-95M: its remote code is a HuBERT-base encoder (7 conv layers, 320x
@@ -65,6 +65,7 @@ def build_models(device: str = "cpu") -> tuple[Any, dict[str, int]]:
     )
 
     from tuneforge.scoring.neural import MERT_RATE, NeuralModels
+    from tuneforge.scoring.whisper import WhisperReader
 
     torch.manual_seed(0)
     models = NeuralModels(device)
@@ -91,9 +92,11 @@ def build_models(device: str = "cpu") -> tuple[Any, dict[str, int]]:
     models._mert_processor = Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=MERT_RATE, do_normalize=True, return_attention_mask=True
     )
-    models._whisper = whisper.to(device, models.dtype).eval()
-    models._whisper_processor = SimpleNamespace(
+    processor = SimpleNamespace(
         feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=_SpecialTokens()
+    )
+    models.whisper = WhisperReader(
+        whisper.to(device, models.dtype).eval(), processor, device, models.dtype
     )
     params = {
         name: sum(p.numel() for p in model.parameters())
@@ -114,7 +117,7 @@ def run(audio: Any, batch: int, single: int, device: str = "cpu") -> dict[str, A
     calls: dict[str, tuple[int, Callable[[list[Clip]], Any]]] = {
         "clap": (CLAP_RATE, models._clap_audio_embeddings),
         "mert": (MERT_RATE, models._mert_features),
-        "whisper": (WHISPER_RATE, models._transcribe),
+        "whisper": (WHISPER_RATE, models.transcribe_batch),
     }
     clock = time.process_time if device == "cpu" else time.perf_counter
     report: dict[str, Any] = {}

@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from loguru import logger
 
-from tuneforge.audio import Audio, resample
+from tuneforge.audio import Audio, resample, split_windows
 from tuneforge.scoring.base import ScorerUnavailable
+from tuneforge.scoring.whisper import (
+    WHISPER_RATE,
+    Transcript,
+    WhisperReader,
+    WhisperTokenError,
+)
 
 T = TypeVar("T")
 
@@ -43,9 +48,6 @@ DEFAULT_WHISPER = "openai/whisper-base"
 CLAP_RATE = 48_000
 CLAP_WINDOW_S = 10.0  # CLAP-HTSAT's input window
 MERT_RATE = 24_000
-WHISPER_RATE = 16_000
-WHISPER_WINDOW_S = 30.0
-WHISPER_MAX_NEW_TOKENS = 120  # ~4 words/s of lyrics over a 30 s window
 MERT_SEGMENT_S = 1.0
 MERT_FAD_MAX_FRAMES = 256  # per clip: keeps history rows small; frames are highly correlated
 BATCH_SIZE = 8
@@ -56,40 +58,12 @@ class ModelLoadError(RuntimeError):
     """A configured neural model could not be loaded (the message names it and says why)."""
 
 
-@dataclass(frozen=True)
-class Transcript:
-    """Whisper's reading of a clip: text, mean token log-probability, and the probability of
-    the no-speech token at the first decoding step (max over 30 s windows' minimum)."""
-
-    text: str
-    avg_logprob: float
-    no_speech_prob: float
-    num_tokens: int
-
-    @property
-    def is_speech(self) -> bool:
-        """Whisper's own silence rule: high no-speech probability AND low confidence = silence."""
-        if not self.text.strip():
-            return False
-        return not (self.no_speech_prob > 0.6 and self.avg_logprob < -1.0)
-
-
 def resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def _windows(y: np.ndarray, size: int, min_last: int) -> list[np.ndarray]:
-    """Consecutive windows of `size` samples; a short tail is kept only if >= `min_last`."""
-    if len(y) <= size:
-        return [y]
-    out = [y[i : i + size] for i in range(0, len(y), size)]
-    if len(out) > 1 and len(out[-1]) < min_last:
-        out.pop()
-    return out
 
 
 class NeuralModels:
@@ -105,8 +79,7 @@ class NeuralModels:
         self._clap_processor: Any = None
         self._mert: Any = None
         self._mert_processor: Any = None
-        self._whisper: Any = None
-        self._whisper_processor: Any = None
+        self.whisper: WhisperReader | None = None
         self.mos_head: MosHead | None = None
         self.preference: PreferenceModel | None = None
         self._text_cache: dict[str, np.ndarray] = {}
@@ -167,11 +140,7 @@ class NeuralModels:
         self._mert = model.to(self.device).eval()
 
     def _load_whisper(self, source: str) -> None:
-        from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-        self._whisper_processor = WhisperProcessor.from_pretrained(source)
-        model = WhisperForConditionalGeneration.from_pretrained(source, dtype=self.dtype)
-        self._whisper = model.to(self.device).eval()
+        self.whisper = WhisperReader.load(source, self.device, self.dtype)
 
     def _load_mos(self, source: str) -> None:
         from tuneforge.scoring.mos_model import MosHead
@@ -231,7 +200,7 @@ class NeuralModels:
         features, owners = [], []
         for index, clip in enumerate(clips):
             y = _mono_at(clip, CLAP_RATE)
-            for window in _windows(y, int(CLAP_WINDOW_S * CLAP_RATE), CLAP_RATE * 2):
+            for window in split_windows(y, int(CLAP_WINDOW_S * CLAP_RATE), CLAP_RATE * 2):
                 # One call per window: the extractor picks fusion crops with np.random and flags a
                 # random item when none is longer than 10 s; alone, a window always gets
                 # is_longer=True and no random crop, so embeddings never depend on the batch.
@@ -315,125 +284,28 @@ class NeuralModels:
     def transcript(self, clip: Clip, round_clips: list[Clip] | None = None) -> Transcript:
         """Whisper's transcript of `clip`; the first ask transcribes all of `round_clips` in
         one batch and caches each result in its clip."""
-        if self._whisper is None:
+        whisper = self.whisper
+        if whisper is None:
             raise ModelLoadError(f"whisper: {self.reason('whisper')}")
         with self._lock:
             if clip.neural.transcript is None:
                 batch = [c for c in (round_clips or [clip]) if c.neural.transcript is None]
                 if clip not in batch:
                     batch.append(clip)
-                for item, result in zip(batch, self._transcribe(batch), strict=True):
+                for item, result in zip(batch, self.transcribe_batch(batch), strict=True):
                     item.neural.transcript = result
             transcript = clip.neural.transcript
             assert transcript is not None  # set just above
             return transcript
 
-    def _token_id(self, *names: str) -> int | None:
-        tokenizer = self._whisper_processor.tokenizer
-        for name in names:
-            token_id = tokenizer.convert_tokens_to_ids(name)
-            # Whisper's unk token IS <|endoftext|>: check the id maps back to the name.
-            if token_id is not None and tokenizer.convert_ids_to_tokens(token_id) == name:
-                return int(token_id)
-        return None
-
-    def _transcribe(self, clips: list[Clip]) -> list[Transcript]:
-        sot = self._token_id("<|startoftranscript|>")
-        eot = self._token_id("<|endoftext|>")
-        if sot is None or eot is None:
-            raise ModelLoadError("whisper tokenizer lacks <|startoftranscript|>/<|endoftext|>")
-        prefix = [sot] + [
-            t
-            for t in (
-                self._token_id("<|en|>"),
-                self._token_id("<|transcribe|>"),
-                self._token_id("<|notimestamps|>"),
-            )
-            if t is not None
-        ]
-        no_speech = self._token_id("<|nospeech|>", "<|nocaptions|>")
-        windows, owners = [], []
-        for index, clip in enumerate(clips):
-            y = _mono_at(clip, WHISPER_RATE)
-            for window in _windows(y, int(WHISPER_WINDOW_S * WHISPER_RATE), WHISPER_RATE):
-                windows.append(window)
-                owners.append(index)
-        features = self._whisper_processor.feature_extractor(
-            windows, sampling_rate=WHISPER_RATE, return_tensors="pt"
-        )["input_features"].to(self.device, self.dtype)
-        max_new = min(
-            WHISPER_MAX_NEW_TOKENS, self._whisper.config.max_target_positions - len(prefix)
-        )
-        texts: list[list[int]] = []
-        logprobs: list[list[float]] = []
-        no_speech_probs: list[float] = []
-        for start in range(0, len(windows), BATCH_SIZE):
-            tokens, lps, nsp = self._greedy(
-                features[start : start + BATCH_SIZE], prefix, eot, no_speech, max_new
-            )
-            texts += tokens
-            logprobs += lps
-            no_speech_probs += nsp
-        tokenizer = self._whisper_processor.tokenizer
-        results = []
-        for index in range(len(clips)):
-            mine = [i for i, o in enumerate(owners) if o == index]
-            text = " ".join(
-                tokenizer.decode(texts[i], skip_special_tokens=True).strip() for i in mine
-            ).strip()
-            lp = [v for i in mine for v in logprobs[i]]
-            results.append(
-                Transcript(
-                    text=text,
-                    avg_logprob=float(np.mean(lp)) if lp else 0.0,
-                    no_speech_prob=float(min(no_speech_probs[i] for i in mine)),
-                    num_tokens=len(lp),
-                )
-            )
-        return results
-
-    def _greedy(
-        self, features: Any, prefix: list[int], eot: int, no_speech: int | None, max_new: int
-    ) -> tuple[list[list[int]], list[list[float]], list[float]]:
-        """Batched greedy decoding with a KV cache; deterministic, and gives token log-probs
-        (OpenAI's confidence measure) and the no-speech probability after <|startoftranscript|>."""
-        import torch
-
-        batch = features.shape[0]
-        with torch.inference_mode():
-            encoder_out = self._whisper.model.encoder(features)
-            ids = torch.tensor([prefix] * batch, device=self.device)
-            out = self._whisper(encoder_outputs=encoder_out, decoder_input_ids=ids, use_cache=True)
-            logits = out.logits.float()
-            if no_speech is not None:
-                nsp = torch.softmax(logits[:, 0], dim=-1)[:, no_speech].cpu().tolist()
-            else:
-                nsp = [0.0] * batch
-            past = out.past_key_values
-            step_logits = logits[:, -1]
-            done = torch.zeros(batch, dtype=torch.bool, device=self.device)
-            tokens: list[list[int]] = [[] for _ in range(batch)]
-            lps: list[list[float]] = [[] for _ in range(batch)]
-            for _ in range(max_new):
-                logp = torch.log_softmax(step_logits, dim=-1)
-                best = torch.argmax(logp, dim=-1)
-                best_lp = logp.gather(1, best[:, None])[:, 0]
-                for b in range(batch):
-                    if not done[b] and int(best[b]) != eot:
-                        tokens[b].append(int(best[b]))
-                        lps[b].append(float(best_lp[b]))
-                done |= best == eot
-                if bool(done.all()):
-                    break
-                out = self._whisper(
-                    encoder_outputs=encoder_out,
-                    decoder_input_ids=best[:, None],
-                    past_key_values=past,
-                    use_cache=True,
-                )
-                past = out.past_key_values
-                step_logits = out.logits[:, -1].float()
-        return tokens, lps, [float(v) for v in nsp]
+    def transcribe_batch(self, clips: list[Clip]) -> list[Transcript]:
+        """Transcribe `clips` in one batch, uncached (what `transcript` and the bench call)."""
+        if self.whisper is None:
+            raise ModelLoadError(f"whisper: {self.reason('whisper')}")
+        try:
+            return self.whisper.transcribe([_mono_at(c, WHISPER_RATE) for c in clips])
+        except WhisperTokenError as exc:
+            raise ModelLoadError(str(exc)) from exc
 
 
 def _pooled(out: Any) -> Any:
