@@ -55,6 +55,38 @@ def test_dry_notes_that_stop_dead_are_an_artifact(piece: Audio) -> None:
     assert "stop dead" in dry[1]
 
 
+def _held_chords_cut_at_phrase_ends(seconds: float = 12.0, sr: int = 32_000) -> Audio:
+    """Brass-like held triads, 2 s each, each cut within 10 ms and followed by a 0.4 s rest:
+    few, very sharp falls over a steady texture (a high decay peakiness)."""
+    out = np.zeros(int(seconds * sr))
+    triads = ((57, 60, 64), (53, 57, 60), (52, 55, 59))
+    held = np.arange(int(2.0 * sr)) / sr
+    envelope = np.minimum(1.0, held / 0.03) * np.minimum(1.0, (held[-1] - held) / 0.01)
+    for number, start in enumerate(np.arange(0.0, seconds, 2.4)):
+        tone = sum(
+            np.sin(2 * np.pi * signals.midi_to_hz(m) * h * held) / h
+            for m in triads[number % 3]
+            for h in range(1, 6)
+        )
+        at = int(start * sr)
+        end = min(len(out), at + len(held))
+        out[at:end] += (tone * envelope)[: end - at]
+    return Audio((0.2 * out / np.abs(out).max())[None, :].astype(np.float32), sr)
+
+
+def test_a_sharp_stop_that_keeps_decaying_in_the_room_is_a_release_not_a_dead_stop() -> None:
+    """Staccato brass in a small room: the note stops sharply but its reverberation goes on
+    decaying, so it is no artifact; the same notes dry stop dead and still cost (D45)."""
+    dry = _held_chords_cut_at_phrase_ends()
+    value, reason, details = _artifact(signals.in_room(dry, rt60_s=0.3, wet=0.2))
+    assert details["decay_peakiness"] > 30.0  # the falls alone look like dead stops
+    assert details["release_tail_db"] > 8.0
+    assert value == 1.0 and reason == ""
+    value, reason, details = _artifact(dry)
+    assert details["release_tail_db"] < 5.0
+    assert value <= 0.41 and "stop dead" in reason
+
+
 def test_clipping_is_found_at_whatever_level_the_clipped_signal_ends_up() -> None:
     clean = signals.in_room(signals.tonal_piece("A minor", tempo_bpm=100, seconds=8))
     quiet_clipped = signals.scaled(signals.clipped(clean, drive=4.0), 0.3)  # flat tops at 0.3

@@ -29,6 +29,11 @@ FINGERPRINT_HISTORY_LIMIT = 500  # earlier clips in the per-round copy index
 # clips up to 150. The penalty starts above the real range and takes 60% at 30.
 ABRUPT_DECAY_RANGE = (11.0, 30.0)
 ABRUPT_DECAY_MAX_LOSS = 0.6
+# ...unless those sharpest falls are releases that keep decaying (FluxShape.release_tail_db,
+# D45): a fall followed by 5 dB more of decay within ~185 ms still costs in full, one followed
+# by 8 dB or more (a room's reverberation) costs nothing. A dead stop is followed by a flat or
+# rising mix: synth fakes of the tuning half measured at most 3.4 dB, reversed clips 1.6 dB.
+RELEASE_TAIL_EXCUSES_DB = (5.0, 8.0)
 # Envelopes played backwards (music_features.FluxShape.envelope_skewness): sounds that swell and
 # stop dead. Real music of the tuning half measured 0.07-5.4 (never negative); the same clips
 # reversed -2.5-0.65. The penalty starts well below the real range and takes 50% at -1.5.
@@ -257,11 +262,15 @@ class ArtifactPenalty(Penalty):
 
         shape = flux_shape(clip)
         details["decay_peakiness"] = round(shape.decay_peakiness, 2)
-        cutoffs = _ramp(shape.decay_peakiness, *ABRUPT_DECAY_RANGE)
+        details["release_tail_db"] = round(shape.release_tail_db, 2)
+        cutoffs = _ramp(shape.decay_peakiness, *ABRUPT_DECAY_RANGE) * (
+            1.0 - _ramp(shape.release_tail_db, *RELEASE_TAIL_EXCUSES_DB)
+        )
         if cutoffs > 0:
             multiplier *= 1.0 - ABRUPT_DECAY_MAX_LOSS * cutoffs
             complaints.append(
-                f"sounds stop dead instead of decaying (peakiness {shape.decay_peakiness:.1f})"
+                f"sounds stop dead instead of decaying (peakiness {shape.decay_peakiness:.1f},"
+                f" {shape.release_tail_db:.1f} dB of decay after)"
             )
 
         details["envelope_skewness"] = round(shape.envelope_skewness, 3)
