@@ -20,8 +20,8 @@ from tuneforge.validator.weights import DEFAULT_EXPONENT, compute_weights
 
 def status_snapshot(state: ValidatorState) -> dict[str, Any]:
     """Miners (uid, hotkey, EMA, weight by the rule, last result), rounds run, last weights."""
-    rule = state.weight_rule() or {"exponent": DEFAULT_EXPONENT, "top_k": 0}
-    miners = state.miners()
+    rule = state.weights.rule() or {"exponent": DEFAULT_EXPONENT, "top_k": 0}
+    miners = state.miners.all()
     weights = compute_weights(
         {m.uid: m.ema for m in miners}, float(rule["exponent"]), int(rule["top_k"])
     )
@@ -45,21 +45,21 @@ def status_snapshot(state: ValidatorState) -> dict[str, Any]:
                 "query": last.get("query", {}),
             }
         )
-    last_weights = state.last_weights_outcome() or {}
+    last_weights = state.weights.last_outcome() or {}
     return {
-        "rounds_completed": state.rounds_completed(),
-        "last_round": state.last_round(),
+        "rounds_completed": state.rounds.completed(),
+        "last_round": state.rounds.last(),
         "weight_rule": rule,
-        "last_weights": state.last_weights_outcome(),
+        "last_weights": state.weights.last_outcome(),
         # Whether the last weight attempt was refused for a version_key below weights_version.
         "version": {
             "version_key": SPEC_VERSION_KEY,
             "weights_version": last_weights.get("weights_version"),
             "stale": last_weights.get("code") == "STALE_VERSION",
         },
-        "pending_commit": state.pending_commit(),
-        "outbox_size": state.outbox_size(),
-        "outbox_by_kind": state.outbox_depth(),
+        "pending_commit": state.weights.pending_commit(),
+        "outbox_size": state.outbox.size(),
+        "outbox_by_kind": state.outbox.depth(),
         "miners": rows,
     }
 
