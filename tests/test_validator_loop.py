@@ -133,6 +133,8 @@ def test_status_endpoint_serves_the_snapshot_on_loopback(tmp_path: Path) -> None
     net = make_validator_net(tmp_path)
     state = ValidatorState(net.state_path)
     _scored(net, state, {"a": 0.5})
+    outcome = _loop(net, state).maybe_set_weights()  # the view shows the weights SET
+    assert outcome is not None and outcome["ok"] is True
     server = StatusServer(net.state_path, 0)
     port = server.start()
     try:
