@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,35 @@ def test_state_uses_wal_and_refuses_a_newer_schema(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StateError, match="schema 99"):
         ValidatorState(path)
+
+
+def test_processes_opening_an_older_state_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    ValidatorState(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX outbox_grp")
+    db.execute("ALTER TABLE outbox DROP COLUMN grp")
+    db.commit()
+    db.close()
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_state() -> None:
+        start.wait()
+        try:
+            ValidatorState(path).close()
+        except BaseException as exc:  # collected: the assertion below names them
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_state) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []  # e.g. not "duplicate column name: grp" from two concurrent migrations
+    [[count]] = (
+        sqlite3.connect(path)
+        .execute("SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'grp'")
+        .fetchall()
+    )
+    assert count == 1

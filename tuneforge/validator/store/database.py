@@ -100,15 +100,9 @@ class Database:
             version = self.meta_value("schema_version")
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot open validator state {path}: {exc}") from exc
-        if version is None and read_only:
-            raise StateError(f"{path} is not a TuneForge validator state (no schema version)")
         if version is None:
-            with self.transaction() as db:
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-        elif int(version) > SCHEMA_VERSION:
+            raise StateError(f"{path} is not a TuneForge validator state (no schema version)")
+        if int(version) > SCHEMA_VERSION:
             raise StateError(
                 f"{path} has schema {version}, this validator knows {SCHEMA_VERSION}: upgrade"
             )
@@ -121,8 +115,22 @@ class Database:
         # FULL: a committed round survives power loss too, at a few ms per round.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(_SCHEMA)
-        _migrate(conn)
+        # Schema, migration and version in ONE write transaction: two processes opening a new or
+        # older file at once (the validator and a tool) would otherwise both add the same column.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            _migrate(conn)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         return conn
 
     @contextmanager
