@@ -101,16 +101,28 @@ def generate(client: httpx.Client, key: str, **fields: Any) -> str:
     return response.json()["request_id"]
 
 
+def test_a_customer_seed_is_refused_with_the_reason_and_nothing_is_charged(client, api) -> None:
+    _, key = new_customer(api[1], credits=20)
+    response = client.post(
+        "/api/v1/music/generate", json={"prompt": "a calm piano piece", "seed": 7},
+        headers=bearer(key),
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert "seed" in response.json()["detail"] and "own seed" in response.json()["detail"]
+    assert credits(client, key) == 20 and claim(client, api[2].validator) == []
+    assert generate(client, key, seed=None)  # null, as in API.md's example, is accepted
+
+
 def test_a_job_is_claimed_delivered_and_downloaded_by_its_owner_only(client, api) -> None:
     neurons = api[2]
     _, key = new_customer(api[1], credits=20)
     _, other_key = new_customer(api[1])
-    request_id = generate(client, key, genre="jazz", seed=7, duration_seconds=9)
+    request_id = generate(client, key, genre="jazz", duration_seconds=9)
 
     jobs = claim(client, neurons.validator)
     assert [j["request_id"] for j in jobs] == [request_id]
     challenge = jobs[0]["challenge"]
-    assert challenge["prompt"] == "a calm piano piece" and challenge["seed"] == 7
+    assert challenge["prompt"] == "a calm piano piece" and challenge["genre"] == "jazz"
     assert challenge["challenge_id"].startswith("ch_") and challenge["duration_seconds"] == 9
     assert claim(client, neurons.validator) == []  # leased, not handed out twice
     status = client.get(f"/api/v1/music/status/{request_id}", headers=bearer(key)).json()

@@ -151,7 +151,7 @@ def run_network(tmp_path: Path, with_index: bool) -> dict[str, Any]:
                 await api.aclose()
 
         reports = asyncio.run(rounds())
-        emas = state.emas()
+        emas = state.miners.emas()
         weights = compute_weights({uid: ema for (uid, _), ema in emas.items()})
         uids = {hotkey: uid for (uid, hotkey) in emas}
         last = reports[-1]

@@ -37,7 +37,7 @@ def _scored(net: ValidatorNet, state: ValidatorState, emas: dict[str, float]) ->
         uids[name] = net.chain.register(hotkey, axon="127.0.0.1:9")
         results.append(MinerRoundResult(uids[name], hotkey, ema, {"final_score": ema}))
         values[(uids[name], hotkey)] = ema
-    state.commit_round(state.rounds_completed() + 1, {}, 1, 0.0, results, values)
+    state.commit_round(state.rounds.completed() + 1, {}, 1, 0.0, results, values)
     return uids
 
 
@@ -50,13 +50,13 @@ def test_a_commit_survives_a_restart_and_the_chain_reveals_it_without_a_resend(
     outcome = _loop(net, state).maybe_set_weights()
     assert outcome is not None and outcome["ok"] and outcome["committed"]
     assert net.chain.weights() == {}  # hidden until the reveal
-    pending = state.pending_commit()
+    pending = state.weights.pending_commit()
     assert pending is not None and pending["reveal_round"] == outcome["reveal_round"]
     state.close()
 
     # Restart: a fresh process opens the same state and a fresh chain view.
     state = ValidatorState(net.state_path)
-    assert state.pending_commit() == pending
+    assert state.weights.pending_commit() == pending
     restarted = _loop(net, state)
     assert restarted.maybe_set_weights() is None  # inside the rate limit: nothing resent
     net.chain.advance_blocks(3)
@@ -125,7 +125,7 @@ def test_the_validator_carries_on_after_the_chain_endpoint_restarts(tmp_path: Pa
     with pytest.raises(ChainError) as info:
         loop.metagraph(force=True)
     assert info.value.code == ChainErrorCode.UNAVAILABLE  # what run() logs and waits out
-    assert state.emas() == {(1, miner.hotkey.ss58_address): 0.7}  # state intact
+    assert state.miners.emas() == {(1, miner.hotkey.ss58_address): 0.7}  # state intact
 
     fake.restore()
     fake.block = 5_010

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.miner_server import serve_app
+from tests.helpers.state_tools import fetch_one
 from tests.helpers.validator_fake_miners import (
     fake_miner_app,
     make_fake_miners,
@@ -58,9 +59,14 @@ def _wait(predicate: object, timeout: float, what: str, process: subprocess.Pope
 def _counts(path: Path) -> tuple[int, int, dict[tuple[int, str], float], list[int]]:
     state = ValidatorState(path)
     try:
-        completed = state.rounds_completed()
-        rounds = state._db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
-        return completed, rounds, state.emas(), [m.rounds_queried for m in state.miners()]
+        completed = state.rounds.completed()
+        rounds = fetch_one(state, "SELECT COUNT(*) FROM rounds")[0]
+        return (
+            completed,
+            rounds,
+            state.miners.emas(),
+            [m.rounds_queried for m in state.miners.all()],
+        )
     finally:
         state.close()
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers.state_tools import peek
 from tests.helpers.validator_net import ValidatorNet, make_validator_net, synth_miners
 from tuneforge.cli import app as tuneforge_cli
 from tuneforge.scoring.weights import PENALTIES
@@ -50,7 +51,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                     await loop.run(asyncio.Event())
                     assert loop.last_report is not None
                     seconds.append(round(loop.last_report.seconds, 2))
-                    emas.append(state.emas())
+                    emas.append(state.miners.emas())
                     counts.append(net.chain.weight_set_count(net.uid))
             finally:
                 await client.aclose()
@@ -65,8 +66,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
 
 def test_every_miner_gets_a_result_with_the_full_breakdown(run: Run) -> None:
-    assert run.state.rounds_completed() == 2
-    miners = {m.hotkey: m for m in run.state.miners()}
+    assert run.state.rounds.completed() == 2
+    miners = {m.hotkey: m for m in run.state.miners.all()}
     assert set(miners) == set(run.miner_hotkeys)
     for miner in miners.values():
         result = miner.last_result or {}
@@ -92,13 +93,13 @@ def test_weights_are_set_once_and_not_retried_inside_the_rate_limit(run: Run) ->
     assert math.isclose(sum(weights.values()), 1.0, rel_tol=1e-6)
     # Round 2 ran inside the 500-block limit: no second attempt, no RATE_LIMITED outcome.
     assert run.weight_counts_after_round == [1, 1]
-    outcome = run.state.last_weights_outcome() or {}
+    outcome = run.state.weights.last_outcome() or {}
     assert outcome["ok"] is True
     assert {int(u) for u in outcome["weights"]} == miner_uids
 
 
 def test_each_round_is_queued_for_publication_with_its_audio(run: Run) -> None:
-    items = run.state.peek(limit=100)
+    items = peek(run.state, limit=100)
     rounds = [i for i in items if i.kind == "round_result"]
     audio = {i.payload["track_id"]: i for i in items if i.kind == "track_audio"}
     assert len(rounds) == 2 and len(audio) == 6

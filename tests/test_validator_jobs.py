@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers.api_server import bearer, free_port, new_customer
 from tests.helpers.metrics_scrape import Samples, parse, value
+from tests.helpers.state_tools import fetch_one
 from tests.helpers.validator_api import api_on_port, api_settings, wire_api
 from tests.helpers.validator_net import ValidatorNet, make_validator_net, synth_miners
 from tuneforge.audio import decode_wav
@@ -54,13 +55,13 @@ async def _serve_jobs_once(net: ValidatorNet, url: str) -> tuple[int, Samples]:
     loop, state, client = net.build(settings)
     wiring = wire_api(net, loop, url)
     try:
-        emas_before = state.emas()
+        emas_before = state.miners.emas()
         history = "SELECT (SELECT COUNT(*) FROM embeddings) + (SELECT COUNT(*) FROM fingerprints)"
-        history_before = state._db.execute(history).fetchone()[0]
+        history_before = fetch_one(state, history)[0]
         handled = await loop.serve_jobs()
         assert await wiring.publisher.flush(30), "job delivery did not drain"
-        assert state.emas() == emas_before
-        assert state._db.execute(history).fetchone()[0] == history_before
+        assert state.miners.emas() == emas_before
+        assert fetch_one(state, history)[0] == history_before
         return handled, parse(render(loop.metrics.registry).decode())
     finally:
         await wiring.api.aclose()

@@ -53,7 +53,7 @@ def _scored(net: ValidatorNet, state: ValidatorState, emas: dict[str, float]) ->
         uids[name] = net.chain.register(hotkey, axon="127.0.0.1:9")
         results.append(MinerRoundResult(uids[name], hotkey, ema, {"final_score": ema}))
         values[(uids[name], hotkey)] = ema
-    state.commit_round(state.rounds_completed() + 1, {}, 1, 0.0, results, values)
+    state.commit_round(state.rounds.completed() + 1, {}, 1, 0.0, results, values)
     return uids
 
 
@@ -70,8 +70,8 @@ def test_weights_follow_emas_of_registered_miners_and_departed_ones_are_dropped(
     weights = net.chain.weights()[net.uid]
     assert set(weights) == {uids["a"], uids["b"]}
     assert weights[uids["a"]] == pytest.approx(0.8**2 / (0.8**2 + 0.4**2))
-    assert (uids["c"], "5NewcomerHotkeyThatTookTheUid") not in state.emas()
-    assert len(state.emas()) == 2  # the replaced hotkey's EMA is gone
+    assert (uids["c"], "5NewcomerHotkeyThatTookTheUid") not in state.miners.emas()
+    assert len(state.miners.emas()) == 2  # the replaced hotkey's EMA is gone
     # Inside the rate limit nothing is attempted, and the recorded outcome stays the success.
     assert loop.maybe_set_weights() is None
     assert net.chain.weight_set_count(net.uid) == 1
@@ -107,7 +107,7 @@ def test_no_permit_is_recorded_with_remediation_not_raised(tmp_path: Path) -> No
     outcome = _loop(net, state).maybe_set_weights()
     assert outcome is not None and outcome["ok"] is False and outcome["code"] == "NO_PERMIT"
     assert outcome["remediation"]
-    assert state.last_weights_outcome() == outcome
+    assert state.weights.last_outcome() == outcome
     assert net.chain.weight_set_count(net.uid) == 0
 
 
@@ -133,6 +133,8 @@ def test_status_endpoint_serves_the_snapshot_on_loopback(tmp_path: Path) -> None
     net = make_validator_net(tmp_path)
     state = ValidatorState(net.state_path)
     _scored(net, state, {"a": 0.5})
+    outcome = _loop(net, state).maybe_set_weights()  # the view shows the weights SET
+    assert outcome is not None and outcome["ok"] is True
     server = StatusServer(net.state_path, 0)
     port = server.start()
     try:

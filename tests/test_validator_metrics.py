@@ -48,7 +48,7 @@ def test_metrics_after_a_round_count_outcomes_emas_weights_and_the_outbox(tmp_pa
         uids = register_fake_miners(net.chain, miners, miner_url.removeprefix("http://"))
         # Publishing on, API unreachable and no publisher running: the round stays queued.
         loop, state, client = net.build(net.settings(publish=True, max_rounds=1))
-        loop.metrics.watch_outbox(state.outbox_depth)
+        loop.metrics.watch_outbox(state.outbox.depth)
         status = StatusServer(net.state_path, 0, loop.metrics.registry)
         port = status.start()
         try:

@@ -22,6 +22,7 @@ from loguru import logger
 from tests.helpers.api_server import free_port, signed_request
 from tests.helpers.metrics_scrape import parse, value
 from tests.helpers.miner_server import serve_app
+from tests.helpers.state_tools import enqueue, peek
 from tests.helpers.validator_api import ApiRows, api_on_port, api_rows, api_settings, wire_api
 from tests.helpers.validator_fake_miners import (
     fake_miner_app,
@@ -48,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 async def _drained(state: ValidatorState, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while state.outbox_size():
+    while state.outbox.size():
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.05)
@@ -111,8 +112,8 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
                 for _ in range(2):  # the API is down for two rounds
                     await loop.run(asyncio.Event())
                 await asyncio.sleep(0.6)  # the publisher keeps trying meanwhile
-                out["queued"] = state.outbox_depth()
-                out["attempts"] = max(i.attempts for i in state.peek(100, now=time.time() + 99))
+                out["queued"] = state.outbox.depth()
+                out["attempts"] = max(i.attempts for i in peek(state, 100, now=time.time() + 99))
                 with api_on_port(api_cfg, port):
                     assert await _drained(state, 30), "the outbox did not drain after the outage"
                     await asyncio.sleep(0.3)  # a duplicate send, if any, would land now
@@ -128,9 +129,9 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
                         "challenge": first["challenge"],
                         "results": [{k: first[k] for k in _RESULT_KEYS}],
                     }
-                    state.enqueue(ROUND_RESULT, changed, None, group)
-                    state.enqueue(TRACK_AUDIO, {"track_id": first["track_id"]}, b"RIFF", group)
-                    state.enqueue(TRACK_AUDIO, {"track_id": "trk_unknown"}, b"RIFFxxxxWAVE")
+                    enqueue(state, ROUND_RESULT, changed, None, group)
+                    enqueue(state, TRACK_AUDIO, {"track_id": first["track_id"]}, b"RIFF", group)
+                    enqueue(state, TRACK_AUDIO, {"track_id": "trk_unknown"}, b"RIFFxxxxWAVE")
                     wiring.publisher.wake.set()
                     assert await _drained(state, 30)
                     out["after_conflict"] = api_rows(api_cfg)
@@ -149,7 +150,7 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
             queued_during_outage=out["queued"],
             attempts_during_outage=out["attempts"],
             rows_final=out["final"],
-            rounds_completed=state.rounds_completed(),
+            rounds_completed=state.rounds.completed(),
             metrics=out["metrics"],
             best=out["best"],
             export=out["export"],
@@ -211,18 +212,21 @@ def test_a_conflict_and_a_refusal_are_dropped_with_counts_and_nothing_changes(
 
 def test_a_rounds_audio_waits_until_the_round_itself_is_acknowledged(tmp_path: Path) -> None:
     state = ValidatorState(tmp_path / "state.db")
-    state.enqueue(ROUND_RESULT, {"round_id": "a"}, None, round_group("a"))
-    state.enqueue(TRACK_AUDIO, {"track_id": "t1"}, b"RIFF", round_group("a"))
-    state.enqueue(ROUND_RESULT, {"round_id": "b"}, None, round_group("b"))
-    heads = state.peek_sendable(10)
+    enqueue(state, ROUND_RESULT, {"round_id": "a"}, None, round_group("a"))
+    enqueue(state, TRACK_AUDIO, {"track_id": "t1"}, b"RIFF", round_group("a"))
+    enqueue(state, ROUND_RESULT, {"round_id": "b"}, None, round_group("b"))
+    heads = state.outbox.peek_sendable(10)
     assert [(i.kind, i.payload) for i in heads] == [
         (ROUND_RESULT, {"round_id": "a"}),
         (ROUND_RESULT, {"round_id": "b"}),
     ]
-    state.retry_later(heads[0].id, 0.0)  # round a failed once: its audio still waits
-    assert TRACK_AUDIO not in {i.kind for i in state.peek_sendable(10, now=time.time() + 1)}
-    state.ack(heads[0].id)
-    assert [i.payload for i in state.peek_sendable(10)] == [{"track_id": "t1"}, {"round_id": "b"}]
+    state.outbox.retry_later(heads[0].id, 0.0)  # round a failed once: its audio still waits
+    assert TRACK_AUDIO not in {i.kind for i in state.outbox.peek_sendable(10, now=time.time() + 1)}
+    state.outbox.ack(heads[0].id)
+    assert [i.payload for i in state.outbox.peek_sendable(10)] == [
+        {"track_id": "t1"},
+        {"round_id": "b"},
+    ]
     state.close()
 
 
@@ -239,8 +243,8 @@ def test_a_full_outbox_drops_the_oldest_audio_first_and_logs_the_count(tmp_path:
     state = ValidatorState(tmp_path / "state.db")
     for n in range(5):
         group = round_group(f"r{n}")
-        state.enqueue(ROUND_RESULT, {"round_id": f"r{n}"}, None, group)
-        state.enqueue(TRACK_AUDIO, {"track_id": f"t{n}"}, bytes(10_000), group)
+        enqueue(state, ROUND_RESULT, {"round_id": f"r{n}"}, None, group)
+        enqueue(state, TRACK_AUDIO, {"track_id": f"t{n}"}, bytes(10_000), group)
     metrics = ValidatorMetrics()
     publisher = Publisher(
         state, ApiClient("http://127.0.0.1:9", object()), metrics, max_bytes=32_000
@@ -251,7 +255,7 @@ def test_a_full_outbox_drops_the_oldest_audio_first_and_logs_the_count(tmp_path:
         assert publisher.trim() == {TRACK_AUDIO: 2}
     finally:
         logger.remove(sink)
-    left = state.peek(100)
+    left = peek(state, 100)
     assert [i.payload.get("track_id") for i in left if i.kind == TRACK_AUDIO] == ["t2", "t3", "t4"]
     assert sum(i.kind == ROUND_RESULT for i in left) == 5  # every round result is kept
     assert any("dropped the oldest 2 track_audio" in w for w in warnings)
@@ -259,8 +263,8 @@ def test_a_full_outbox_drops_the_oldest_audio_first_and_logs_the_count(tmp_path:
     dropped = "tuneforge_validator_publications_dropped_total"
     assert value(samples, dropped, kind=TRACK_AUDIO, reason="outbox_full") == 2
     # Past the audio, the item cap drops the oldest of any kind.
-    assert state.trim_outbox(1 << 30, 4, TRACK_AUDIO) == {TRACK_AUDIO: 3, ROUND_RESULT: 1}
-    assert [i.payload["round_id"] for i in state.peek(100)] == ["r1", "r2", "r3", "r4"]
+    assert state.outbox.trim(1 << 30, 4, TRACK_AUDIO) == {TRACK_AUDIO: 3, ROUND_RESULT: 1}
+    assert [i.payload["round_id"] for i in peek(state, 100)] == ["r1", "r2", "r3", "r4"]
     state.close()
 
 
@@ -304,7 +308,7 @@ def _wait_for(predicate: Any, timeout: float, what: str, process: subprocess.Pop
 def _state_counts(path: Path) -> tuple[int, int]:
     state = ValidatorState(path)
     try:
-        return state.rounds_completed(), state.outbox_size()
+        return state.rounds.completed(), state.outbox.size()
     finally:
         state.close()
 
@@ -385,12 +389,12 @@ def test_5xx_408_429_are_retried_and_other_4xx_drop_the_round_with_its_audio(
             outcomes = []
             try:
                 for name in ("a", "b"):
-                    state.enqueue(ROUND_RESULT, {"round_id": name}, None, round_group(name))
-                    state.enqueue(TRACK_AUDIO, {"track_id": name}, b"RIFF", round_group(name))
-                    while state.outbox_size() and len(outcomes) < 10:
-                        (head,) = state.peek_sendable(1, now=time.time() + 1)
+                    enqueue(state, ROUND_RESULT, {"round_id": name}, None, round_group(name))
+                    enqueue(state, TRACK_AUDIO, {"track_id": name}, b"RIFF", round_group(name))
+                    while state.outbox.size() and len(outcomes) < 10:
+                        (head,) = state.outbox.peek_sendable(1, now=time.time() + 1)
                         if head.kind == TRACK_AUDIO:
-                            state.ack(head.id)  # audio is not what this test is about
+                            state.outbox.ack(head.id)  # audio is not what this test is about
                             continue
                         outcomes.append(await publisher.deliver(head))
             finally:
@@ -399,7 +403,7 @@ def test_5xx_408_429_are_retried_and_other_4xx_drop_the_round_with_its_audio(
 
         outcomes = asyncio.run(scenario())
     assert outcomes == ["retry", "retry", "retry", "delivered", "refused"]
-    assert state.outbox_size() == 0  # round b was refused: its audio went with it
+    assert state.outbox.size() == 0  # round b was refused: its audio went with it
     samples = parse(render(metrics.registry).decode())
     dropped = "tuneforge_validator_publications_dropped_total"
     assert value(samples, dropped, kind=ROUND_RESULT, reason="refused") == 1

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers.state_tools import enqueue, fetch_one, peek
 from tuneforge.scoring.memory import ClipMemory, RoundMemory, clip_memory
-from tuneforge.validator.state import (
-    DIVERSITY_PER_MINER,
-    FAD_PER_MINER,
-    MinerRoundResult,
-    StateError,
-    ValidatorState,
-)
+from tuneforge.validator.state import MinerRoundResult, StateError, ValidatorState
+from tuneforge.validator.store.history import DIVERSITY_PER_MINER, FAD_PER_MINER
 
 
 def _result(uid: int, hotkey: str, score: float) -> MinerRoundResult:
@@ -45,15 +42,15 @@ def test_a_round_commits_emas_results_history_and_outbox_together(tmp_path: Path
     state.close()
     # Durable after the commit, read by a fresh connection.
     reopened = ValidatorState(tmp_path / "state.db")
-    assert reopened.rounds_completed() == 1
-    assert reopened.emas() == {(0, "hk1"): pytest.approx(0.1)}
-    [miner] = reopened.miners()
+    assert reopened.rounds.completed() == 1
+    assert reopened.miners.emas() == {(0, "hk1"): pytest.approx(0.1)}
+    [miner] = reopened.miners.all()
     assert miner.last_result == {"final_score": 0.5, "score_breakdown": {}}
     assert miner.rounds_queried == 1 and miner.last_queried_round == 1
-    assert np.array_equal(reopened.history().recent_embeddings("hk1", 5)[0], np.ones(4))
-    [(hotkey, fingerprint)] = reopened.history().fingerprints(10)
+    assert np.array_equal(reopened.history.recent_embeddings("hk1", 5)[0], np.ones(4))
+    [(hotkey, fingerprint)] = reopened.history.fingerprints(10)
     assert hotkey == "hk1" and fingerprint.dtype == np.uint32 and fingerprint[-1] == 7
-    items = reopened.peek()
+    items = peek(reopened)
     assert [i.kind for i in items] == ["round_result", "track_audio"]
     assert items[1].blob == b"RIFF"
 
@@ -65,10 +62,10 @@ def test_a_failed_commit_leaves_nothing_behind(tmp_path: Path) -> None:
         state.commit_round(
             2, {}, 1, 0.0, [_result(0, "hk1", 0.5)], {(0, "hk1"): 0.1}, memory=_memory("hk1")
         )
-    assert state.rounds_completed() == 0
-    assert state.emas() == {}
-    assert state.history().recent_embeddings("hk1", 5) == []
-    assert state.history().fingerprints(5) == []
+    assert state.rounds.completed() == 0
+    assert state.miners.emas() == {}
+    assert state.history.recent_embeddings("hk1", 5) == []
+    assert state.history.fingerprints(5) == []
 
 
 def test_a_new_hotkey_on_a_uid_starts_fresh_and_departed_history_is_dropped(
@@ -86,8 +83,8 @@ def test_a_new_hotkey_on_a_uid_starts_fresh_and_departed_history_is_dropped(
     )
     dropped = state.sync_registrations({(0, "new"), (1, "stay")})
     assert dropped == [(0, "old")]
-    assert set(state.emas()) == {(1, "stay")}
-    assert state.history().recent_embeddings("old", 5) == []
+    assert set(state.miners.emas()) == {(1, "stay")}
+    assert state.history.recent_embeddings("old", 5) == []
 
 
 def test_history_keeps_per_miner_only_the_rows_the_checks_read(tmp_path: Path) -> None:
@@ -97,7 +94,7 @@ def test_history_keeps_per_miner_only_the_rows_the_checks_read(tmp_path: Path) -
         state.commit_round(
             round_number, {}, round_number, 0.0, [], {}, memory=_memory("hk", round_number, frames)
         )
-    stored = state.history().recent_embeddings("hk", 10_000)
+    stored = state.history.recent_embeddings("hk", 10_000)
     vectors = [e for e in stored if e.ndim == 1]
     windows = [e for e in stored if e.ndim == 2]
     assert len(vectors) == DIVERSITY_PER_MINER and len(windows) == FAD_PER_MINER
@@ -128,11 +125,11 @@ def test_history_bytes_stay_within_the_per_miner_and_total_budgets(
         assert memory.clips[0].fad_frames is not None
         assert memory.clips[0].fad_frames.shape == (128, 768)
         state.commit_round(round_number, {}, round_number, 0.0, [], {}, memory=memory)
-        used = state.history_bytes()
+        used = state.history.stored_bytes()
         assert sum(used.values()) <= total
     for m in range(4):
-        stored = state.history().recent_embeddings(f"hk{m}", 100)
-        prints = [f for h, f in state.history().fingerprints(1000) if h == f"hk{m}"]
+        stored = state.history.recent_embeddings(f"hk{m}", 100)
+        prints = [f for h, f in state.history.fingerprints(1000) if h == f"hk{m}"]
         size = sum(e.nbytes for e in stored) + sum(f.nbytes for f in prints)
         assert size <= per_miner
         if total > 4 * per_miner:
@@ -153,29 +150,33 @@ def test_a_state_file_from_before_memory_channels_is_migrated(tmp_path: Path) ->
     db.commit()
     db.close()
     state = ValidatorState(path)
-    [kind] = state._db.execute("SELECT kind FROM embeddings").fetchone()
+    [kind] = fetch_one(state, "SELECT kind FROM embeddings")
     assert kind == "fad"
 
 
 def test_outbox_peek_ack_and_retry_later(tmp_path: Path) -> None:
     state = ValidatorState(tmp_path / "state.db")
-    first = state.enqueue("round_result", {"n": 1})
-    second = state.enqueue("round_result", {"n": 2})
-    state.retry_later(first, delay_s=3600)
-    [due] = state.peek()
+    first = enqueue(state, "round_result", {"n": 1})
+    second = enqueue(state, "round_result", {"n": 2})
+    state.outbox.retry_later(first, delay_s=3600)
+    [due] = peek(state)
     assert due.id == second and due.payload == {"n": 2}
-    state.ack(second)
-    assert state.peek() == []
-    assert state.outbox_size() == 1
-    [later] = state.peek(now=9e12)
+    state.outbox.ack(second)
+    assert peek(state) == []
+    assert state.outbox.size() == 1
+    [later] = peek(state, now=9e12)
     assert later.id == first and later.attempts == 1
 
 
 def test_round_attempts_are_counted_per_round(tmp_path: Path) -> None:
     state = ValidatorState(tmp_path / "state.db")
-    assert [state.begin_attempt(1), state.begin_attempt(1), state.begin_attempt(2)] == [0, 1, 0]
-    secret = state.secret()
-    assert len(secret) == 32 and ValidatorState(tmp_path / "state.db").secret() == secret
+    assert [
+        state.rounds.begin_attempt(1),
+        state.rounds.begin_attempt(1),
+        state.rounds.begin_attempt(2),
+    ] == [0, 1, 0]
+    secret = state.meta.secret()
+    assert len(secret) == 32 and ValidatorState(tmp_path / "state.db").meta.secret() == secret
 
 
 def test_state_uses_wal_and_refuses_a_newer_schema(tmp_path: Path) -> None:
@@ -188,3 +189,35 @@ def test_state_uses_wal_and_refuses_a_newer_schema(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StateError, match="schema 99"):
         ValidatorState(path)
+
+
+def test_processes_opening_an_older_state_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    ValidatorState(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX outbox_grp")
+    db.execute("ALTER TABLE outbox DROP COLUMN grp")
+    db.commit()
+    db.close()
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_state() -> None:
+        start.wait()
+        try:
+            ValidatorState(path).close()
+        except BaseException as exc:  # collected: the assertion below names them
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_state) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []  # e.g. not "duplicate column name: grp" from two concurrent migrations
+    [[count]] = (
+        sqlite3.connect(path)
+        .execute("SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'grp'")
+        .fetchall()
+    )
+    assert count == 1

@@ -98,5 +98,5 @@ def wire_api(
     jobs = JobWorker(loop.settings, net.hotkey, loop.runner, api, on_enqueued=publisher.wake.set)
     loop.jobs = jobs
     loop.on_round = publisher.wake.set
-    loop.metrics.watch_outbox(loop.state.outbox_depth)
+    loop.metrics.watch_outbox(loop.state.outbox.depth)
     return ApiWiring(api, publisher, jobs)

@@ -11,6 +11,7 @@ from typing import Any
 import bittensor as bt
 
 from tests.helpers.miner_server import serve_app
+from tests.helpers.state_tools import set_secret
 from tests.helpers.wallets import make_wallet
 from tuneforge.chain.local import LocalChain
 from tuneforge.validator.config import NeuronSettings, ValidatorSettings
@@ -67,9 +68,9 @@ class ValidatorNet:
         from tuneforge.scoring.engine import ScoringEngine
 
         state = ValidatorState(settings.neuron.state_path)
-        state.set_secret(b"tuneforge-tests-fixed-secret-32b")  # reproducible challenges
-        state.set_weight_rule(settings.neuron.weights_exponent, settings.neuron.weights_top_k)
-        engine = (engine_factory or ScoringEngine.create)(state.history(), None)
+        set_secret(state, b"tuneforge-tests-fixed-secret-32b")  # reproducible challenges
+        state.weights.set_rule(settings.neuron.weights_exponent, settings.neuron.weights_top_k)
+        engine = (engine_factory or ScoringEngine.create)(state.history, None)
         client = MinerClient(
             self.wallet, settings.neuron.max_response_bytes, settings.neuron.max_audio_seconds
         )

@@ -188,7 +188,7 @@ class JobService:
             vocals=body.vocals,
             lyrics=body.lyrics,
             duration_seconds=body.duration_seconds,
-            seed=body.seed if body.seed is not None else secrets.randbelow(SEED_LIMIT),
+            seed=secrets.randbelow(SEED_LIMIT),  # a placeholder: miners get their own (D50)
         )
         cost = credits_for(body.duration_seconds) * body.variants
         with self.db.write() as session:

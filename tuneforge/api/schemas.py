@@ -113,6 +113,12 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+SEED_REFUSED = (
+    "a seed cannot be honoured: each miner generates with its own seed chosen by the validator; "
+    "omit it (or send null)"
+)
+
+
 class GenerateRequest(_Strict):
     prompt: str = Field(min_length=1, max_length=protocol.MAX_PROMPT_CHARS)
     genre: str | None = Field(default=None, max_length=protocol.MAX_FIELD_CHARS)
@@ -131,7 +137,8 @@ class GenerateRequest(_Strict):
     )
     vocals: bool = False
     lyrics: str | None = Field(default=None, max_length=protocol.MAX_LYRICS_CHARS)
-    seed: int | None = Field(default=None, ge=0, lt=protocol.SEED_LIMIT)
+    # Kept in the contract (API.md) but only as null: see `_no_customer_seed`.
+    seed: int | None = Field(default=None, description="must be null or omitted (D50)")
     # Extensions (docs/api.md): candidates from distinct miners, and a completion callback.
     variants: int = Field(
         default=1, ge=1, le=MAX_VARIANTS, description="tracks from distinct miners; credits x n"
@@ -142,6 +149,17 @@ class GenerateRequest(_Strict):
         pattern=SAFE_TEXT_PATTERN,
         description="https URL POSTed the status body (signed) when the job completes or fails",
     )
+
+    @field_validator("seed")
+    @classmethod
+    def _no_customer_seed(cls, value: int | None) -> None:
+        """A seed the API stored and then dropped would promise reproducibility it cannot give:
+        every miner gets its own validator-derived seed (identical seeds make honest miners on
+        one model answer alike, which the copy check would punish), and a customer-chosen seed
+        would let a miner tell a job from a scored challenge."""
+        if value is not None:
+            raise ValueError(SEED_REFUSED)
+        return None
 
 
 class ScoredTrackFields(_Strict):

@@ -160,7 +160,7 @@ def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, An
                 neuron=neuron,
             )
             state = ValidatorState(neuron.state_path)
-            engine = ScoringEngine.create(state.history(), None, workers=workers)
+            engine = ScoringEngine.create(state.history, None, workers=workers)
             engine.warm_up()
             wallet = registered.validator_wallet
             client = MinerClient(wallet, neuron.max_response_bytes, neuron.max_audio_seconds)
@@ -172,7 +172,7 @@ def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, An
             loop = ValidatorLoop(settings, hotkey, chain, state, runner)
             measured = asyncio.run(_rounds(loop, runner, state, rounds + 1, engine.worker_pids))
             measured = measured[1:]  # the first round pays connection set-up and caches
-            history = state.history_bytes()
+            history = state.history.stored_bytes()
             state_file = Path(neuron.state_path).stat().st_size + _wal_size(Path(neuron.state_path))
             engine.close()
             state.close()
@@ -204,7 +204,7 @@ async def _rounds(
             metagraph = loop.metagraph(force=True)
             state_path = Path(state.path)
             size_before = state_path.stat().st_size + _wal_size(state_path)
-            history_before = sum(state.history_bytes().values())
+            history_before = sum(state.history.stored_bytes().values())
             workers_before = {pid: _cpu_seconds(pid) for pid in worker_pids()}
             me_before = time.process_time()
             started = time.perf_counter()
@@ -228,7 +228,7 @@ async def _rounds(
                     "cpu_workers_s": round(workers, 2),
                     "peak_pss_mb": round(sampler.peak / 2**20, 1),
                     "history_growth_kb": round(
-                        (sum(state.history_bytes().values()) - history_before) / 1024, 1
+                        (sum(state.history.stored_bytes().values()) - history_before) / 1024, 1
                     ),
                     "state_growth_kb": round(
                         (state_path.stat().st_size + _wal_size(state_path) - size_before) / 1024,

@@ -46,7 +46,7 @@ def status(
         typer.echo(f"no validator state at {state}", err=True)
         raise typer.Exit(code=2)
     try:
-        store = ValidatorState(state)
+        store = ValidatorState.open_read_only(state)  # a view never migrates or writes
     except StateError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=2) from None

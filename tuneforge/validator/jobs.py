@@ -153,7 +153,7 @@ class JobWorker:
         miners = best_miners(
             metagraph,
             self.hotkey,
-            self.state.emas(),
+            self.state.miners.emas(),
             max(settings.api.jobs_top_k, tracks_wanted),
             seed,
         )
@@ -213,7 +213,7 @@ class JobWorker:
             entries.append((JOB_AUDIO, audio, outcome.wav, group))
         result = {"request_id": request_id, "result": {"tracks": tracks}}
         entries.append((JOB_RESULT, result, None, group))
-        self.state.enqueue_many(entries)
+        self.state.outbox.enqueue_many(entries)
         self.on_enqueued()
         self.metrics.jobs.labels(outcome="served").inc()
         logger.bind(job=request_id).info(
@@ -228,7 +228,7 @@ class JobWorker:
     def _fail(self, request_id: str, outcome: str, error: str) -> str:
         """Report the job failed (through the outbox) so the API refunds it without waiting."""
         payload = {"request_id": request_id, "result": {"tracks": [], "error": error[:2000]}}
-        self.state.enqueue_many([(JOB_RESULT, payload, None, job_group(request_id))])
+        self.state.outbox.enqueue_many([(JOB_RESULT, payload, None, job_group(request_id))])
         self.on_enqueued()
         self.metrics.jobs.labels(outcome=outcome).inc()
         logger.bind(job=request_id).warning("job {} failed ({}): {}", request_id, outcome, error)

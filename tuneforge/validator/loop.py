@@ -53,7 +53,7 @@ class ValidatorLoop:
         self._warned_permit = False
         # Only the latest round is kept, without its audio (`RoundReport.without_audio`).
         self.last_report: RoundReport | None = None
-        pending = state.pending_commit()
+        pending = state.weights.pending_commit()
         if pending is not None:
             # Timelocked commits are revealed by the chain itself: a restart has nothing to
             # resend, and the recorded block keeps the rate limit honoured.
@@ -76,7 +76,7 @@ class ValidatorLoop:
         dropped = self.state.sync_registrations({(n.uid, n.hotkey) for n in metagraph.neurons})
         for uid, hotkey in dropped:
             logger.info("uid {} hotkey {} left the subnet: its EMA is dropped", uid, hotkey)
-        self.metrics.set_emas(self.state.emas())
+        self.metrics.set_emas(self.state.miners.emas())
         me = metagraph.by_hotkey(self.hotkey)
         if me is None:
             logger.warning(
@@ -99,7 +99,7 @@ class ValidatorLoop:
         """The weight rule over EMAs of miners still registered under the same hotkey."""
         metagraph = self.metagraph()
         emas: dict[int, float] = {}
-        for (uid, hotkey), ema in self.state.emas().items():
+        for (uid, hotkey), ema in self.state.miners.emas().items():
             neuron = metagraph.by_uid(uid)
             if neuron is not None and neuron.hotkey == hotkey and hotkey != self.hotkey:
                 emas[uid] = ema
@@ -114,7 +114,7 @@ class ValidatorLoop:
         block = self.chain.block
         since = self.chain.blocks_since_last_update(uid)
         never_set = block - since <= 0  # last_update 0: the chain has no weights from us yet
-        last = self.state.last_weights_outcome() or {}
+        last = self.state.weights.last_outcome() or {}
         our_block = last.get("block") if last.get("ok") else None
         if our_block is not None and block - int(our_block) < limit:
             return False, f"set at block {our_block}, limit {limit} blocks (now {block})"
@@ -142,8 +142,8 @@ class ValidatorLoop:
         weights = self.current_weights()
         if not weights:
             return self._record(False, code="NO_WEIGHTS", message="no miner has a positive EMA")
-        rounds = self.state.rounds_completed()
-        last = self.state.last_weights_outcome() or {}
+        rounds = self.state.rounds.completed()
+        last = self.state.weights.last_outcome() or {}
         if last.get("ok") and last.get("round") == rounds and _same(last.get("weights"), weights):
             # Nothing was learned since: re-sending frozen weights (e.g. while every round
             # fails) only spends fees and hides that this validator has stopped scoring.
@@ -177,8 +177,9 @@ class ValidatorLoop:
                 committed=True,
                 reveal_round=result.reveal_round,
             )
-        if self.state.pending_commit() is not None:
-            self.state.clear_pending_commit()  # commit-reveal was switched off on the subnet
+        if self.state.weights.pending_commit() is not None:
+            # commit-reveal was switched off on the subnet
+            self.state.weights.clear_pending_commit()
         return self._record(True, block=result.block, round=rounds, weights=weights_set)
 
     def version_refusal(self) -> dict[str, Any] | None:
@@ -217,9 +218,9 @@ class ValidatorLoop:
             outcome["code"] = str(outcome["code"])
         self.metrics.weights.labels(outcome="ok" if ok else outcome.get("code", "error")).inc()
         if pending is not None:
-            self.state.record_commit(outcome, pending)
+            self.state.weights.record_outcome(outcome, pending)
         else:
-            self.state.record_weights_outcome(outcome)
+            self.state.weights.record_outcome(outcome)
         if ok:
             logger.info(
                 "weights {} on {} uids at block {}",

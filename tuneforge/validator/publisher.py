@@ -138,7 +138,7 @@ class Publisher:
             return self._drop(item, "malformed", str(exc))
         status = answer.status
         if status in (200, 201):
-            self.state.ack(item.id)
+            self.state.outbox.ack(item.id)
             self.metrics.published.labels(kind=item.kind).inc()
             log.debug("delivered {} {} ({})", item.kind, item.id, status)
             return DELIVERED
@@ -150,7 +150,7 @@ class Publisher:
 
     def _retry(self, item: OutboxItem, why: str) -> None:
         delay = backoff_delay(item.attempts, self.retry_base_s, self.retry_max_s)
-        self.state.retry_later(item.id, delay)
+        self.state.outbox.retry_later(item.id, delay)
         logger.bind(outbox=item.id, kind=item.kind).info(
             "publication {} not delivered ({}); retry in {:.1f}s", item.id, why, delay
         )
@@ -159,9 +159,9 @@ class Publisher:
         """Give up on an item for good; a refused group head takes its whole group with it
         (a round's audio cannot be attached to a round the API refused)."""
         if item.group is not None and item.kind in (ROUND_RESULT, JOB_AUDIO):
-            removed = self.state.drop_group(item.group)
+            removed = self.state.outbox.drop_group(item.group)
         else:
-            self.state.ack(item.id)
+            self.state.outbox.ack(item.id)
             removed = 1
         self.metrics.dropped.labels(kind=item.kind, reason=reason).inc()
         if removed > 1:
@@ -180,7 +180,7 @@ class Publisher:
 
     def trim(self) -> dict[str, int]:
         """Enforce the outbox bounds, oldest audio uploads first; logs and counts the drops."""
-        dropped = self.state.trim_outbox(self.max_bytes, self.max_items, TRACK_AUDIO)
+        dropped = self.state.outbox.trim(self.max_bytes, self.max_items, TRACK_AUDIO)
         for kind, count in dropped.items():
             self.metrics.dropped.labels(kind=kind, reason="outbox_full").inc(count)
         if dropped:
@@ -198,7 +198,7 @@ class Publisher:
         async with self._sending:
             self.trim()
             delivered = 0
-            for item in self.state.peek_sendable(limit=BATCH):
+            for item in self.state.outbox.peek_sendable(limit=BATCH):
                 outcome = await self.deliver(item)
                 if outcome == RETRY:
                     self._failures += 1
@@ -210,7 +210,7 @@ class Publisher:
     def _pause_s(self) -> float:
         if self._failures:
             return backoff_delay(self._failures - 1, self.retry_base_s, self.retry_max_s)
-        due = self.state.next_due_at()
+        due = self.state.outbox.next_due_at()
         if due is None:
             return IDLE_POLL_S
         return min(IDLE_POLL_S, max(0.0, due - time.time()))
@@ -218,7 +218,7 @@ class Publisher:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: drain, then sleep until something is due, new items arrive (`wake`),
         or the backoff after an outage has passed."""
-        logger.info("publishing to {} ({} queued)", self.api.base_url, self.state.outbox_size())
+        logger.info("publishing to {} ({} queued)", self.api.base_url, self.state.outbox.size())
         while not stop.is_set():
             self.wake.clear()
             try:
@@ -241,7 +241,7 @@ class Publisher:
     async def flush(self, timeout_s: float) -> bool:
         """Drain until the outbox is empty (True) or `timeout_s` passed (tests, shutdown)."""
         deadline = time.monotonic() + timeout_s
-        while self.state.outbox_size():
+        while self.state.outbox.size():
             if time.monotonic() > deadline:
                 return False
             if not await self.drain_once():

@@ -106,7 +106,7 @@ class RoundRunner:
         self.metrics = metrics or ValidatorMetrics()
         # The network copy check; without one every clip is checked locally only (and says so).
         self.copies = copies or CopyChecker(None)
-        self._secret = state.secret()
+        self._secret = state.meta.secret()
 
     @property
     def secret(self) -> bytes:
@@ -166,16 +166,15 @@ class RoundRunner:
     async def run_round(self, metagraph: Metagraph) -> RoundReport | None:
         """Run the next round; None when there is nobody to query (nothing is counted)."""
         neuron_settings = self.settings.neuron
-        round_number = self.state.rounds_completed() + 1
+        round_number = self.state.rounds.completed() + 1
         started = time.time()
-        attempt = self.state.begin_attempt(round_number)
+        attempt = self.state.rounds.begin_attempt(round_number)
         seed = round_seed(self.hotkey, round_number, self._secret, attempt)
         challenge = make_challenge(
             seed, neuron_settings.min_challenge_seconds, neuron_settings.max_challenge_seconds
         )
-        miners = select_miners(
-            metagraph, self.hotkey, self.state.last_queried(), neuron_settings.sample_size, seed
-        )
+        queried = self.state.miners.last_queried()
+        miners = select_miners(metagraph, self.hotkey, queried, neuron_settings.sample_size, seed)
         log = logger.bind(round=round_number)
         if not miners:
             log.warning("round {}: no serving miners on netuid {}", round_number, metagraph.netuid)
@@ -198,7 +197,7 @@ class RoundRunner:
         outcomes = await self.client.query_many(miners, challenge, deadline, seeds)
         scores, fingerprints, memory = await self.score_with_memory(challenge, outcomes, "round")
         emas = update_ema(
-            self.state.emas(),
+            self.state.miners.emas(),
             {(o.uid, o.hotkey): s.final_score for o, s in zip(outcomes, scores, strict=True)},
             neuron_settings.alpha,
         )
@@ -233,7 +232,7 @@ class RoundRunner:
         seconds = time.time() - started
         self.metrics.rounds.inc()
         self.metrics.round_seconds.observe(seconds)
-        self.metrics.set_emas(self.state.emas())
+        self.metrics.set_emas(self.state.miners.emas())
         for o, s in zip(outcomes, scores, strict=True):
             log.info(
                 "uid {} {} final {:.3f} ema {:.3f}{}",

@@ -177,7 +177,7 @@ def run(settings: ValidatorSettings) -> None:
         )
     except StateError as exc:
         raise ValidatorStartupError(str(exc)) from exc
-    state.set_weight_rule(neuron.weights_exponent, neuron.weights_top_k)
+    state.weights.set_rule(neuron.weights_exponent, neuron.weights_top_k)
     try:
         # Before any chain connection: a validator that cannot score like the rest of the
         # network must not start at all.
@@ -185,7 +185,7 @@ def run(settings: ValidatorSettings) -> None:
         # The scorer set as it holds on this network: the preference row by the consensus rule
         # over the head loaded now (D42); a head trained later counts from the next start.
         engine = ScoringEngine.create(
-            state.history(), models, workers=settings.scoring.workers, network=settings.network
+            state.history, models, workers=settings.scoring.workers, network=settings.network
         )
         check_scorer_set(engine, settings.network, settings.scoring.allow_missing)
         log_preference(engine)
@@ -197,8 +197,8 @@ def run(settings: ValidatorSettings) -> None:
         state.close()
         raise
     metrics = ValidatorMetrics()
-    metrics.watch_outbox(state.outbox_depth)
-    metrics.set_emas(state.emas())
+    metrics.watch_outbox(state.outbox.depth)
+    metrics.set_emas(state.miners.emas())
     status = (
         StatusServer(state_path, neuron.status_port, metrics.registry)
         if neuron.status_port
@@ -212,7 +212,7 @@ def run(settings: ValidatorSettings) -> None:
             settings.netuid,
             settings.network,
             state_path,
-            state.rounds_completed(),
+            state.rounds.completed(),
         )
         if status is not None:
             status.start()

@@ -14,17 +14,21 @@ from prometheus_client import CollectorRegistry
 
 from tuneforge.metrics import METRICS_PATH, negotiate
 from tuneforge.protocol import SPEC_VERSION_KEY
-from tuneforge.validator.state import ValidatorState
-from tuneforge.validator.weights import DEFAULT_EXPONENT, compute_weights
+from tuneforge.validator.state import StateError, ValidatorState
+from tuneforge.validator.weights import DEFAULT_EXPONENT
 
 
 def status_snapshot(state: ValidatorState) -> dict[str, Any]:
-    """Miners (uid, hotkey, EMA, weight by the rule, last result), rounds run, last weights."""
-    rule = state.weight_rule() or {"exponent": DEFAULT_EXPONENT, "top_k": 0}
-    miners = state.miners()
-    weights = compute_weights(
-        {m.uid: m.ema for m in miners}, float(rule["exponent"]), int(rule["top_k"])
-    )
+    """Miners (uid, hotkey, EMA, weight last set on chain, last result), rounds, last weights.
+
+    `weight` is what this validator last SET (or committed) for the miner's uid, read from the
+    state, never recomputed from today's EMAs: those move after every round, and the chain
+    holds the weights of the last successful attempt until the next one.
+    """
+    rule = state.weights.rule() or {"exponent": DEFAULT_EXPONENT, "top_k": 0}
+    last_set = state.weights.last_set() or {}
+    weights = {str(uid): float(w) for uid, w in (last_set.get("weights") or {}).items()}
+    miners = state.miners.all()
     rows = []
     for miner in miners:
         last = miner.last_result or {}
@@ -33,7 +37,7 @@ def status_snapshot(state: ValidatorState) -> dict[str, Any]:
                 "uid": miner.uid,
                 "hotkey": miner.hotkey,
                 "ema": miner.ema,
-                "weight": weights.get(miner.uid, 0.0),
+                "weight": weights.get(str(miner.uid), 0.0),
                 "rounds_queried": miner.rounds_queried,
                 "last_round": miner.last_queried_round,
                 "last_final_score": last.get("final_score"),
@@ -45,21 +49,22 @@ def status_snapshot(state: ValidatorState) -> dict[str, Any]:
                 "query": last.get("query", {}),
             }
         )
-    last_weights = state.last_weights_outcome() or {}
+    last_weights = state.weights.last_outcome() or {}
     return {
-        "rounds_completed": state.rounds_completed(),
-        "last_round": state.last_round(),
+        "rounds_completed": state.rounds.completed(),
+        "last_round": state.rounds.last(),
         "weight_rule": rule,
-        "last_weights": state.last_weights_outcome(),
+        "last_weights": state.weights.last_outcome(),
+        "weights_set": last_set or None,
         # Whether the last weight attempt was refused for a version_key below weights_version.
         "version": {
             "version_key": SPEC_VERSION_KEY,
             "weights_version": last_weights.get("weights_version"),
             "stale": last_weights.get("code") == "STALE_VERSION",
         },
-        "pending_commit": state.pending_commit(),
-        "outbox_size": state.outbox_size(),
-        "outbox_by_kind": state.outbox_depth(),
+        "pending_commit": state.weights.pending_commit(),
+        "outbox_size": state.outbox.size(),
+        "outbox_by_kind": state.outbox.depth(),
         "miners": rows,
     }
 
@@ -94,8 +99,13 @@ class StatusServer:
                 if path not in ("/status", "/"):
                     self._send(404, {"detail": "not found"})
                     return
-                # A private connection per request: the loop's own connection stays its own.
-                state = ValidatorState(state_path)
+                # A private read-only connection per request (no migration, no write on a
+                # GET); the loop's own connection stays its own.
+                try:
+                    state = ValidatorState.open_read_only(state_path)
+                except StateError as exc:
+                    self._send(503, {"detail": str(exc)})
+                    return
                 try:
                     self._send(200, status_snapshot(state))
                 finally:
