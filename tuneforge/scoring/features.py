@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuneforge.audio import true_peak_dbfs
+from tuneforge.scoring import tempo_detect
 from tuneforge.scoring.clip import Clip
 
 N_FFT = 2048
@@ -141,16 +142,10 @@ def change_envelope(clip: Clip) -> np.ndarray:
     return clip.feature(compute)
 
 
-TEMPO_RANGE_BPM = (40.0, 240.0)  # candidate beat rates
-TEMPO_STEP_BPM = 0.5
-TEMPO_PRIOR_BPM = 120.0  # centre of the log-normal tempo prior (librosa's)
-TEMPO_PRIOR_STD = 1.0  # octaves: librosa's default width; octave errors are chosen by the comb
-TEMPOGRAM_SECONDS = 8.0  # analysis window of both tempograms: two or more bars at any tempo
-# Weights of the metrical comb: the beat itself, the two-beat level and the bar level (3 or 4
-# beats, whichever is stronger: triple or duple metre). A true beat period repeats at all three.
-METRICAL_WEIGHTS = (1.0, 0.5, 0.33)
 TEMPO_REFINE_MIN_BEATS = 8
-TEMPO_REFINE_TOLERANCE = 0.05  # log ratio: the tracked beats may sharpen the estimate, not move it
+# log ratio: the tracked beats may sharpen the estimate, not move it. The estimate is exact to a
+# grid step (0.5 BPM); a tracker that strays further has locked onto something else.
+TEMPO_REFINE_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -160,78 +155,18 @@ class Beats:
     times: np.ndarray  # beat positions in seconds
 
 
-def _comb(curve: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """`curve` at fractional `positions` (peak of the three nearest bins: the grid is coarse);
-    0 beyond its end."""
-    index = np.round(positions).astype(int)
-    padded = np.concatenate([curve, np.zeros(2)])
-    inside = (index >= 1) & (index < len(curve) - 1)
-    index = np.clip(index, 1, len(curve) - 1)
-    peak = np.maximum(np.maximum(padded[index - 1], padded[index]), padded[index + 1])
-    return np.where(inside, peak, 0.0)
-
-
-def _metrical_salience(values: np.ndarray, positions: list[np.ndarray]) -> np.ndarray:
-    """Weighted sum over the metrical levels (beat, two beats, bar of 3 or 4)."""
-    beat_w, pair_w, bar_w = METRICAL_WEIGHTS
-    beat, pair, triple, quadruple = (_comb(values, at) for at in positions)
-    return beat_w * beat + pair_w * pair + bar_w * np.maximum(triple, quadruple)
-
-
 def estimate_tempo(envelope: np.ndarray, sr: int, hop: int = HOP) -> float:
-    """Beat rate (BPM) that a metrical grid explains best in a note-change envelope; 0.0 if none.
-
-    A beat period P shows in the autocorrelation tempogram at P and at its multiples (2P and
-    the bar, 3P or 4P), and in the Fourier tempogram at the rate 1/P and its harmonics. Each
-    reading alone is ambiguous: the autocorrelation also peaks at every multiple of a sub-beat,
-    the Fourier tempogram at every harmonic, which is how an 88 BPM chorale whose quavers are
-    strong reads as 117 or 132 BPM (4:3, 3:2). Their product keeps only a rate that both the
-    subharmonic and the harmonic evidence support (Peeters' ACF x DFT agreement), summed over
-    beat, two-beat and bar levels in duple and triple metre, times librosa's log-normal prior."""
-    import librosa
-
-    frame_rate = sr / float(hop)
-    if len(envelope) < 16 or not np.any(envelope > 0):
-        return 0.0
-    # a clip shorter than the window gets a window its own length (no padding to analyse)
-    window = min(len(envelope), max(16, int(round(TEMPOGRAM_SECONDS * frame_rate))))
-    autocorrelation = librosa.feature.tempogram(
-        onset_envelope=envelope, sr=sr, hop_length=hop, win_length=window
-    ).mean(axis=1)
-    if autocorrelation[0] <= 0:
-        return 0.0
-    autocorrelation = autocorrelation / autocorrelation[0]
-    fourier = np.abs(
-        librosa.feature.fourier_tempogram(
-            onset_envelope=envelope, sr=sr, hop_length=hop, win_length=window
-        )
-    ).mean(axis=1)
-    fourier_bpm = librosa.fourier_tempo_frequencies(sr=sr, hop_length=hop, win_length=window)
-    if fourier[1:].max() <= 0:
-        return 0.0
-    fourier = fourier / fourier[1:].max()
-    fourier_step = float(fourier_bpm[1])  # Fourier bins are evenly spaced in BPM
-
-    low, high = TEMPO_RANGE_BPM
-    candidates = np.arange(low, high, TEMPO_STEP_BPM)
-    multiples = (1.0, 2.0, 3.0, 4.0)
-    period = 60.0 * frame_rate / candidates  # in frames = autocorrelation lags
-    subharmonic = _metrical_salience(autocorrelation, [period * m for m in multiples])
-    harmonic = _metrical_salience(fourier, [candidates * m / fourier_step for m in multiples])
-    prior = np.exp(-0.5 * (np.log2(candidates / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_STD) ** 2)
-    salience = np.maximum(subharmonic, 0.0) * harmonic * prior
-    if not np.any(salience > 0):
-        return 0.0
-    return float(candidates[int(np.argmax(salience))])
+    """Beat rate (BPM) that a metrical grid explains best in a note-change envelope at `sr` /
+    `hop` frames per second; 0.0 if none (`tempo_detect.estimate_tempo`)."""
+    return tempo_detect.estimate_tempo(envelope, sr / float(hop))
 
 
 def refined_tempo(estimate_bpm: float, beat_times: np.ndarray) -> float:
     """The tempo of the tracked beats (least-squares slope of beat time over beat number) when
     it agrees with `estimate_bpm` within TEMPO_REFINE_TOLERANCE, else `estimate_bpm`.
 
-    The tempograms' grid is coarse (one frame of lag is ~6 % at 160 BPM); the beats, tracked
-    at that estimate, follow the actual pulse, and a line through many of them is exact to a
-    fraction of a frame."""
+    The estimate is exact to a grid step; the beats, tracked at that estimate, follow the
+    actual pulse, and a line through many of them is exact to a fraction of a frame."""
     if len(beat_times) < TEMPO_REFINE_MIN_BEATS:
         return estimate_bpm
     period = float(np.polyfit(np.arange(len(beat_times)), beat_times, 1)[0])
