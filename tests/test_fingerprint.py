@@ -167,3 +167,25 @@ def test_the_bench_counts_a_piece_that_plays_the_same_notes_as_shared_not_false(
     other = rng.standard_normal(RATE * 20).astype(np.float32)
     assert shares_material(other[3 * RATE : 15 * RATE] * 0.5, other)
     assert not shares_material(rng.standard_normal(RATE * 12).astype(np.float32), other)
+
+
+def _markov(seed: int, key: str = "A minor", tempo: int = 90) -> Audio:
+    from tuneforge.calibration.heldout import markov_piece
+
+    challenge = MusicGenerationSynapse(
+        prompt="lofi", key=key, tempo_bpm=tempo, duration_seconds=15, seed=seed
+    )
+    return markov_piece(challenge)
+
+
+def test_pieces_written_for_one_challenge_do_not_name_each_other() -> None:
+    """Same key, tempo, comping and drums, different seeds: the progression and melody differ,
+    and matched windows (a shared chord here and there) do not agree on one alignment."""
+    tracks = [_print(_markov(seed)) for seed in (4, 5)]
+    index = CopyIndex(lambda key: tracks[key])
+    for key, matrix in enumerate(tracks):
+        index.add(key, matrix)
+    for key, matrix in enumerate(tracks):
+        excerpt = matrix[:, 5 : 5 + 64]  # ≈ 12 s, off the stored frames' grid by 5
+        assert index.search(excerpt, exclude=frozenset({key})) == [], f"seed {key}"
+        assert [f.key for f in index.search(excerpt)][:1] == [key]  # its own source is found

@@ -1,18 +1,22 @@
 """`tuneforge bench copies`: does the copy check catch disguised copies of real music, and leave
-different real pieces alone? And how fast is the index with a million tracks in it?
+different pieces alone — even pieces in the same key and tempo? And how fast is the index with a
+million tracks in it?
 
-Real music comes from one function, `real_pieces`: the 23 real 10 s generations shipped in
-fadtk 1.1.0's wheel (read as files, never imported) and public-domain scores from music21's
-corpus rendered with fluidsynth — every score transposed to C major / A minor and played at
-100 bpm, so distinct pieces share key and tempo (the hard case for a false positive).
-Each piece is indexed whole; queries are QUERY_S excerpts of a disguised copy:
+Real music is the calibration set (`real_pieces`): fadtk's 23 real clips and the rendered
+public-domain scores, each on its tune or held-out side (tune on one, report both). Each piece is
+indexed whole; queries are QUERY_S excerpts of a disguised copy:
 
 - tempo ±5% and pitch ±1 semitone (librosa's phase vocoder), noise at 20 dB SNR, an EQ
   (band-pass 300 Hz - 3 kHz), a different start offset, and a splice of two pieces (half each;
   caught = both named).
 - false positives: an excerpt of each piece against an index of all the others. A piece named
-  whose render plays the excerpt's own notes (`shares_material`: two editions of one score, a
+  whose audio plays the excerpt's own notes (`shares_material`: two editions of one score, a
   passage two movements share) is listed apart, not counted: it is the same music (D30).
+- same key and tempo (`same_key_tempo`), the false positive honest miners of one round risk:
+  every render moved to C major / A minor at 100 bpm (librosa pitch shift and time stretch)
+  against the others moved alike; and, per challenge (one key, tempo and genre), pieces of
+  different seeds from the `synth` backend and from `calibration.heldout.markov_piece` against
+  the other seeds of the same generator.
 
 Latency: `index_size` synthetic tracks (random window codes) plus the real ones, then a batch of
 256 real queries through `CopyIndex.search` (what `POST /fingerprints/match` runs per batch).
@@ -21,11 +25,9 @@ Latency: `index_size` synthetic tracks (random window codes) plus the real ones,
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
 import time
-import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,114 +38,44 @@ from tuneforge.scoring.clip import ANALYSIS_RATE
 from tuneforge.scoring.copy_index import CopyIndex, stored_codes
 
 RATE = ANALYSIS_RATE
-PIECE_S = 30.0
+PIECE_S = 15.0  # the calibration renders' length (fadtk clips are 10 s)
 QUERY_S = 12.0
-OPENING_MEASURES = 20  # ≥ 30 s at 100 bpm in 3/4 or more
-RENDER_TIMEOUT_S = 120
-MAX_RENDER_BYTES = 64 * 1024 * 1024
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
-FADTK = "fadtk==1.1.0"
-# corpus works: Bach chorales, Monteverdi madrigals, Palestrina masses (openings only); the
-# instrumental quartets were left out: fluidsynth renders some of their MIDI for minutes
-CORPUS_COMPOSERS = ("bach", "monteverdi", "palestrina")
 SHARED_CORRELATION = 0.7  # waveform correlation that only the same notes at the same time reach
 DISGUISES = ("offset", "tempo+5%", "tempo-5%", "pitch+1", "pitch-1", "noise20dB", "eq", "splice")
+COMMON_TEMPO = 100.0  # renders are all moved to this tempo and to C major / A minor
+# one challenge per row: the synth and markov pieces of one row differ only in their seed
+CHALLENGES = (("A minor", 90), ("C major", 120), ("E minor", 100), ("D major", 76))
+SEEDS_PER_CHALLENGE = 6
 
 
-def real_pieces(count: int, cache_dir: Path) -> list[tuple[str, np.ndarray]]:
-    """(name, mono float32 audio at RATE) of up to `count` real pieces, PIECE_S long at most.
+@dataclass(frozen=True)
+class BenchPiece:
+    """One real piece of the calibration set, mono at RATE (key and tempo known for renders)."""
 
-    The one place the copy bench reads real music from (renders are cached in `cache_dir`)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    pieces = _fadtk_clips(cache_dir)
-    per_composer = max(1, (count - len(pieces)) // len(CORPUS_COMPOSERS) + 1)
-    for composer in CORPUS_COMPOSERS:
-        pieces += _corpus_renders(composer, per_composer, cache_dir)
-    return pieces[:count]
-
-
-def _fadtk_clips(cache_dir: Path) -> list[tuple[str, np.ndarray]]:
-    import soundfile as sf
-
-    wheels = sorted(cache_dir.glob("fadtk-1.1.0-*.whl"))
-    if not wheels:
-        command = ["pip", "download", "--no-deps", FADTK, "-d", str(cache_dir), "-q"]
-        if subprocess.run(command, capture_output=True, timeout=300).returncode != 0:
-            typer.echo(f"{FADTK} could not be downloaded: corpus renders only", err=True)
-            return []
-        wheels = sorted(cache_dir.glob("fadtk-1.1.0-*.whl"))
-    clips = []
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        for name in sorted(wheel.namelist()):
-            if name.startswith("fadtk/test/samples/") and name.endswith(".opus"):
-                with wheel.open(name) as handle, tempfile.NamedTemporaryFile(suffix=".opus") as f:
-                    f.write(handle.read())
-                    f.flush()
-                    y, rate = sf.read(f.name, always_2d=True, dtype="float32")
-                clips.append((Path(name).stem, _at_rate(y.mean(axis=1), rate)))
-    return clips
+    name: str
+    split: str  # "tune" or "heldout"
+    y: np.ndarray
+    key: str | None = None
+    tempo_bpm: float | None = None
 
 
-def _corpus_renders(composer: str, count: int, cache_dir: Path) -> list[tuple[str, np.ndarray]]:
-    import soundfile as sf
+def real_pieces(cache_dir: Path | None = None) -> list[BenchPiece]:
+    """The calibration set's real music (`tuneforge.calibration.real`): fadtk's 23 real clips
+    and the rendered public-domain scores, each on its tune / held-out side.
 
-    rendered = []
-    for path in _corpus_paths(composer, count):
-        name = f"{composer}-{Path(str(path)).stem}"
-        wav = cache_dir / f"{name}.wav"
-        if not wav.exists() and not _render(path, wav):
-            continue
-        y, rate = sf.read(str(wav), always_2d=True, dtype="float32")
-        rendered.append((name, _at_rate(y.mean(axis=1), rate)))
-    return rendered
+    The one place the copy bench reads real music from; CalibrationUnavailable says why not."""
+    from tuneforge.audio import resample
+    from tuneforge.calibration.real import cache_dir as default_cache
+    from tuneforge.calibration.real import fadtk_pieces, rendered_pieces
 
-
-def _corpus_paths(composer: str, count: int) -> list[object]:
-    from music21 import corpus
-
-    paths = [p for p in corpus.getComposer(composer) if str(p).endswith((".mxl", ".xml", ".krn"))]
-    return paths[:count]
-
-
-def _render(path: object, wav: Path) -> bool:
-    """Score -> C major / A minor at 100 bpm -> MIDI -> fluidsynth WAV (first PIECE_S s)."""
-    from music21 import converter, interval, pitch, tempo
-
-    try:
-        score = converter.parse(path)
-        if hasattr(score, "scores"):  # an opus of several works: the first
-            score = score.scores[0]
-        # the opening only: rendering a whole quartet movement takes minutes
-        score = score.measures(0, OPENING_MEASURES)
-        key = score.analyze("key")
-        target = pitch.Pitch("A" if key.mode == "minor" else "C")
-        score = score.transpose(interval.Interval(key.tonic, target))
-        for mark in list(score.recurse().getElementsByClass(tempo.MetronomeMark)):
-            mark.activeSite.remove(mark)
-        score.parts[0].insert(0, tempo.MetronomeMark(number=100))
-        with tempfile.TemporaryDirectory() as tmp:
-            midi = score.write("midi", fp=str(Path(tmp) / "piece.mid"))
-            command = ["fluidsynth", "-ni", "-q", "-F", str(wav), "-r", str(RATE)]
-            subprocess.run(
-                [*command, str(SOUNDFONT), str(midi)],
-                check=True,
-                capture_output=True,
-                timeout=RENDER_TIMEOUT_S,
-            )
-        if wav.stat().st_size > MAX_RENDER_BYTES:  # a score with a runaway note: unusable
-            raise ValueError(f"render is {wav.stat().st_size} bytes")
-    except Exception as exc:  # a score music21 or fluidsynth cannot handle is left out
-        typer.echo(f"skipping {path}: {type(exc).__name__}: {exc}", err=True)
-        wav.unlink(missing_ok=True)
-        return False
-    return wav.exists()
-
-
-def _at_rate(y: np.ndarray, rate: int) -> np.ndarray:
-    from tuneforge.audio import Audio, resample
-
-    y = resample(Audio(y[None, :].astype(np.float32), rate), RATE).samples[0]
-    return y[: int(PIECE_S * RATE)]
+    cache = default_cache(cache_dir)
+    pieces = []
+    for piece in fadtk_pieces(cache) + rendered_pieces(cache):
+        y = resample(piece.audio, RATE).samples.mean(axis=0).astype(np.float32)
+        pieces.append(
+            BenchPiece(piece.piece_id, piece.split, y, piece.true_key, piece.true_tempo_bpm)
+        )
+    return pieces
 
 
 # ---- disguises ---------------------------------------------------------------------------
@@ -197,71 +129,152 @@ def shares_material(excerpt: np.ndarray, other: np.ndarray) -> bool:
     return covered.sum() / RATE >= fp.needed_seconds(len(excerpt) / RATE)
 
 
+# ---- same key and tempo ------------------------------------------------------------------
+
+
+def common_key_and_tempo(pieces: list[BenchPiece]) -> list[tuple[str, np.ndarray]]:
+    """Every piece with a known key and tempo, moved to C major / A minor (the nearer way round)
+    and to COMMON_TEMPO: distinct music that shares key and tempo, as one round's answers do."""
+    import librosa
+
+    from tuneforge.scoring.keys import parse_key
+
+    moved = []
+    for piece in pieces:
+        if piece.key is None or piece.tempo_bpm is None:
+            continue
+        key = parse_key(piece.key)
+        steps = ((9 if key.minor else 0) - key.tonic + 6) % 12 - 6
+        y = librosa.effects.pitch_shift(piece.y, sr=RATE, n_steps=steps) if steps else piece.y
+        y = librosa.effects.time_stretch(y, rate=COMMON_TEMPO / piece.tempo_bpm)
+        moved.append((piece.name, np.asarray(y, dtype=np.float32)))
+    return moved
+
+
+def one_challenge_pieces(generator: str, row: int, split: str) -> list[tuple[str, np.ndarray]]:
+    """SEEDS_PER_CHALLENGE pieces of one CHALLENGES row from `generator` ("synth" or "markov"),
+    different seeds only (each split its own seeds)."""
+    from tuneforge.audio import resample
+    from tuneforge.calibration.heldout import markov_piece
+    from tuneforge.generation.synth import SynthBackend
+    from tuneforge.protocol import MusicGenerationSynapse
+
+    key, tempo = CHALLENGES[row]
+    made = []
+    for seed in range(SEEDS_PER_CHALLENGE):
+        challenge = MusicGenerationSynapse(
+            prompt="lofi", genre="lofi", key=key, tempo_bpm=tempo, duration_seconds=PIECE_S,
+            seed=1000 * row + seed + (0 if split == "tune" else 500),
+        )  # fmt: skip
+        audio = (
+            SynthBackend().generate(challenge) if generator == "synth" else markov_piece(challenge)
+        )
+        y = resample(audio, RATE).samples.mean(axis=0).astype(np.float32)
+        made.append((f"{generator}-{key}-{tempo}-{seed}", y))
+    return made
+
+
 # ---- the measurements ------------------------------------------------------------------------
 
 
-def measure(
-    pieces: list[tuple[str, np.ndarray]],
-    index_size: int,
-    progress: Callable[[str], None] = lambda _m: None,
-) -> dict[str, object]:
-    """Catch rate per disguise, false-positive rate, and index latency (see the docstring)."""
-    rng = np.random.default_rng(18)
-    matrices = [fp.extract(y) for _, y in pieces]
+def index_of(matrices: list[np.ndarray]) -> CopyIndex:
     index = CopyIndex(lambda key: matrices[key] if key < len(matrices) else None)
     for key, matrix in enumerate(matrices):
         index.add(key, matrix)
+    return index
 
+
+def catch_rates(
+    pieces: list[BenchPiece], index: CopyIndex, rng: np.random.Generator
+) -> tuple[dict[str, dict[str, object]], list[np.ndarray]]:
+    """Per disguise: how many disguised excerpts name their source (both, for a splice)."""
     results: dict[str, dict[str, object]] = {}
     queries: list[np.ndarray] = []
     for kind in DISGUISES:
         caught, misses = 0, []
-        for key, (name, y) in enumerate(pieces):
+        for key, piece in enumerate(pieces):
             other_key = (key + 1) % len(pieces)
-            query = fp.extract(disguise(kind, y, pieces[other_key][1], rng))
+            query = fp.extract(disguise(kind, piece.y, pieces[other_key].y, rng))
             queries.append(query)
             named = {f.key for f in index.search(query)}
             wanted = {key, other_key} if kind == "splice" else {key}
             if wanted <= named:
                 caught += 1
             else:
-                misses.append(name)
-        results[kind] = {
-            "caught": caught,
-            "of": len(pieces),
-            "rate": round(caught / len(pieces), 4),
-            "missed": misses,
-        }
-        progress(f"{kind}: {caught}/{len(pieces)}")
+                misses.append(piece.name)
+        rate = round(caught / len(pieces), 4)
+        results[kind] = {"caught": caught, "of": len(pieces), "rate": rate, "missed": misses}
+    return results, queries
 
+
+def false_positives(
+    named_audio: list[tuple[str, np.ndarray]], rng: np.random.Generator
+) -> dict[str, object]:
+    """An excerpt of each piece searched in an index of all of them but itself; a piece named
+    that plays the excerpt's own notes is set aside as shared material, not counted."""
+    index = index_of([fp.extract(y) for _, y in named_audio])
     flagged, shared = [], []
-    for key, (name, y) in enumerate(pieces):
+    for key, (name, y) in enumerate(named_audio):
         excerpt = disguise("offset", y, y, rng)
         query = fp.extract(excerpt)
-        # pieces that play the excerpt's own notes are right answers: set aside, search again
         excluded = {key}
         while found := index.search(query, exclude=frozenset(excluded)):
-            sharing = {f.key for f in found if shares_material(excerpt, pieces[f.key][1])}
+            sharing = {f.key for f in found if shares_material(excerpt, named_audio[f.key][1])}
             if not sharing:
-                flagged.append(f"{name} ~ {pieces[found[0].key][0]}")
+                flagged.append(f"{name} ~ {named_audio[found[0].key][0]}")
                 break
-            shared += [f"{name} ~ {pieces[k][0]}" for k in sorted(sharing)]
+            shared += [f"{name} ~ {named_audio[k][0]}" for k in sorted(sharing)]
             excluded |= sharing
-    false_positives = {
-        "flagged": len(flagged),
-        "of": len(pieces),
-        "rate": round(len(flagged) / len(pieces), 4),
-        "pairs": flagged,
-        "sharing_material": shared,
-    }
-    progress(f"false positives: {len(flagged)}/{len(pieces)}")
-    return {
-        "pieces": len(pieces),
+    return _rate(len(flagged), len(named_audio)) | {"pairs": flagged, "sharing_material": shared}
+
+
+def same_key_tempo(pieces: list[BenchPiece], split: str, rng: np.random.Generator) -> dict:
+    """False positives among distinct pieces that share key and tempo (see the docstring)."""
+    cases: dict[str, dict[str, object]] = {"real_common": false_positives(
+        common_key_and_tempo(pieces), rng
+    )}  # fmt: skip
+    for generator in ("synth", "markov"):
+        groups = [
+            false_positives(one_challenge_pieces(generator, row, split), rng)
+            for row in range(len(CHALLENGES))
+        ]
+        flagged = sum(int(g["flagged"]) for g in groups)  # type: ignore[call-overload]
+        of = sum(int(g["of"]) for g in groups)  # type: ignore[call-overload]
+        pairs = [p for g in groups for p in g["pairs"]]  # type: ignore[attr-defined]
+        cases[generator] = _rate(flagged, of) | {"pairs": pairs}
+    flagged = sum(int(c["flagged"]) for c in cases.values())  # type: ignore[call-overload]
+    of = sum(int(c["of"]) for c in cases.values())  # type: ignore[call-overload]
+    return _rate(flagged, of) | {"cases": cases}
+
+
+def _rate(count: int, of: int) -> dict[str, object]:
+    return {"flagged": count, "of": of, "rate": round(count / of, 4) if of else 0.0}
+
+
+def measure(
+    pieces: list[BenchPiece],
+    split: str,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> tuple[dict[str, object], CopyIndex, list[np.ndarray]]:
+    """Catch rates, false positives and same-key-and-tempo false positives on one split."""
+    rng = np.random.default_rng(18)
+    chosen = [p for p in pieces if p.split == split]
+    index = index_of([fp.extract(p.y) for p in chosen])
+    disguises, queries = catch_rates(chosen, index, rng)
+    for kind, row in disguises.items():
+        progress(f"{split} {kind}: {row['caught']}/{row['of']}")
+    distinct = false_positives([(p.name, p.y) for p in chosen], rng)
+    progress(f"{split} false positives: {distinct['flagged']}/{distinct['of']}")
+    alike = same_key_tempo(chosen, split, rng)
+    progress(f"{split} same key and tempo: {alike['flagged']}/{alike['of']}")
+    report = {
+        "pieces": len(chosen),
         "query_seconds": QUERY_S,
-        "disguises": results,
-        "false_positives": false_positives,
-        "index": index_latency(index, queries, index_size, progress),
+        "disguises": disguises,
+        "false_positives": distinct,
+        "same_key_tempo": alike,
     }
+    return report, index, queries
 
 
 def index_latency(
@@ -299,29 +312,40 @@ def index_latency(
 
 
 def command(
-    pieces: int = typer.Option(60, "--pieces", help="real pieces (fadtk clips + corpus renders)"),
+    splits: str = typer.Option("tune,heldout", "--splits", help="calibration splits to measure"),
     index_size: int = typer.Option(
-        1_000_000, "--index-size", help="synthetic tracks added for the latency figure"
+        1_000_000, "--index-size", "--index-tracks", help="synthetic tracks for the latency figure"
     ),
-    cache: Path = typer.Option(
-        Path("~/.cache/tuneforge/copies"), "--cache", help="downloads and renders"
-    ),
+    cache: Path | None = typer.Option(None, "--cache", help="calibration cache (default: shared)"),
     json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
-    """Catch rate per disguise, false-positive rate, and index latency for 256 queries."""
-    found = real_pieces(pieces, cache.expanduser())
-    if len(found) < 2:
-        typer.echo("no real music available (fadtk wheel or music21 + fluidsynth)", err=True)
+    """Catch rate per disguise, false-positive rates, and index latency for 256 queries."""
+    from tuneforge.calibration.real import CalibrationUnavailable
+
+    try:
+        found = real_pieces(cache)
+    except CalibrationUnavailable as exc:
+        typer.echo(f"no real music available: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    say = lambda m: typer.echo(m, err=True)  # noqa: E731
+    report: dict[str, object] = {}
+    index, queries = None, []
+    for split in [s.strip() for s in splits.split(",") if s.strip()]:
+        report[split], index, queries = measure(found, split, progress=say)
+    if index is None:
         raise typer.Exit(2)
-    report = measure(found, index_size, progress=lambda m: typer.echo(m, err=True))
+    report["index"] = index_latency(index, queries, index_size, say)
     if json_out:
         typer.echo(json.dumps(report))
         return
-    for kind, row in report["disguises"].items():  # type: ignore[union-attr]
-        typer.echo(f"{kind:>10}  caught {row['caught']}/{row['of']} ({row['rate']:.1%})")
-    fps = report["false_positives"]
-    typer.echo(f"false positives  {fps['flagged']}/{fps['of']} ({fps['rate']:.1%})")  # type: ignore[index]
-    typer.echo(f"named pieces that share the notes  {len(fps['sharing_material'])}")  # type: ignore[index]
+    for split, result in report.items():
+        if split == "index":
+            continue
+        for kind, row in result["disguises"].items():  # type: ignore[index]
+            typer.echo(f"{split:>8} {kind:>10}  caught {row['caught']}/{row['of']}")
+        for name in ("false_positives", "same_key_tempo"):
+            row = result[name]  # type: ignore[index]
+            typer.echo(f"{split:>8} {name}  {row['flagged']}/{row['of']} ({row['rate']:.1%})")
     idx = report["index"]
     typer.echo(
         f"index: {idx['tracks']} tracks, 256 queries in {idx['batch_seconds']} s"  # type: ignore[index]

@@ -91,7 +91,8 @@ def to_codes(projections: np.ndarray) -> np.ndarray:
 
 def stored_codes(matrix: np.ndarray) -> np.ndarray:
     """The uint64 window codes a stored track contributes to the index."""
-    return np.unique(to_codes(window_projections(fp.normalise(matrix), CODE_HOP)[1]))
+    normalised = fp.normalise(matrix, context=fp.CODE_EQ_CONTEXT_FRAMES)
+    return np.unique(to_codes(window_projections(normalised, CODE_HOP)[1]))
 
 
 def _band(codes: np.ndarray, band: int) -> np.ndarray:
@@ -106,7 +107,8 @@ def query_probes(matrix: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.nd
     for first, end in fp.query_pieces(matrix.shape[1]):
         for semitones in QUERY_TRANSPOSITIONS:
             for tempo in QUERY_TEMPOS:
-                normalised = fp.normalise(matrix[:, first:end], semitones, tempo)
+                piece = matrix[:, first:end]
+                normalised = fp.normalise(piece, semitones, tempo, fp.CODE_EQ_CONTEXT_FRAMES)
                 starts, projections = window_projections(normalised, QUERY_HOP)
                 if len(projections) == 0:
                     continue

@@ -49,7 +49,12 @@ _HEADER = struct.Struct("<BBH")  # version, bands, frames
 # would zero each other. 0.70 stays until matching separates those (D30).
 WINDOW_FRAMES = 24  # ≈ 4.5 s of query per window
 WINDOW_HOP = 8  # windows every ≈ 1.5 s
-EQ_CONTEXT_FRAMES = 33  # ≈ 6 s moving average removed from each band
+# Moving average removed from each band (an EQ is a fixed gain per band). Verification uses
+# ≈ 3 s: a 6 s part of a splice, normalised alone, then sees the same band averages as its
+# source around it (at ≈ 6 s, D30, short parts fell to 0.55-0.69 against their own source).
+# Retrieval codes keep ≈ 6 s: stored codes in the API's database stay valid (D47).
+EQ_CONTEXT_FRAMES = 17
+CODE_EQ_CONTEXT_FRAMES = 33
 TRANSPOSITIONS = (-1, 0, 1)  # semitones tried
 TEMPO_RATIOS = (0.95, 0.975, 1.0, 1.025, 1.05)
 WINDOW_MATCH = 0.70
@@ -59,6 +64,7 @@ MAX_NEEDED_SHARE = 0.7  # a short query needs this share at most
 MIN_ACTIVE_FRAMES = WINDOW_FRAMES  # less sounding audio than one window cannot be judged
 SEGMENT_FRAMES = 32  # ≈ 6 s pieces of a query are also normalised on their own ...
 SEGMENT_HOP = 16  # ... every ≈ 3 s (see query_pieces)
+ALIGNMENT_SLACK = 3  # frames: a copy 5% off in tempo drifts ≈ 3 frames over a 12 s query
 
 
 class BadFingerprint(ValueError):
@@ -188,10 +194,16 @@ def decode(text: str) -> np.ndarray:
 # ---- normalisation and comparison -------------------------------------------------------
 
 
-def normalise(matrix: np.ndarray, semitones: int = 0, tempo: float = 1.0) -> np.ndarray:
-    """float32 [BANDS, frames']: EQ-, gain- and noise-floor-free frames, optionally shifted by
-    `semitones` bands and resampled in time as if played `tempo` times slower (so a copy played
-    5% fast, resampled with tempo=1.05, lines up with its source). Floor frames are zero."""
+def normalise(
+    matrix: np.ndarray,
+    semitones: int = 0,
+    tempo: float = 1.0,
+    context: int = EQ_CONTEXT_FRAMES,
+) -> np.ndarray:
+    """float32 [BANDS, frames']: EQ-, gain- and noise-floor-free frames (each band minus its
+    `context`-frame moving average), optionally shifted by `semitones` bands and resampled in
+    time as if played `tempo` times slower (so a copy played 5% fast, resampled with
+    tempo=1.05, lines up with its source). Floor frames are zero."""
     from scipy.ndimage import uniform_filter1d
 
     level = -np.asarray(matrix, dtype=np.float32)  # dB, 0 = loudest
@@ -211,7 +223,7 @@ def normalise(matrix: np.ndarray, semitones: int = 0, tempo: float = 1.0) -> np.
     if level.shape[1] == 0:
         return level
     sounding = level.max(axis=0) > -FLOOR_DB + 20.0  # frames with content 20 dB over the floor
-    flat = level - uniform_filter1d(level, size=EQ_CONTEXT_FRAMES, axis=1, mode="nearest")
+    flat = level - uniform_filter1d(level, size=context, axis=1, mode="nearest")
     flat -= flat.mean(axis=0, keepdims=True)
     norm = np.sqrt((flat**2).sum(axis=0, keepdims=True))
     out = np.where(norm > 1e-3, flat / np.maximum(norm, 1e-3), 0.0)
@@ -248,27 +260,32 @@ def prepare_reference(matrix: np.ndarray) -> Prepared:
 
 class Query:
     """A query fingerprint with its windows normalised for every transposition and tempo once,
-    so comparing it with many references costs one correlation each."""
+    so comparing it with many references costs one correlation each.
+
+    Windows are cut from the whole query and from its `query_pieces` normalised on their own:
+    the band averages `normalise` removes would otherwise mix the two parts of a splice near the
+    joint, and neither part would match its source (D47)."""
 
     def __init__(self, matrix: np.ndarray) -> None:
         self.frames = matrix.shape[1]
         self.seconds = self.frames * STEP_S
         self.sounding = _sounding_frames(matrix)
-        # (semitones, tempo, window starts in query frames, windows [w, BANDS, WINDOW_FRAMES])
-        self.variants: list[tuple[int, float, np.ndarray, np.ndarray]] = []
+        self.variants: list[Variant] = []
         self._spectra: dict[tuple[int, int], np.ndarray] = {}
-        for semitones in TRANSPOSITIONS:
-            for tempo in TEMPO_RATIOS:
-                # resampled to the reference's time axis: tempo > 1 undoes a speed-up
-                q = normalise(matrix, semitones=semitones, tempo=tempo)
-                starts = np.arange(0, q.shape[1] - WINDOW_FRAMES + 1, WINDOW_HOP)
-                if len(starts) == 0:
-                    continue
-                windows = np.stack([q[:, s : s + WINDOW_FRAMES] for s in starts])
-                self.variants.append((semitones, tempo, starts / tempo, windows))
+        for first, end in query_pieces(self.frames):
+            for semitones in TRANSPOSITIONS:
+                for tempo in TEMPO_RATIOS:
+                    # resampled to the reference's time axis: tempo > 1 undoes a speed-up
+                    q = normalise(matrix[:, first:end], semitones=semitones, tempo=tempo)
+                    starts = np.arange(0, q.shape[1] - WINDOW_FRAMES + 1, WINDOW_HOP)
+                    if len(starts) == 0:
+                        continue
+                    windows = np.stack([q[:, s : s + WINDOW_FRAMES] for s in starts])
+                    self.variants.append(Variant(semitones, tempo, first, starts, windows))
 
     def compare(self, reference: Prepared) -> Match:
-        """How much of this query is a (disguised) copy of some part of `reference`."""
+        """How much of this query is a (disguised) copy of some part of `reference`: the query
+        frames inside windows that match it along one alignment (`_aligned`)."""
         best = Match(0.0, 0.0, self.seconds, 0.0, 0, 1.0)
         n_ref = reference.frames.shape[1]
         if self.sounding < MIN_ACTIVE_FRAMES or reference.sounding < WINDOW_FRAMES:
@@ -277,24 +294,32 @@ class Query:
             return best
         size = 1 << int(np.ceil(np.log2(n_ref + WINDOW_FRAMES)))
         ref_spec = np.fft.rfft(reference.frames, size, axis=1)
-        inside = np.zeros(self.frames, dtype=bool)  # query frames inside a matched window
-        for variant, (semitones, tempo, starts, windows) in enumerate(self.variants):
+        hits: list[tuple[float, float, float, float]] = []  # (alignment, first, end, corr)
+        for number, variant in enumerate(self.variants):
             # the windows' spectra depend only on the FFT size: computed once per size
-            win_spec = self._spectra.get((variant, size))
+            win_spec = self._spectra.get((number, size))
             if win_spec is None:
-                win_spec = np.conj(np.fft.rfft(windows, size, axis=2))
-                self._spectra[(variant, size)] = win_spec
+                win_spec = np.conj(np.fft.rfft(variant.windows, size, axis=2))
+                self._spectra[(number, size)] = win_spec
             # cross[w, k] = Σ_band Σ_t W[band, t] · R[band, t + k]: mean frame correlation
             cross = np.fft.irfft((win_spec * ref_spec[None]).sum(axis=1), size, axis=1)
             corr = cross[:, : n_ref - WINDOW_FRAMES + 1] / WINDOW_FRAMES
             per_window = corr.max(axis=1)
+            offsets = corr.argmax(axis=1)
             for w in np.nonzero(per_window >= WINDOW_MATCH)[0]:
-                start = int(starts[w])
-                inside[start : start + int(np.ceil(WINDOW_FRAMES / tempo))] = True
+                first = variant.first + variant.starts[w] / variant.tempo  # in query frames
+                # where the reference would hold query frame 0 were this window a copy
+                alignment = offsets[w] - variant.starts[w] - variant.first * variant.tempo
+                end = first + WINDOW_FRAMES / variant.tempo
+                hits.append((float(alignment), float(first), float(end), float(per_window[w])))
             w = int(np.argmax(per_window))
             if per_window[w] > best.similarity:
-                offset = int(np.argmax(corr[w])) * STEP_S
-                best = Match(float(per_window[w]), 0.0, self.seconds, offset, -semitones, tempo)
+                offset = int(offsets[w]) * STEP_S
+                best = Match(
+                    float(per_window[w]), 0.0, self.seconds, offset, -variant.semitones,
+                    variant.tempo,
+                )  # fmt: skip
+        inside = _aligned(hits, self.frames)
         return Match(
             round(max(0.0, best.similarity), 4),
             round(float(inside.sum()) * STEP_S, 3),
@@ -304,6 +329,37 @@ class Query:
             best.tempo,
             inside,
         )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Windows of (a piece of) the query under one transposition and tempo."""
+
+    semitones: int
+    tempo: float
+    first: int  # the piece's first query frame
+    starts: np.ndarray  # window starts in the piece's resampled frames
+    windows: np.ndarray  # [w, BANDS, WINDOW_FRAMES]
+
+
+def _aligned(hits: list[tuple[float, float, float, float]], frames: int) -> np.ndarray:
+    """Query frames inside matched windows that agree on one alignment with the reference.
+
+    A copy keeps its source's timeline, so its windows all find the reference at one offset
+    (within ALIGNMENT_SLACK frames: a tempo change drifts); windows of a different piece that
+    happen to share a chord land at offsets of their own and are not added up."""
+    inside = np.zeros(frames, dtype=bool)
+    if not hits:
+        return inside
+    best = inside
+    for alignment, _, _, _ in hits:
+        agreeing = np.zeros(frames, dtype=bool)
+        for other, first, end, _ in hits:
+            if abs(other - alignment) <= ALIGNMENT_SLACK:
+                agreeing[int(round(first)) : int(np.ceil(end))] = True
+        if agreeing.sum() > best.sum():
+            best = agreeing
+    return best
 
 
 def compare(query: np.ndarray, reference: np.ndarray) -> Match:
