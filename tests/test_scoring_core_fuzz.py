@@ -56,7 +56,7 @@ def test_core_scorers_and_penalties_stay_in_range(name: str) -> None:
     context = RoundContext([clip, other], ["m0", "m1"], [2500.0, None], history)
     for scorer in [*OWN, *PENALTIES]:
         try:
-            result = scorer.measure(clip, CHALLENGE, context, 0)
+            result = scorer.run(clip, CHALLENGE, context, 0)
         except ScorerUnavailable:
             continue
         assert math.isfinite(result.value) and 0.0 <= result.value <= 1.0, (scorer, result)

@@ -30,15 +30,15 @@ def _context(clips: list[Clip], history: InMemoryHistory | None = None) -> Round
 
 def _artifact(audio: Audio) -> tuple[float, str, dict]:
     clip = Clip(audio)
-    result = ArtifactPenalty().measure(clip, CHALLENGE, _context([clip]), 0)
+    result = ArtifactPenalty().run(clip, CHALLENGE, _context([clip]), 0)
     return result.value, result.reason, result.details
 
 
 def test_duration_penalty_follows_the_curve(piece: Audio) -> None:
     full = Clip(piece)
-    assert DurationPenalty().measure(full, CHALLENGE, _context([full]), 0).value == 1.0
+    assert DurationPenalty().run(full, CHALLENGE, _context([full]), 0).value == 1.0
     short = Clip(signals.shifted(piece, 3.0))  # 9 s of 12 s: 25% off
-    result = DurationPenalty().measure(short, CHALLENGE, _context([short]), 0)
+    result = DurationPenalty().run(short, CHALLENGE, _context([short]), 0)
     assert result.value == pytest.approx(1 - (0.25 - 0.05) / 0.45, abs=0.01)
     assert "requested" in result.reason
 
@@ -151,14 +151,14 @@ def test_near_copy_shifted_and_rescaled_is_caught_in_the_round_and_from_history(
     clips = [Clip(piece), Clip(copy), Clip(different)]
     context = _context(clips)
     penalty = FingerprintPenalty()
-    results = [penalty.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    results = [penalty.run(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     assert [r.value for r in results] == [0.0, 0.0, 1.0]
     assert "miner1" in results[0].reason and "miner0" in results[1].reason
 
     history = InMemoryHistory()
     history.add_fingerprint("old-miner", fingerprint(Clip(piece)))
     later = Clip(copy)
-    result = penalty.measure(later, CHALLENGE, _context([later], history), 0)
+    result = penalty.run(later, CHALLENGE, _context([later], history), 0)
     assert result.value == 0.0 and "old-miner" in result.reason
     fresh = Clip(different)
-    assert penalty.measure(fresh, CHALLENGE, _context([fresh], history), 0).value == 1.0
+    assert penalty.run(fresh, CHALLENGE, _context([fresh], history), 0).value == 1.0

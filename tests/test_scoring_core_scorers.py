@@ -35,7 +35,7 @@ def _context(clips: list[Clip], **kwargs: object) -> RoundContext:
 
 def _score(scorer: object, audio: Audio) -> float:
     clip = Clip(audio)
-    return scorer.measure(clip, CHALLENGE, _context([clip]), 0).value  # type: ignore[attr-defined]
+    return scorer.run(clip, CHALLENGE, _context([clip]), 0).value  # type: ignore[attr-defined]
 
 
 def test_original_beats_clipped_and_noisy_versions_on_quality(piece: Audio) -> None:
@@ -51,7 +51,7 @@ def test_original_beats_clipped_and_noisy_versions_on_quality(piece: Audio) -> N
 def test_quality_gives_silence_and_white_noise_zero_with_reasons() -> None:
     for audio, word in ((signals.silence(4), "silent"), (signals.white_noise(4), "noise floor")):
         clip = Clip(audio)
-        result = QualityScorer().measure(clip, CHALLENGE, _context([clip]), 0)
+        result = QualityScorer().run(clip, CHALLENGE, _context([clip]), 0)
         assert result.value == 0.0 and word in result.reason
 
 
@@ -61,12 +61,12 @@ def test_production_rewards_genre_loudness_and_judges_stereo(piece: Audio) -> No
     quiet, mastered = _score(production, piece), _score(production, signals.scaled(piece, 2.5))
     assert mastered > quiet  # -20 LUFS -> ~-12 LUFS, nearer pop's -10
     stereo = Clip(signals.stereo(piece))
-    result = production.measure(stereo, CHALLENGE, _context([stereo]), 0)
+    result = production.run(stereo, CHALLENGE, _context([stereo]), 0)
     assert "lr_correlation" in result.details and result.details["parts"]["stereo"] >= 0.8
     samples = stereo.original.samples.copy()
     samples[1] = -samples[0]  # right channel inverted: vanishes in mono
     inverted = Clip(Audio(samples, 32000))
-    bad = production.measure(inverted, CHALLENGE, _context([inverted]), 0)
+    bad = production.run(inverted, CHALLENGE, _context([inverted]), 0)
     assert bad.details["parts"]["stereo"] == 0.0 and "stereo correlation" in bad.reason
 
 
@@ -75,14 +75,14 @@ def test_speed_follows_generation_time_over_requested_duration(
     piece: Audio, ms: float, expected: float
 ) -> None:
     clip = Clip(piece)
-    result = SpeedScorer().measure(clip, CHALLENGE, _context([clip], generation_ms=[ms]), 0)
+    result = SpeedScorer().run(clip, CHALLENGE, _context([clip], generation_ms=[ms]), 0)
     assert result.value == pytest.approx(expected)
     assert result.details["realtime_factor"] == pytest.approx(ms / 10000.0)
 
 
 def test_speed_without_a_measured_generation_time_scores_zero(piece: Audio) -> None:
     clip = Clip(piece)
-    result = SpeedScorer().measure(clip, CHALLENGE, _context([clip]), 0)
+    result = SpeedScorer().run(clip, CHALLENGE, _context([clip]), 0)
     assert result.value == 0.0 and "no generation time" in result.reason
 
 
@@ -91,19 +91,19 @@ def test_diversity_punishes_repeating_own_history_and_copying_the_round(piece: A
     history = InMemoryHistory()
     history.add_embedding("m0", dsp_embedding(Clip(piece)))
     repeat = Clip(signals.shifted(piece, 0.7))
-    repeated = scorer.measure(repeat, CHALLENGE, _context([repeat], history=history), 0)
+    repeated = scorer.run(repeat, CHALLENGE, _context([repeat], history=history), 0)
     fresh = Clip(signals.tonal_piece("D major", 140, 10, seed=5))
-    novel = scorer.measure(fresh, CHALLENGE, _context([fresh], history=history), 0)
+    novel = scorer.run(fresh, CHALLENGE, _context([fresh], history=history), 0)
     assert repeated.value < 0.3 < 0.9 < novel.value
     assert "recent clips" in repeated.reason
 
     twins = [Clip(piece), Clip(signals.scaled(piece, 0.8)), fresh]
     context = _context(twins)
-    values = [scorer.measure(c, CHALLENGE, context, i).value for i, c in enumerate(twins)]
+    values = [scorer.run(c, CHALLENGE, context, i).value for i, c in enumerate(twins)]
     assert values[0] < 0.3 and values[1] < 0.3 and values[2] > 0.9
 
 
 def test_diversity_with_nothing_to_compare_is_full_novelty(piece: Audio) -> None:
     clip = Clip(piece)
-    result = DiversityScorer().measure(clip, CHALLENGE, _context([clip]), 0)
+    result = DiversityScorer().run(clip, CHALLENGE, _context([clip]), 0)
     assert result.value == 1.0 and "nothing earlier" in result.reason

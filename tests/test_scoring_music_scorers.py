@@ -42,7 +42,7 @@ def challenge(**fields: object) -> MusicGenerationSynapse:
 def score(scorer: object, audio: Audio | Clip, **fields: object) -> ScoreResult:
     clip = audio if isinstance(audio, Clip) else Clip(audio)
     context = RoundContext([clip], ["hotkey"], [None], InMemoryHistory())
-    return scorer.measure(clip, challenge(**fields), context, 0)  # type: ignore[attr-defined]
+    return scorer.run(clip, challenge(**fields), context, 0)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -24,7 +24,7 @@ from tuneforge.scoring.scorers.vocal import VocalScorer
 def score(scorer: object, clip: Clip, vocals: bool) -> ScoreResult:
     context = RoundContext([clip], ["hotkey"], [None], InMemoryHistory())
     synapse = MusicGenerationSynapse(prompt="a test piece", vocals=vocals)
-    return scorer.measure(clip, synapse, context, 0)  # type: ignore[attr-defined]
+    return scorer.run(clip, synapse, context, 0)  # type: ignore[attr-defined]
 
 
 def vibrato_lead(seconds: float = 12.0, sr: int = 32_000) -> Audio:

@@ -120,7 +120,7 @@ def test_reference() -> ReferenceStats:
 def _penalise(penalty: FadPenalty, audio: Audio, history: InMemoryHistory | None = None):
     clip = Clip(audio)
     context = RoundContext([clip], ["miner"], [None], history or InMemoryHistory(), None)
-    return penalty.measure(clip, CHALLENGE, context, 0)
+    return penalty.run(clip, CHALLENGE, context, 0)
 
 
 def test_music_is_not_penalised_and_noise_is_against_test_built_statistics(test_reference):
@@ -169,13 +169,13 @@ def test_mert_frames_use_the_mert_reference_when_dimensions_match():
     clip = Clip(signals.tonal_piece(seconds=2))
     clip.neural.mert_fad_frames = rng.standard_normal((40, 8)).astype(np.float32)
     context = RoundContext([clip], ["m"], [None], InMemoryHistory(), None)
-    near = penalty.measure(clip, CHALLENGE, context, 0)
+    near = penalty.run(clip, CHALLENGE, context, 0)
     assert near.details["embedding"] == MERT_EMBEDDING and near.value == 1.0
     np.testing.assert_array_equal(clip.fad_frames_used, clip.neural.mert_fad_frames)
     far = Clip(signals.tonal_piece(seconds=2))
     far.neural.mert_fad_frames = (rng.standard_normal((40, 8)) * 30 + 50).astype(np.float32)
     context = RoundContext([far], ["m"], [None], InMemoryHistory(), None)
-    assert penalty.measure(far, CHALLENGE, context, 0).value == pytest.approx(
+    assert penalty.run(far, CHALLENGE, context, 0).value == pytest.approx(
         CURVES[MERT_EMBEDDING].floor
     )
 

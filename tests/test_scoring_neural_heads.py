@@ -111,7 +111,7 @@ def test_learned_mos_scorer_loads_a_trained_head_by_directory(tmp_path: Path, cl
     clips, context = _round(models)
     models.prepare_round(clips)
     scorer = LearnedMosScorer(models=models)
-    results = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    results = [scorer.run(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     for clip, result in zip(clips, results, strict=True):
         assert 1.0 <= clip.neural.mos <= 5.0
         assert result.value == pytest.approx((clip.neural.mos - 1.0) / 4.0)
@@ -149,9 +149,9 @@ def test_preference_scorer_is_excluded_until_trained_then_scores(tmp_path: Path,
     assert models.describe()["preference"].startswith("loaded")
     clips, context = _round(models)
     scorer = PreferenceScorer(models=models)
-    results = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    results = [scorer.run(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     assert all(0.0 <= r.value <= 1.0 for r in results)
     assert results[0].details["heldout_accuracy"] == accuracy
     assert [r.value for r in results] == [
-        scorer.measure(c, CHALLENGE, context, i).value for i, c in enumerate(clips)
+        scorer.run(c, CHALLENGE, context, i).value for i, c in enumerate(clips)
     ]

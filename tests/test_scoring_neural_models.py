@@ -109,8 +109,8 @@ def test_clap_scorer_is_in_range_deterministic_and_uses_the_prompt(models):
     clips = _clips()
     context = _context(clips, models)
     scorer = ClapScorer(models=models)
-    results = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
-    again = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    results = [scorer.run(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    again = [scorer.run(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     other = CHALLENGE.model_copy(update={"prompt": "aggressive drum and bass", "genre": "dnb"})
     cosines = {r.details["cosine"] for r in results}
     for r, r2 in zip(results, again, strict=True):
@@ -118,7 +118,7 @@ def test_clap_scorer_is_in_range_deterministic_and_uses_the_prompt(models):
         assert -1.0 <= r.details["cosine"] <= 1.0
         assert r.details == r2.details
     assert len(cosines) == 3
-    assert scorer.measure(clips[0], other, context, 0).details != results[0].details
+    assert scorer.run(clips[0], other, context, 0).details != results[0].details
 
 
 def test_challenge_text_names_every_requested_attribute():
@@ -140,8 +140,8 @@ def test_neural_quality_is_in_range_and_deterministic(models):
     clips = _clips()
     context = _context(clips, models)
     scorer = NeuralQualityScorer(models=models)
-    first = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
-    second = [scorer.measure(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    first = [scorer.run(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
+    second = [scorer.run(c, CHALLENGE, context, i) for i, c in enumerate(clips)]
     for a, b in zip(first, second, strict=True):
         assert 0.0 <= a.value <= 1.0
         assert a.value == b.value
@@ -177,10 +177,10 @@ def test_vocal_lyrics_scores_each_kind_of_request(models):
     sung = CHALLENGE.model_copy(update={"vocals": True, "lyrics": "hold me close tonight"})
     hummed = CHALLENGE.model_copy(update={"vocals": True, "lyrics": None})
     for challenge in (sung, hummed, CHALLENGE):
-        result = scorer.measure(clips[0], challenge, context, 0)
+        result = scorer.run(clips[0], challenge, context, 0)
         assert 0.0 <= result.value <= 1.0
         assert "transcript" in result.details
-    assert "wer" in scorer.measure(clips[0], sung, context, 0).details
+    assert "wer" in scorer.run(clips[0], sung, context, 0).details
 
 
 def test_word_error_rate_counts_word_edits_and_ignores_music_tags():

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 def _score(clip: Clip, vocals: bool) -> ScoreResult:
     context = RoundContext([clip], ["hotkey"], [None], InMemoryHistory())
     challenge = MusicGenerationSynapse(prompt="a sea song", vocals=vocals)
-    return VocalScorer().measure(clip, challenge, context, 0)
+    return VocalScorer().run(clip, challenge, context, 0)
 
 
 @pytest.mark.parametrize(

@@ -222,8 +222,8 @@ def test_a_dsp_embedding_head_trains_and_scores_without_any_neural_model(tmp_pat
     challenge = MusicGenerationSynapse(prompt="anything", duration_seconds=1)
     clips = [clip(200.0), clip(2000.0)]
     context = RoundContext(clips, ["a", "b"], [None, None], InMemoryHistory(), models)
-    dull_score = scorer.measure(clips[0], challenge, context, 0).value
-    bright_score = scorer.measure(clips[1], challenge, context, 1).value
+    dull_score = scorer.run(clips[0], challenge, context, 0).value
+    bright_score = scorer.run(clips[1], challenge, context, 1).value
     assert dull_score is not None and bright_score is not None and bright_score > dull_score
 
 

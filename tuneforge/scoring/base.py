@@ -14,6 +14,7 @@ import numpy as np
 
 from tuneforge.audio import Audio
 from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.scoring.music_features import unscorable_reason
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
@@ -61,6 +62,10 @@ class Scorer(ABC):
     with the error as its reason — never neutral, never renormalised away."""
 
     name: ClassVar[str]
+    # True for scorers of musical content: the engine gives a clip too short, silent or
+    # constant to be music 0 with that reason before `measure` runs (one rule, not one per
+    # scorer).
+    needs_music: ClassVar[bool] = False
 
     def __init__(self, models: NeuralModels | None = None) -> None:
         self.models = models
@@ -70,6 +75,16 @@ class Scorer(ABC):
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
         """Measure clip number `index` of the round's clips."""
+
+    def run(
+        self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
+    ) -> ScoreResult:
+        """What the engine calls (not overridden): the needs_music gate, then `measure`."""
+        if self.needs_music:
+            reason = unscorable_reason(clip)
+            if reason:
+                return ScoreResult(0.0, reason)
+        return self.measure(clip, challenge, context, index)
 
 
 class Penalty(Scorer, ABC):

@@ -362,7 +362,7 @@ class ScoringEngine:
             return Outcome(None, prefix + entry.not_run_reason)
         started = self._clock()
         try:
-            result = entry.instance.measure(clip, challenge, context, index)
+            result = entry.instance.run(clip, challenge, context, index)
             if not isinstance(result, ScoreResult):
                 raise TypeError(f"returned {type(result).__name__}, not ScoreResult")
         except Exception as exc:  # fail closed: the clip gets nothing for what could not be checked

@@ -17,7 +17,6 @@ from tuneforge.scoring.music_features import (
     key_estimate,
     ramp,
     tempo_salience,
-    unscorable_reason,
     vocal_activity,
 )
 
@@ -85,13 +84,11 @@ def instrument_ranks(
 
 class AttributeScorer(Scorer):
     name = "attribute"
+    needs_music = True
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        reason = unscorable_reason(clip)
-        if reason:
-            return ScoreResult(0.0, reason, {"detected_tempo_bpm": 0.0, "detected_key": ""})
         parts: dict[str, float] = {}
         notes: list[str] = []
         details: dict[str, Any] = {}

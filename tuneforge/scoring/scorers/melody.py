@@ -16,7 +16,6 @@ from tuneforge.scoring.music_features import (
     pool,
     ramp,
     segments,
-    unscorable_reason,
 )
 
 if TYPE_CHECKING:
@@ -52,13 +51,11 @@ def phrase_repetition(pitch_classes: np.ndarray, min_lag: int) -> float:
 
 class MelodyScorer(Scorer):
     name = "melody"
+    needs_music = True
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        reason = unscorable_reason(clip)
-        if reason:
-            return ScoreResult(0.0, reason)
         line = pitch_line(clip)
         events = notes(clip)
         voiced_fraction = float(line.voiced.mean()) if line.voiced.size else 0.0

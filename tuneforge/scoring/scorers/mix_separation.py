@@ -10,7 +10,7 @@ import numpy as np
 
 from tuneforge.scoring import features
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
-from tuneforge.scoring.music_features import ramp, unscorable_reason
+from tuneforge.scoring.music_features import ramp
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
@@ -54,13 +54,11 @@ def stereo_credit(image: dict[str, float]) -> float:
 
 class MixSeparationScorer(Scorer):
     name = "mix_separation"
+    needs_music = True
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        reason = unscorable_reason(clip)
-        if reason:
-            return ScoreResult(0.0, reason)
         contrast = features.spectral_contrast(clip)
         loud = features.rms(clip) > 0.05 * max(float(features.rms(clip).max()), 1e-10)
         loud = loud[: contrast.shape[1]]

@@ -16,7 +16,6 @@ from tuneforge.scoring.music_features import (
     key_estimate,
     pulse,
     ramp,
-    unscorable_reason,
 )
 
 if TYPE_CHECKING:
@@ -61,13 +60,11 @@ def chord_rate_credit(median_chord_seconds: float) -> float:
 
 class MusicalityScorer(Scorer):
     name = "musicality"
+    needs_music = True
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        reason = unscorable_reason(clip)
-        if reason:
-            return ScoreResult(0.0, reason)
         estimate = key_estimate(clip)
         contrast = chroma_contrast(clip)
         # A flat chroma (noise, pure drums) correlates by chance with some key: both must hold.

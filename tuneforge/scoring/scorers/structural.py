@@ -16,7 +16,6 @@ from tuneforge.scoring.music_features import (
     ramp,
     segment_chroma,
     segments,
-    unscorable_reason,
 )
 
 if TYPE_CHECKING:
@@ -106,13 +105,11 @@ def edge_levels_db(clip: Clip) -> tuple[float, float, float]:
 
 class StructuralScorer(Scorer):
     name = "structural"
+    needs_music = True
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        reason = unscorable_reason(clip)
-        if reason:
-            return ScoreResult(0.0, reason)
         grid = segments(clip)
         similarity = self_similarity(clip)
         min_lag = max(2, int(round(MIN_REPEAT_SECONDS / max(grid.seconds, 1e-3))))

@@ -16,7 +16,6 @@ from tuneforge.scoring.music_features import (
     frames_per_second,
     pool,
     ramp,
-    unscorable_reason,
 )
 
 if TYPE_CHECKING:
@@ -59,13 +58,11 @@ def slope_credit(slope: float) -> float:
 
 class TimbralScorer(Scorer):
     name = "timbral"
+    needs_music = True
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        reason = unscorable_reason(clip)
-        if reason:
-            return ScoreResult(0.0, reason)
         level = features.rms(clip)
         loud = level > 0.05 * max(float(level.max()), 1e-10)
         slope = spectral_slope_db_per_octave(

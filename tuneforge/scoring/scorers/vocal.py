@@ -10,7 +10,6 @@ from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult,
 from tuneforge.scoring.music_features import (
     VoiceDetectorUnavailable,
     ramp,
-    unscorable_reason,
     vocal_activity,
 )
 
@@ -20,13 +19,11 @@ if TYPE_CHECKING:
 
 class VocalScorer(Scorer):
     name = "vocal"
+    needs_music = True
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        reason = unscorable_reason(clip)
-        if reason:
-            return ScoreResult(0.0, reason, {"vocals_requested": challenge.vocals})
         try:
             activity = vocal_activity(clip)
         except VoiceDetectorUnavailable as error:
