@@ -47,6 +47,10 @@ def _comparable(score: ClipScore) -> dict[str, object]:
 def _assert_same(serial: ScoredRound, parallel: ScoredRound) -> None:
     assert [_comparable(s) for s in parallel.scores] == [_comparable(s) for s in serial.scores]
     assert len(parallel.memory.clips) == len(serial.memory.clips)
+    # The fingerprints the copy check publishes come from the passes too, the same in both.
+    assert [None if f is None else f.tobytes() for f in parallel.fingerprints] == [
+        None if f is None else f.tobytes() for f in serial.fingerprints
+    ]
     for ours, theirs in zip(parallel.memory.clips, serial.memory.clips, strict=True):
         assert ours.hotkey == theirs.hotkey
         assert ours.diversity.tobytes() == theirs.diversity.tobytes()
