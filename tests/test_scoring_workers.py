@@ -47,6 +47,10 @@ def _comparable(score: ClipScore) -> dict[str, object]:
 def _assert_same(serial: ScoredRound, parallel: ScoredRound) -> None:
     assert [_comparable(s) for s in parallel.scores] == [_comparable(s) for s in serial.scores]
     assert len(parallel.memory.clips) == len(serial.memory.clips)
+    # The fingerprints the copy check publishes come from the passes too, the same in both.
+    assert [None if f is None else f.tobytes() for f in parallel.fingerprints] == [
+        None if f is None else f.tobytes() for f in serial.fingerprints
+    ]
     for ours, theirs in zip(parallel.memory.clips, serial.memory.clips, strict=True):
         assert ours.hotkey == theirs.hotkey
         assert ours.diversity.tobytes() == theirs.diversity.tobytes()
@@ -127,3 +131,29 @@ def test_a_peer_clip_in_a_worker_refuses_features_the_round_does_not_share() -> 
     assert np.array_equal(fingerprint(peer), fingerprint(Clip(audio)))
     with pytest.raises(LookupError):
         rms(peer)
+
+
+def test_a_signal_only_scorer_never_imports_torch() -> None:
+    """Every scoring worker and the validator itself pay for what they import (torch is ~570 MB
+    resident): scoring a clip with the signal scorers, voice detection included, needs none."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from tests.helpers import signals\n"
+        "from tuneforge.protocol import MusicGenerationSynapse\n"
+        "from tuneforge.scoring.base import Submission\n"
+        "from tuneforge.scoring.engine import ScoringEngine\n"
+        "from tuneforge.scoring.history import InMemoryHistory\n"
+        "engine = ScoringEngine.create(InMemoryHistory(), None)\n"
+        "audio = signals.tonal_piece('C major', tempo_bpm=100, seconds=4.0)\n"
+        "challenge = MusicGenerationSynapse(prompt='song', vocals=True, duration_seconds=4.0)\n"
+        "score = engine.score(challenge, [Submission('hk', audio, 1.0)]).scores[0]\n"
+        "assert score.error is None, score.error\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'silero_vad')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"

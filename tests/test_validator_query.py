@@ -20,6 +20,7 @@ from tests.helpers.validator_fake_miners import (
     register_fake_miners,
 )
 from tests.helpers.wallets import make_wallet
+from tuneforge.audio import WavAudio
 from tuneforge.chain.base import Neuron
 from tuneforge.chain.local import LocalChain
 from tuneforge.validator.challenges import make_challenge, round_seed
@@ -71,10 +72,12 @@ async def test_misbehaving_miner_gets_a_specific_failure(net: Net, behaviour: st
     assert outcome.reason
 
 
-async def test_a_valid_signed_answer_is_decoded(net: Net) -> None:
+async def test_a_valid_signed_answer_is_checked_and_kept_as_its_wav_bytes(net: Net) -> None:
     outcome = await _ask(net, "good")
     assert outcome.ok and outcome.code is None
     assert outcome.audio is not None and outcome.audio.sample_rate == 32_000
+    # Until it is scored the answer is its signed bytes: no decoded samples are held (D48).
+    assert isinstance(outcome.audio, WavAudio) and outcome.audio.wav is outcome.wav
     assert abs(outcome.audio.duration_seconds - 2.0) < 0.01
     assert outcome.generation_ms == 12.0 and outcome.model == "fake/model"
     assert outcome.bytes_read == len(outcome.wav or b"")

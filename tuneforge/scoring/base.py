@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from tuneforge.audio import Audio
+from tuneforge.audio import Audio, WavAudio
 from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring.music_features import unscorable_reason
 
@@ -117,7 +117,7 @@ class Submission:
     """One miner's answer as the caller received it; `audio` None means it failed with `error`."""
 
     miner_hotkey: str
-    audio: Audio | None
+    audio: Audio | WavAudio | None  # a WavAudio is decoded where the clip is scored
     generation_ms: float | None = None
     error: str | None = None
 

@@ -4,7 +4,9 @@ Each audio is decoded into a `Clip`; neural embeddings are batched per round
 (`NeuralModels.prepare_round`); the few features other clips read (fingerprint, diversity
 embedding) are taken out (`shared.py`); then every scorer and penalty of this validator's
 `ScorerSet` runs on every clip with its own timing — in this process, or in `--scoring.workers`
-processes (`workers.py`) with the same result bit for bit. Failures close, never open: a
+processes (`workers.py`) with the same result bit for bit. Without neural models a round is
+scored in two passes (`workers.py`) that hold one decoded clip per process at a time; answers may
+arrive still encoded (`WavAudio`), decoded only there. Failures close, never open: a
 scorer that raises on a clip scores 0 for it and a penalty that raises applies in full (0), both
 with the error as the reason — the weights never change per clip. Only checks that are inactive
 network-wide, or that could not be set up at start-up (a degraded validator), are not run:
@@ -42,7 +44,7 @@ from tuneforge.scoring.memory import ClipMemory, RoundMemory, clip_memory
 from tuneforge.scoring.penalties import FINGERPRINT_HISTORY_LIMIT
 from tuneforge.scoring.registry import Loaded, ScorerSet, load_scorer_set
 from tuneforge.scoring.scorers.diversity import diversity_embedding
-from tuneforge.scoring.shared import RoundShared, decode, share
+from tuneforge.scoring.shared import Peek, RoundShared, decode, share
 from tuneforge.scoring.weights import (
     MIN_SCORABLE_SECONDS,
     PENALTY_NAMES,
@@ -51,7 +53,7 @@ from tuneforge.scoring.weights import (
     SCORER_WEIGHTS,
     preference_weight,
 )
-from tuneforge.scoring.workers import ScoringPool
+from tuneforge.scoring.workers import InProcessPasses, ScoringPool
 
 # What a round reads of the history, once, before scoring: at least what any check asks for
 # (diversity 16 embeddings, the FAD window 4 x 8, the copy index FINGERPRINT_HISTORY_LIMIT).
@@ -65,6 +67,10 @@ class ScoredRound:
 
     scores: list[ClipScore]
     memory: RoundMemory
+    # Each submission's copy-check fingerprint, None where its audio was not decoded and
+    # analysed (no audio, undecodable, too short to score): the validator publishes these and
+    # asks the network index about them instead of decoding every answer again.
+    fingerprints: list[np.ndarray | None]
 
 
 @dataclass
@@ -193,31 +199,21 @@ class ScoringEngine:
         return scored.scores
 
     def score(self, challenge: Challenge, submissions: list[Submission]) -> ScoredRound:
-        """One ClipScore per submission, in the same order, and what later rounds must remember
-        of the scored clips. Reads the history once (a snapshot); writes nothing. Never raises
-        because of a clip."""
+        """One ClipScore per submission, in the same order, what later rounds must remember of
+        the scored clips, and each clip's fingerprint. Reads the history once (a snapshot);
+        writes nothing. Never raises because of a clip."""
         results: list[ClipScore | None] = [None] * len(submissions)
         live = [i for i, s in enumerate(submissions) if s.audio is not None]
         for i, submission in enumerate(submissions):
             if submission.audio is None:
                 results[i] = self._failed(submission.error or "no audio")
-        pool = self._pool if self.models is None else None
+        passes = self._passes()
         clips: dict[int, Clip] = {}
         prepare_ms = 0.0
-        if pool is not None:
-            peeks = dict(zip(live, pool.peek([submissions[i].audio for i in live]), strict=True))
+        if passes is not None:
+            peeks = dict(zip(live, passes.peek([submissions[i].audio for i in live]), strict=True))
         else:
-            peeks = {}
-            for i in live:
-                audio = submissions[i].audio
-                assert audio is not None  # live
-                clip, peeks[i] = decode(audio, self._clock)
-                if clip is not None and peeks[i].scorable:
-                    clips[i] = clip
-            prepare_ms = self._prepare(list(clips.values()))
-            for i, clip in clips.items():
-                peeks[i] = share(clip, peeks[i])
-                clip.release(peeks[i].shared)  # as in a worker: only what other clips read
+            peeks, clips, prepare_ms = self._decode_for_models(submissions, live)
         owners: list[int] = []  # submission index of each clip that is scored
         for i in live:
             peek, hotkey = peeks[i], submissions[i].miner_hotkey
@@ -238,8 +234,8 @@ class ScoringEngine:
                 self.history, hotkeys, SNAPSHOT_EMBEDDINGS, SNAPSHOT_FINGERPRINTS
             ),
         )
-        if pool is not None:
-            scored = pool.score(shared, [submissions[i].audio for i in owners])
+        if passes is not None:
+            scored = passes.score(shared, [submissions[i].audio for i in owners])
         else:
             scored = self._score_in_process(shared, [clips[i] for i in owners])
         memory = RoundMemory()
@@ -252,12 +248,39 @@ class ScoringEngine:
             score.timings_ms["prepare_round"] = round(prepare_ms, 2)
             results[owner] = score
             memory.clips.append(clip_memory)
-        return ScoredRound([r for r in results if r is not None], memory)
+        fingerprints = [peeks[i].fingerprint if i in peeks else None for i in range(len(results))]
+        return ScoredRound([r for r in results if r is not None], memory, fingerprints)
+
+    def _passes(self) -> ScoringPool | InProcessPasses | None:
+        """Where signal-only rounds are scored in two passes; None with neural models loaded
+        (their batched pass needs every clip of the round decoded at once)."""
+        if self.models is not None:
+            return None
+        return self._pool if self._pool is not None else InProcessPasses(self, self._clock)
+
+    def _decode_for_models(
+        self, submissions: list[Submission], live: list[int]
+    ) -> tuple[dict[int, Peek], dict[int, Clip], float]:
+        """Every live clip decoded and held for the neural models' batched pass: (facts and
+        shared features, the scorable clips, ms the batched pass took)."""
+        peeks: dict[int, Peek] = {}
+        clips: dict[int, Clip] = {}
+        for i in live:
+            audio = submissions[i].audio
+            assert audio is not None  # live
+            clip, peeks[i] = decode(audio, self._clock)
+            if clip is not None and peeks[i].scorable:
+                clips[i] = clip
+        prepare_ms = self._prepare(list(clips.values()))
+        for i, clip in clips.items():
+            peeks[i] = share(clip, peeks[i])
+            clip.release(peeks[i].shared)  # as in a worker: only what other clips read
+        return peeks, clips, prepare_ms
 
     def _score_in_process(
         self, shared: RoundShared, clips: list[Clip]
     ) -> list[tuple[ClipScore, ClipMemory] | str]:
-        """Serial scoring in this process (one worker, or neural models on this device); each
+        """Serial scoring in this process of clips the neural models prepared together; each
         clip's working features are freed once it is scored."""
         context = RoundContext(
             clips=clips,

@@ -8,6 +8,7 @@ well under half a CPU-second for all of it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass
@@ -492,12 +493,9 @@ def _silero_session() -> Any:
         if _vad_session is None:
             try:
                 import onnxruntime
-                import silero_vad
             except ImportError as error:
-                raise VoiceDetectorUnavailable(f"silero-vad not installed: {error}") from error
-            path = os.path.join(os.path.dirname(silero_vad.__file__), "data", "silero_vad.onnx")
-            if not os.path.exists(path):
-                raise VoiceDetectorUnavailable(f"silero-vad model missing at {path}")
+                raise VoiceDetectorUnavailable(f"onnxruntime not installed: {error}") from error
+            path = _silero_model_path()
             options = onnxruntime.SessionOptions()
             options.inter_op_num_threads = 1
             options.intra_op_num_threads = 1
@@ -505,6 +503,19 @@ def _silero_session() -> Any:
                 path, sess_options=options, providers=["CPUExecutionProvider"]
             )
         return _vad_session
+
+
+def _silero_model_path() -> str:
+    """The ONNX model inside the silero-vad wheel, found without importing the package: its
+    `__init__` imports torch (~570 MB resident), which a signal-only scoring worker never needs."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise VoiceDetectorUnavailable("silero-vad not installed")
+    folder = next(iter(spec.submodule_search_locations))
+    path = os.path.join(folder, "data", "silero_vad.onnx")
+    if not os.path.exists(path):
+        raise VoiceDetectorUnavailable(f"silero-vad model missing at {path}")
+    return path
 
 
 def speech_probabilities(y16: np.ndarray) -> np.ndarray:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tuneforge.audio import Audio
+import numpy as np
+
+from tuneforge.audio import Audio, WavAudio, decoded
 from tuneforge.scoring.base import Challenge
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.fingerprint import fingerprint
@@ -32,6 +34,9 @@ class Peek:
     sample_rate: int = 0
     error: str = ""  # undecodable, or its shared features could not be computed
     shared: dict[Hashable, Any] = field(default_factory=dict)
+    # The copy-check fingerprint (also in `shared`): the validator publishes it and asks the
+    # network index about it, so nobody decodes the clip again for it.
+    fingerprint: np.ndarray | None = None
 
     @property
     def scorable(self) -> bool:
@@ -51,12 +56,12 @@ class RoundShared:
 
 
 def decode(
-    audio: Audio, clock: Callable[[], float] = time.perf_counter
+    audio: Audio | WavAudio, clock: Callable[[], float] = time.perf_counter
 ) -> tuple[Clip | None, Peek]:
     """(the clip, its facts); None and the reason when the audio cannot be decoded."""
     started = clock()
     try:
-        clip = Clip(audio)
+        clip = Clip(decoded(audio))
         seconds = clip.original.duration_seconds
     except Exception as exc:  # hostile audio that the decoder let through
         return None, Peek(0.0, error=f"undecodable audio: {type(exc).__name__}: {exc}")
@@ -76,10 +81,12 @@ def share(clip: Clip, peek: Peek) -> Peek:
         key = clip.cached_key(value)
         if key is not None:
             shared[key] = value
-    return replace(peek, shared=shared)
+    return replace(peek, shared=shared, fingerprint=values[0])
 
 
-def decode_and_share(audio: Audio, clock: Callable[[], float] = time.perf_counter) -> Peek:
+def decode_and_share(
+    audio: Audio | WavAudio, clock: Callable[[], float] = time.perf_counter
+) -> Peek:
     """A worker's first pass over one clip: its facts and shared features; the clip is dropped."""
     clip, peek = decode(audio, clock)
     if clip is None or not peek.scorable:

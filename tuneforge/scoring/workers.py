@@ -1,14 +1,17 @@
-"""Scoring across processes: `--scoring.workers` processes, each with its own signal scorer set.
+"""Scoring a round in two passes, in `--scoring.workers` processes or in this one.
 
-A round goes through the pool twice: first every clip is decoded and gives the few KB the other
-clips read of it (`shared.decode_and_share`); then every clip is decoded again and scored alone
-against those, its ~20 MB of features freed as it finishes. The round's memory is therefore
-bounded by the number of workers, not of miners. Workers never see the validator's state: the
-history arrives as a snapshot and the memory of the round is returned (RoundMemory), so results
-are the serial path's, bit for bit (tests/test_scoring_workers.py).
+A round goes through the passes twice: first every clip is decoded and gives the few KB the
+other clips read of it (`shared.decode_and_share`: its fingerprint and diversity embedding); then
+every clip is decoded again and scored alone against those, its ~20 MB of features freed as it
+finishes. Answers arrive as WAV bytes (`WavAudio`) and are decoded only inside a pass, so the
+round's memory is bounded by the number of workers, not of miners. Workers never see the
+validator's state: the history arrives as a snapshot and the memory of the round is returned
+(RoundMemory), so results are the same bit for bit in one process or many
+(tests/test_scoring_workers.py).
 
 Workers are spawned (not forked: the validator runs threads and may hold CUDA) once, and each
-pays librosa's compilation at start-up, not in a round.
+pays librosa's compilation at start-up, not in a round. They import the signal scorers only:
+no torch (tests/test_scoring_workers.py checks it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from loguru import logger
 
-from tuneforge.audio import Audio
+from tuneforge.audio import Audio, WavAudio
 from tuneforge.scoring.base import ClipScore, RoundContext
 from tuneforge.scoring.clip import Clip, NeuralFeatures, PeerClip
 from tuneforge.scoring.memory import ClipMemory
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+AudioSource = Audio | WavAudio
+Scored = tuple[ClipScore, ClipMemory] | str  # a clip's score and memory, or why it has none
 
 
 def default_workers() -> int:
@@ -77,12 +82,10 @@ class ScoringPool:
         for future in futures:
             future.result()
 
-    def peek(self, audios: list[Audio | None]) -> list[Peek]:
+    def peek(self, audios: list[AudioSource | None]) -> list[Peek]:
         return self._map(_peek, audios)
 
-    def score(
-        self, shared: RoundShared, audios: list[Audio | None]
-    ) -> list[tuple[ClipScore, ClipMemory] | str]:
+    def score(self, shared: RoundShared, audios: list[AudioSource | None]) -> list[Scored]:
         # The round's shared part (snapshot of the history included) is written once, not
         # pickled into every task.
         with tempfile.NamedTemporaryFile(prefix="tuneforge-round-", delete=False) as handle:
@@ -100,6 +103,56 @@ class ScoringPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class InProcessPasses:
+    """The same two passes in this process (one scoring process: `--scoring.workers 1`)."""
+
+    def __init__(self, engine: ScoringEngine, clock: Callable[[], float]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def peek(self, audios: list[AudioSource | None]) -> list[Peek]:
+        return [peek_clip(audio, self._clock) for audio in audios]
+
+    def score(self, shared: RoundShared, audios: list[AudioSource | None]) -> list[Scored]:
+        context = peer_context(shared)
+        return [
+            score_clip(self._engine, shared, context, index, audio, self._clock)
+            for index, audio in enumerate(audios)
+        ]
+
+
+def peek_clip(audio: AudioSource | None, clock: Callable[[], float]) -> Peek:
+    """The first pass over one clip: its facts and the features the others read of it."""
+    if audio is None:
+        return Peek(0.0, error="no audio")
+    return decode_and_share(audio, clock)
+
+
+def peer_context(shared: RoundShared) -> RoundContext:
+    """The round as one clip's scoring sees it: every clip by its shared features only."""
+    peers: list[Clip] = [PeerClip(features, NeuralFeatures()) for features in shared.shared]
+    return RoundContext(peers, shared.hotkeys, shared.generation_ms, shared.history, None)
+
+
+def score_clip(
+    engine: ScoringEngine,
+    shared: RoundShared,
+    context: RoundContext,
+    index: int,
+    audio: AudioSource | None,
+    clock: Callable[[], float],
+) -> Scored:
+    """The second pass over clip `index`: decoded again, seeded with what the first pass shared,
+    scored; its working set is garbage once this returns."""
+    if audio is None:
+        return "no audio"
+    clip, peek = decode(audio, clock)
+    if clip is None:
+        return peek.error
+    clip.seed(shared.shared[index])
+    return engine.score_clip(shared.challenge, context, index, clip)
 
 
 # ---- inside a worker process -------------------------------------------------------------
@@ -124,10 +177,8 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _peek(audio: Audio | None) -> Peek:
-    if audio is None:
-        return Peek(0.0, error="no audio")
-    return decode_and_share(audio, _CLOCK)
+def _peek(audio: AudioSource | None) -> Peek:
+    return peek_clip(audio, _CLOCK)
 
 
 def _round(path: str) -> tuple[RoundShared, RoundContext]:
@@ -136,20 +187,12 @@ def _round(path: str) -> tuple[RoundShared, RoundContext]:
     if _ROUND is None or _ROUND[0] != path:
         with open(path, "rb") as handle:
             shared: RoundShared = pickle.load(handle)  # our own file, written by the parent
-        peers: list[Clip] = [PeerClip(features, NeuralFeatures()) for features in shared.shared]
-        context = RoundContext(peers, shared.hotkeys, shared.generation_ms, shared.history, None)
-        _ROUND = (path, shared, context)
+        _ROUND = (path, shared, peer_context(shared))
     return _ROUND[1], _ROUND[2]
 
 
-def _score(task: tuple[str, int, Audio | None]) -> tuple[ClipScore, ClipMemory] | str:
+def _score(task: tuple[str, int, AudioSource | None]) -> Scored:
     path, index, audio = task
     assert _ENGINE is not None  # set by the initializer
     shared, context = _round(path)
-    if audio is None:
-        return "no audio"
-    clip, peek = decode(audio, _CLOCK)
-    if clip is None:
-        return peek.error
-    clip.seed(shared.shared[index])
-    return _ENGINE.score_clip(shared.challenge, context, index, clip)
+    return score_clip(_ENGINE, shared, context, index, audio, _CLOCK)

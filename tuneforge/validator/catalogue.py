@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 from loguru import logger
 
-from tuneforge.audio import Audio
+from tuneforge.audio import Audio, WavAudio, decoded
 from tuneforge.scoring.base import ClipScore
 
 LOOKUP_URL = "https://api.acoustid.org/v2/lookup"
@@ -71,13 +71,14 @@ class CatalogueVerdict:
     unchecked: str = ""  # why this clip was not looked up ("" when it was)
 
 
-def chromaprint(audio: Audio) -> tuple[int, str]:
+def chromaprint(audio: Audio | WavAudio) -> tuple[int, str]:
     """(duration in whole seconds, compressed chromaprint) of the first two minutes, mono 16-bit.
     Raises CatalogueUnavailable when libchromaprint cannot be loaded."""
     try:
         import acoustid
     except ImportError as exc:  # pyacoustid is in the validator extra
         raise CatalogueUnavailable("pyacoustid is not installed") from exc
+    audio = decoded(audio)  # a queued answer is decoded here, in the lookup's thread
     mono = np.asarray(audio.mono(), dtype=np.float32)[: MAX_FINGERPRINT_SECONDS * audio.sample_rate]
     pcm = (np.clip(mono, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     try:
@@ -178,7 +179,7 @@ class CatalogueClient:
             task.cancel()
         await self._client.aclose()
 
-    async def lookup(self, audio: Audio) -> Recording | None:
+    async def lookup(self, audio: Audio | WavAudio) -> Recording | None:
         """The recording this audio is, or None; CatalogueUnavailable when it cannot be told."""
         duration, printed = await asyncio.to_thread(chromaprint, audio)
         digest = hashlib.sha256(printed.encode("ascii")).digest()
@@ -214,7 +215,7 @@ class CatalogueClient:
             self._cache.popitem(last=False)
         return found
 
-    async def check(self, audios: list[Audio | None]) -> list[CatalogueVerdict]:
+    async def check(self, audios: list[Audio | WavAudio | None]) -> list[CatalogueVerdict]:
         """One verdict per clip, waiting at most `wait_s` for the lookups of this batch."""
         verdicts = [CatalogueVerdict() for _ in audios]
         tasks = {

@@ -1,5 +1,6 @@
 """The validator's network-wide copy check: every clip of a round (or customer job) is looked up
-in the API's fingerprint index (`POST /fingerprints/match`), in one batch, while the engine scores.
+in the API's fingerprint index (`POST /fingerprints/match`), in one batch, once the engine has
+fingerprinted it.
 
 A clip the index recognises as a (disguised) copy of a published track gets
 `fingerprint_penalty` 0 — so a final score of 0 — with a reason that names the original track,
@@ -7,8 +8,9 @@ its miner and when it was published. The engine's own fingerprint penalty still 
 clip with the round's other clips and this validator's local history; when the index cannot be
 asked (no API configured, unreachable, refused) that local check is all there is and the reason
 says so. Fingerprints computed here also travel with the published results, so the next round
-anywhere on the network can recognise them. The copy check decodes each answer itself (~0.1 CPU-s
-for 30 s): the engine scores in worker processes (D38), so there is no Clip to share with it.
+anywhere on the network can recognise them. They are the engine's: each clip's fingerprint comes
+back from the scoring pass that decoded it (`ScoredRound.fingerprints`, D48), so the validator
+never decodes an answer again for this check, and the index is asked once the round is scored.
 
 When the network has the public catalogue check on (`catalogue_penalty`, D31), the same task
 asks AcoustID about every clip (validator/catalogue.py), concurrently with the index.
@@ -18,15 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 
-from tuneforge.audio import Audio
-from tuneforge.scoring import fingerprint as fp
+from tuneforge.audio import Audio, WavAudio
 from tuneforge.scoring.base import ClipScore
-from tuneforge.scoring.clip import Clip
 from tuneforge.validator.api_client import ApiClient, ApiUnavailable
 from tuneforge.validator.catalogue import CatalogueClient, CatalogueVerdict, apply_catalogue
 
@@ -66,23 +67,6 @@ class CopyVerdict:
     unchecked: str = ""  # why the index was not consulted ("" when it was)
     facts: dict[str, Any] = field(default_factory=dict)
     catalogue: CatalogueVerdict | None = None  # None: the catalogue check is not on
-    # held until the verdict is applied, so the engine scoring this round shares it
-
-
-def _fingerprints(audios: list[Audio | None]) -> list[str | None]:
-    """Each answer's encoded fingerprint; its Clip is dropped at once, so a round holds one
-    clip's analysis at a time here, not all of them."""
-    encoded: list[str | None] = []
-    for audio in audios:
-        if audio is None:
-            encoded.append(None)
-            continue
-        try:
-            encoded.append(fp.encode(fp.fingerprint(Clip(audio))))
-        except (ValueError, MemoryError) as exc:  # hostile audio the decoder let through
-            logger.warning("no fingerprint for a clip: {}", exc)
-            encoded.append(None)
-    return encoded
 
 
 def _original(item: Any) -> Original | None:
@@ -113,10 +97,15 @@ class CopyChecker:
         self.api = api
         self.catalogue = catalogue
 
-    async def check(self, audios: list[Audio | None]) -> list[CopyVerdict]:
+    async def check(
+        self, encoded: Awaitable[list[str | None]], audios: list[Audio | WavAudio | None]
+    ) -> list[CopyVerdict]:
+        """A verdict per clip. `encoded` gives each clip's fingerprint (None: nothing to ask) when
+        the engine has them; `audios` are the clips, which only the catalogue check reads: its
+        lookups start at once, so they run while the engine scores."""
         looked_up = asyncio.create_task(self.catalogue.check(audios)) if self.catalogue else None
         try:
-            verdicts = await self._check_index(audios)
+            verdicts = await self._check_index(await encoded)
         finally:
             catalogue = await looked_up if looked_up is not None else None
         if catalogue is not None:
@@ -124,8 +113,7 @@ class CopyChecker:
                 verdict.catalogue = found
         return verdicts
 
-    async def _check_index(self, audios: list[Audio | None]) -> list[CopyVerdict]:
-        encoded = await asyncio.to_thread(_fingerprints, audios)
+    async def _check_index(self, encoded: list[str | None]) -> list[CopyVerdict]:
         verdicts = [CopyVerdict(fingerprint=e) for e in encoded]
         if self.api is None:
             return self._unchecked(verdicts, "no API configured")

@@ -27,7 +27,7 @@ import httpx
 from bittensor.http_auth import HEADER_HOTKEY, HEADER_SIGNATURE
 from loguru import logger
 
-from tuneforge.audio import Audio, AudioError, decode_wav
+from tuneforge.audio import AudioError, WavAudio
 from tuneforge.btauth import AuthFailure, BtAuth, SigningKey, verify_response
 from tuneforge.chain.base import Neuron
 from tuneforge.protocol import (
@@ -75,7 +75,8 @@ class QueryOutcome:
 
     uid: int
     hotkey: str
-    audio: Audio | None = None
+    # The checked answer, kept encoded until it is scored (its bytes are `wav`).
+    audio: WavAudio | None = None
     wav: bytes | None = None  # the raw signed bytes (published with the result)
     code: str | None = None  # None on success, else one of the failure codes above
     reason: str | None = None
@@ -222,8 +223,9 @@ class MinerClient:
             async with asyncio.timeout(deadline_s):
                 await self._exchange(neuron, body, outcome, deadline_s, slot)
             answered = time.perf_counter()
-            # Decoding up to 32 MiB is CPU work: keep it off the event loop.
-            outcome.audio = await asyncio.to_thread(self._decode, outcome.wav or b"")
+            # Decoding up to 32 MiB is CPU work: keep it off the event loop. Only the facts stay;
+            # the samples are decoded again where the clip is scored.
+            outcome.audio = await asyncio.to_thread(self._check, outcome.wav or b"")
         except (TimeoutError, httpx.TimeoutException):
             outcome.code, outcome.reason = TIMEOUT, f"no complete answer within {deadline_s:.1f} s"
         except _Failure as failure:
@@ -361,9 +363,9 @@ class MinerClient:
             code = WRONG_SIGNER if getattr(exc, "kind", "") == "wrong_signer" else BAD_SIGNATURE
             raise _Failure(code, exc.reason) from None
 
-    def _decode(self, wav: bytes) -> Audio:
+    def _check(self, wav: bytes) -> WavAudio:
         try:
-            return decode_wav(
+            return WavAudio.checked(
                 wav, max_bytes=self.max_response_bytes, max_seconds=self.max_audio_seconds
             )
         except AudioError as exc:

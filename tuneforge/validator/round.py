@@ -19,6 +19,7 @@ from loguru import logger
 
 from tuneforge.chain.base import Metagraph, Neuron
 from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
+from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoredRound
 from tuneforge.scoring.memory import RoundMemory
@@ -130,8 +131,8 @@ class RoundRunner:
         purpose: str,
     ) -> tuple[list[ClipScore], list[str | None], RoundMemory]:
         """(scores, each clip's encoded fingerprint, what the history should keep). Answers are
-        scored off the event loop (a thread that feeds the engine's worker processes) while the
-        network copy index is asked about them."""
+        scored off the event loop (a thread that feeds the engine's worker processes); the
+        network copy index is asked about the fingerprints the scoring passes computed."""
         # Speed is judged on the time this validator measured (request sent -> last byte read),
         # never on the miner's own X-TuneForge-Generation-Ms claim, which a miner could fake.
         submissions = [
@@ -144,9 +145,17 @@ class RoundRunner:
             for o in outcomes
         ]
         started = time.perf_counter()
-        check = asyncio.create_task(self.copies.check([o.audio for o in outcomes]))
+        scoring = asyncio.ensure_future(
+            asyncio.to_thread(self.scorer.score, challenge, submissions)
+        )
+
+        async def fingerprints() -> list[str | None]:
+            scored = await asyncio.shield(scoring)
+            return [None if f is None else fp.encode(f) for f in scored.fingerprints]
+
+        check = asyncio.create_task(self.copies.check(fingerprints(), [o.audio for o in outcomes]))
         try:
-            scored = await asyncio.to_thread(self.scorer.score, challenge, submissions)
+            scored = await scoring
         except BaseException:
             check.cancel()
             raise
