@@ -77,7 +77,12 @@ class ScoringPool:
             raise
 
     def warm_up(self) -> None:
-        """Start every worker now (each compiles librosa's kernels once)."""
+        """Start every worker now. The first starts alone: it compiles librosa's kernels into
+        numba's cache while no other process writes there (workers compiling into one cold cache
+        at once left it corrupt here, and every later process segfaulted in beat tracking); the
+        others then start together and load what it wrote. Workers spawn on demand, so the
+        first task starts exactly one."""
+        self._executor.submit(_ready).result()
         futures = [self._executor.submit(_ready) for _ in range(self.workers)]
         for future in futures:
             future.result()
