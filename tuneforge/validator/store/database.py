@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from tuneforge.errors import TuneForgeError
+
 SCHEMA_VERSION = 1
 # The memory channels of a history row (embeddings.kind).
 DIVERSITY, FAD = "diversity", "fad"
@@ -69,8 +71,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
-class StateError(RuntimeError):
+class StateError(TuneForgeError, RuntimeError):
     """The state file is unusable (newer schema, corrupt, not a TuneForge validator state)."""
+
+    code = "validator_state_unusable"
 
 
 class Database:
