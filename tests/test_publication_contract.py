@@ -5,6 +5,8 @@ the protocol's, and the validator sends to the paths the API serves."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +149,16 @@ def test_the_validator_sends_to_paths_the_api_serves(
     routes: set[tuple[str, str]], method: str, template: str
 ) -> None:
     assert (method, publication.API_PREFIX + template) in routes
+
+
+def test_the_contract_is_a_foundation_both_roles_can_stand_on() -> None:
+    """Importing it loads no role and no service: neither side drags the other in."""
+    probe = (
+        "import sys, tuneforge.publication; "
+        "print(sorted(m for m in sys.modules if m.startswith(('tuneforge.validator', "
+        "'tuneforge.api', 'tuneforge.miner', 'tuneforge.scoring', 'tuneforge.generation'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
