@@ -24,7 +24,8 @@ from tuneforge.scoring.fingerprint import encode as encode_fingerprint
 from tuneforge.scoring.fingerprint import extract
 from tuneforge.validator.challenges import challenge_for_job, job_seed
 from tuneforge.validator.query import QueryOutcome
-from tuneforge.validator.round import answer_track, track_id
+from tuneforge.validator.round import track_id
+from tuneforge.validator.tracks import answer_track
 
 # What a customer request carries beyond the content it shares with the protocol (API.md).
 CUSTOMER_EXTENSIONS = {"seed", "variants", "callback_url"}

@@ -29,8 +29,9 @@ from tuneforge.validator.challenges import challenge_for_job, job_seed, miner_se
 from tuneforge.validator.config import ValidatorSettings
 from tuneforge.validator.publisher import job_group
 from tuneforge.validator.query import QueryOutcome
-from tuneforge.validator.round import RoundRunner, answer_track
+from tuneforge.validator.round import RoundRunner
 from tuneforge.validator.state import OutboxEntry
+from tuneforge.validator.tracks import answer_track
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 

@@ -13,19 +13,13 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from loguru import logger
 
 from tuneforge.chain.base import Metagraph, Neuron
 from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
-from tuneforge.publication import (
-    ROUND_RESULT,
-    TRACK_AUDIO,
-    published_track,
-    round_result,
-    scored_track,
-)
+from tuneforge.publication import ROUND_RESULT, TRACK_AUDIO, published_track, round_result
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoredRound
 from tuneforge.scoring.memory import RoundMemory
@@ -37,6 +31,7 @@ from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.publisher import round_group
 from tuneforge.validator.query import MinerClient, QueryOutcome
 from tuneforge.validator.state import MinerRoundResult, OutboxEntry, ValidatorState
+from tuneforge.validator.tracks import answer_track
 
 
 class RoundScorer(Protocol):
@@ -87,23 +82,6 @@ def select_miners(
 
 def track_id(round_id: str, hotkey: str) -> str:
     return "trk_" + hashlib.sha256(f"{round_id}|{hotkey}".encode()).hexdigest()[:32]
-
-
-def answer_track(
-    outcome: QueryOutcome, score: ClipScore, fingerprint: str | None
-) -> dict[str, Any]:
-    """The contract's scored track for one answer that carried audio (rounds and jobs alike)."""
-    assert outcome.audio is not None and outcome.wav is not None
-    return scored_track(
-        miner_uid=outcome.uid,
-        miner_hotkey=outcome.hotkey,
-        score_fields=score.published_fields(),
-        generation_ms=outcome.elapsed_ms,  # measured here, not the miner's claim
-        audio_sha256=hashlib.sha256(outcome.wav).hexdigest(),
-        duration_seconds=outcome.audio.duration_seconds,
-        sample_rate=outcome.audio.sample_rate,
-        fingerprint=fingerprint,
-    )
 
 
 class RoundRunner:
