@@ -32,16 +32,11 @@ from tests.helpers.validator_fake_miners import (
 from tests.helpers.validator_net import ValidatorNet, make_validator_net, synth_miners
 from tuneforge.audio import decode_wav
 from tuneforge.metrics import render
+from tuneforge.publication import ROUND_RESULT, TRACK_AUDIO
 from tuneforge.scoring.weights import PENALTIES
 from tuneforge.validator.api_client import ApiClient
 from tuneforge.validator.metrics import ValidatorMetrics
-from tuneforge.validator.publisher import (
-    ROUND_RESULT,
-    TRACK_AUDIO,
-    Publisher,
-    backoff_delay,
-    round_group,
-)
+from tuneforge.validator.publisher import Publisher, backoff_delay, round_group
 from tuneforge.validator.state import ValidatorState
 
 REPO = Path(__file__).resolve().parents[1]

@@ -43,6 +43,7 @@ from tuneforge.api.schemas import GenerateRequest, JobResult
 from tuneforge.api.storage import AudioStore, StagedUpload
 from tuneforge.errors import TuneForgeError
 from tuneforge.protocol import SEED_LIMIT, MusicGenerationSynapse
+from tuneforge.publication import content_of
 
 EXPIRED_ERROR = "Job expired before a validator delivered it; credits refunded."
 
@@ -179,15 +180,7 @@ class JobService:
         now: datetime,
     ) -> Accepted:
         challenge = MusicGenerationSynapse(
-            prompt=body.prompt,
-            genre=body.genre,
-            mood=body.mood,
-            tempo_bpm=body.tempo_bpm,
-            key=body.key,
-            instruments=body.instruments,
-            vocals=body.vocals,
-            lyrics=body.lyrics,
-            duration_seconds=body.duration_seconds,
+            **content_of(body.model_dump()),
             seed=secrets.randbelow(SEED_LIMIT),  # a placeholder: miners get their own (D50)
         )
         cost = credits_for(body.duration_seconds) * body.variants

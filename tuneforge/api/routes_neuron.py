@@ -15,11 +15,8 @@ from tuneforge.api import deps
 from tuneforge.api.openapi import HOTKEY_SECURITY, WAV_BODY, errors
 from tuneforge.api.schemas import (
     CURSOR_PATTERN,
-    HOTKEY_PATTERN,
     REQUEST_ID_PATTERN,
     SAFE_TEXT_PATTERN,
-    SHA256_PATTERN,
-    TRACK_ID_PATTERN,
     ClaimRequest,
     JobResult,
     PublishRound,
@@ -29,8 +26,19 @@ from tuneforge.api.scores import (
     MAX_EXPORT_LIMIT,
 )
 from tuneforge.api.storage import StagedUpload
+from tuneforge.publication import (
+    API_PREFIX,
+    HOTKEY_PATTERN,
+    JOB_AUDIO_PATH,
+    JOB_CLAIM_PATH,
+    JOB_RESULT_PATH,
+    SCORES_PATH,
+    SHA256_PATTERN,
+    TRACK_AUDIO_PATH,
+    TRACK_ID_PATTERN,
+)
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix=API_PREFIX)
 
 # ISO-8601 / RFC 3339 date-time, as the schema's `format: date-time` means it: a string, never
 # a number. Fractions beyond microseconds are accepted and truncated.
@@ -125,7 +133,7 @@ def export(
 
 
 @router.post(
-    "/scores",
+    SCORES_PATH,
     tags=["validator"],
     status_code=201,
     responses={200: {"description": "A retry of a round already stored: the same ids"}}
@@ -172,7 +180,7 @@ _UPLOAD_ROUTE: dict[str, Any] = {
 }
 
 
-@router.put("/scores/audio/{track_id}", **_UPLOAD_ROUTE)
+@router.put(TRACK_AUDIO_PATH, **_UPLOAD_ROUTE)
 async def put_published_audio(
     request: Request, response: Response, track_id: str = Path(pattern=TRACK_ID_PATTERN)
 ) -> dict[str, Any]:
@@ -195,7 +203,7 @@ async def put_published_audio(
     return {"track_id": track_id, "audio_sha256": upload.sha256, "bytes": upload.size}
 
 
-@router.put("/validator/audio/{sha256}", **_UPLOAD_ROUTE)
+@router.put(JOB_AUDIO_PATH, **_UPLOAD_ROUTE)
 async def put_job_audio(
     request: Request, response: Response, sha256: str = Path(pattern=SHA256_PATTERN)
 ) -> dict[str, Any]:
@@ -218,9 +226,7 @@ async def put_job_audio(
     return {"audio_sha256": sha256, "bytes": upload.size}
 
 
-@router.post(
-    "/validator/jobs/claim", tags=["validator"], responses=errors(401, 403), openapi_extra=_SIGNED
-)
+@router.post(JOB_CLAIM_PATH, tags=["validator"], responses=errors(401, 403), openapi_extra=_SIGNED)
 def claim(
     request: Request, body: ClaimRequest | None = None, hotkey: str = Depends(deps.validator)
 ) -> dict[str, Any]:
@@ -231,7 +237,7 @@ def claim(
 
 
 @router.post(
-    "/validator/jobs/{request_id}/result",
+    JOB_RESULT_PATH,
     tags=["validator"],
     responses=errors(401, 403, 404, 409),
     openapi_extra=_SIGNED,

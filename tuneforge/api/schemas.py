@@ -8,44 +8,29 @@ free-form JSON (`challenge`) is walked once with the same rules plus a depth bou
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tuneforge import protocol
+from tuneforge import protocol, publication
 from tuneforge.errors import TuneForgeError
+from tuneforge.publication import TRACK_ID_PATTERN
 from tuneforge.scoring.fingerprint import BadFingerprint
 from tuneforge.scoring.fingerprint import decode as decode_fingerprint
 from tuneforge.scoring.fingerprint import encoded_limit as fingerprint_encoded_limit
 
-TRACK_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
-SHA256_PATTERN = r"^[0-9a-f]{64}$"
-# Bounded and inert, not ss58-checked: a display field, never used to authenticate.
-HOTKEY_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
 REQUEST_ID_PATTERN = r"^req_[A-Za-z0-9]{1,48}$"
 # Opaque to clients; what `next_cursor` holds (url-safe base64 without padding).
 CURSOR_PATTERN = r"^[A-Za-z0-9_\-]{1,128}$"
 # Printable, no NUL: what PostgreSQL text columns can hold and a log line can show.
 SAFE_TEXT_PATTERN = r"^[^\u0000-\u001f]*$"
 MUSICAL_KEY_PATTERN = r"^[A-G](#|b)? (major|minor)$"
-MAX_BREAKDOWN_ENTRIES = 64
-MAX_EXCLUDED_ENTRIES = 32
-MAX_EXCLUDED_REASON_CHARS = 300
-MAX_CHALLENGE_JSON_BYTES = protocol.MAX_REQUEST_BYTES
 MAX_JSON_DEPTH = 16
-# `block` is stored as BIGINT (migration 0002) but bounded tighter, to what every JSON client
-# reads exactly (2^53: a block every 12 s for a billion years); integers in free-form JSON too.
-MAX_BLOCK = 2**53 - 1
+# Integers in free-form JSON are bounded to what every JSON client reads exactly.
 MAX_JSON_INT = 2**53
 MAX_VARIANTS = 4
 MAX_CALLBACK_URL_CHARS = 2048
-
-Score = Annotated[float, Field(ge=0.0, le=1.0)]
-# No pattern: on a dict key it would become `patternProperties`, which constrains nothing for keys
-# that do not match. NUL and lone surrogates are refused for every string by `check_json_safe`.
-ScorerName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class UnsafeJson(TuneForgeError, ValueError):
@@ -162,30 +147,10 @@ class GenerateRequest(_Strict):
         return None
 
 
-class ScoredTrackFields(_Strict):
-    miner_uid: int | None = Field(default=None, ge=0, lt=65536)
-    miner_hotkey: str = Field(pattern=HOTKEY_PATTERN)
-    final_score: Score
-    composite: Score
-    # null = the scorer or penalty did not run (not measured), never the same as 0.
-    score_breakdown: dict[ScorerName, Score | None] = Field(
-        default_factory=dict, max_length=MAX_BREAKDOWN_ENTRIES
-    )
-    penalties: dict[ScorerName, Score | None] = Field(
-        default_factory=dict, max_length=MAX_BREAKDOWN_ENTRIES
-    )
-    # Why a scorer or penalty is null: {name: reason}.
-    excluded: dict[ScorerName, Annotated[str, Field(max_length=MAX_EXCLUDED_REASON_CHARS)]] = Field(
-        default_factory=dict, max_length=MAX_EXCLUDED_ENTRIES
-    )
-    # True when the validator ran without its network's full scorer set.
-    degraded: bool = False
-    # Validators measure it as a float (header parse); stored as whole milliseconds.
-    generation_ms: float | None = Field(default=None, ge=0, le=3_600_000)
-    audio_sha256: str = Field(pattern=SHA256_PATTERN)
-    duration_seconds: float = Field(gt=0.0, le=600.0)
-    sample_rate: int = Field(ge=1000, le=384_000)
-    # The track's copy fingerprint (tuneforge.scoring.fingerprint.encode); indexed network-wide.
+class _TrackDefences(BaseModel):
+    """What the API adds to a track of the contract: the codec's check of the fingerprint it
+    indexes, and milliseconds as the whole number its column stores."""
+
     fingerprint: str | None = Field(default=None, max_length=fingerprint_encoded_limit())
 
     @field_validator("fingerprint")
@@ -198,52 +163,42 @@ class ScoredTrackFields(_Strict):
                 raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("generation_ms")
+    # check_fields=False: the field is the contract's, this mixin only adds the rounding.
+    @field_validator("generation_ms", check_fields=False)
     @classmethod
     def _whole_ms(cls, value: float | None) -> int | None:
+        # Validators measure it as a float (header parse); stored as whole milliseconds.
         return None if value is None else round(value)
 
 
-class PublishedResult(ScoredTrackFields):
-    track_id: str = Field(pattern=TRACK_ID_PATTERN)
-    miner_uid: int = Field(ge=0, lt=65536)
+# The publication contract's models (tuneforge.publication) with the API's defences: the field
+# list and bounds have one source, shared with the validator that builds these bodies (D51).
+class ScoredTrackFields(_Strict, _TrackDefences, publication.ScoredTrack):
+    pass
 
 
-class PublishRound(_Strict):
-    round_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
-    block: int = Field(ge=0, le=MAX_BLOCK)
-    challenge: dict[str, Any] = Field(
-        description=f"the challenge as sent to miners; JSON of at most "
-        f"{MAX_CHALLENGE_JSON_BYTES} bytes, finite numbers, no NUL"
+class PublishedResult(_Strict, _TrackDefences, publication.PublishedTrack):
+    pass
+
+
+class PublishRound(_Strict, publication.RoundResult):
+    results: list[PublishedResult] = Field(  # type: ignore[assignment]
+        min_length=1,
+        max_length=publication.MAX_ROUND_RESULTS,
+        description="track_id values are unique within a round",
     )
-    results: list[PublishedResult] = Field(
-        min_length=1, max_length=1024, description="track_id values are unique within a round"
-    )
-
-    @field_validator("challenge")
-    @classmethod
-    def _challenge_size(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value)) > MAX_CHALLENGE_JSON_BYTES:
-            raise ValueError(f"challenge is larger than {MAX_CHALLENGE_JSON_BYTES} bytes")
-        return value
-
-    @field_validator("results")
-    @classmethod
-    def _unique_track_ids(cls, value: list[PublishedResult]) -> list[PublishedResult]:
-        if len({r.track_id for r in value}) != len(value):
-            raise ValueError("track_id values must be unique within a round")
-        return value
 
 
 class ClaimRequest(_Strict):
     max_jobs: int = Field(default=1, ge=1, le=256)
 
 
-class JobResult(_Strict):
+class JobResult(_Strict, publication.JobResult):
     """A claimed job's outcome: tracks whose WAVs were uploaded first, or an error."""
 
-    tracks: list[ScoredTrackFields] = Field(default_factory=list, max_length=16)
-    error: str | None = Field(default=None, max_length=2000)
+    tracks: list[ScoredTrackFields] = Field(  # type: ignore[assignment]
+        default_factory=list, max_length=publication.MAX_JOB_TRACKS
+    )
 
 
 class VoteRequest(_Strict):

@@ -14,6 +14,7 @@ import numpy as np
 
 from tuneforge.audio import Audio, WavAudio
 from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.publication import MAX_EXCLUDED_REASON_CHARS
 from tuneforge.scoring.music_features import unscorable_reason
 
 if TYPE_CHECKING:
@@ -146,7 +147,9 @@ class ClipScore:
             "composite": self.composite,
             "score_breakdown": self.score_breakdown,
             "penalties": self.penalties,
-            "excluded": {name: why[:300] for name, why in self.not_measured.items()},
+            "excluded": {
+                name: why[:MAX_EXCLUDED_REASON_CHARS] for name, why in self.not_measured.items()
+            },
             "degraded": self.degraded,
         }
 

@@ -11,8 +11,8 @@ import httpx
 
 from tuneforge.api_hotkey_auth import HotkeyAuth, HotkeySigner
 from tuneforge.errors import TuneForgeError
+from tuneforge.publication import API_PREFIX
 
-API_PREFIX = "/api/v1"
 # API answers are small JSON documents; anything bigger is not an answer we need.
 MAX_RESPONSE_BYTES = 1024 * 1024
 

@@ -14,12 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.protocol import SEED_LIMIT, MusicGenerationSynapse
-
-# What a customer may choose; id and seed are always the validator's (see challenge_for_job).
-CONTENT_FIELDS = (
-    "prompt", "genre", "mood", "tempo_bpm", "key", "instruments", "vocals", "lyrics",
-    "duration_seconds",
-)  # fmt: skip
+from tuneforge.publication import content_of
 
 
 @dataclass(frozen=True)
@@ -139,9 +134,9 @@ def challenge_for_job(seed: bytes, request: Mapping[str, Any]) -> MusicGeneratio
     a challenge by its id format or seed. Raises pydantic.ValidationError on bad content."""
     if len(seed) < 16:
         raise ValueError("challenge seed must carry at least 128 bits")
-    content = {name: request[name] for name in CONTENT_FIELDS if name in request}
+    # Only what a customer may choose is taken: id and seed are always the validator's.
     return MusicGenerationSynapse(
-        challenge_id=challenge_id_from_seed(seed), seed=synapse_seed(seed), **content
+        challenge_id=challenge_id_from_seed(seed), seed=synapse_seed(seed), **content_of(request)
     )
 
 

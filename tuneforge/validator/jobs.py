@@ -22,14 +22,16 @@ from pydantic import ValidationError
 from tuneforge.chain.base import Metagraph, Neuron
 from tuneforge.errors import TuneForgeError
 from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
+from tuneforge.publication import JOB_AUDIO, JOB_CLAIM_PATH, JOB_RESULT, job_failure, job_result
 from tuneforge.scoring.base import ClipScore
 from tuneforge.validator.api_client import ApiClient, ApiUnavailable
 from tuneforge.validator.challenges import challenge_for_job, job_seed, miner_seed
 from tuneforge.validator.config import ValidatorSettings
-from tuneforge.validator.publisher import JOB_AUDIO, JOB_RESULT, job_group
+from tuneforge.validator.publisher import job_group
 from tuneforge.validator.query import QueryOutcome
 from tuneforge.validator.round import RoundRunner
 from tuneforge.validator.state import OutboxEntry
+from tuneforge.validator.tracks import answer_track
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
@@ -56,20 +58,6 @@ def best_miners(
 
     candidates = [n for n in metagraph.serving() if n.hotkey != self_hotkey]
     return sorted(candidates, key=order)[:k]
-
-
-def _track(outcome: QueryOutcome, score: ClipScore, fingerprint: str | None) -> dict[str, Any]:
-    assert outcome.audio is not None and outcome.wav is not None
-    return {
-        **({"fingerprint": fingerprint} if fingerprint else {}),
-        "miner_uid": outcome.uid,
-        "miner_hotkey": outcome.hotkey,
-        **score.published_fields(),
-        "generation_ms": outcome.elapsed_ms,  # measured here, not the miner's claim
-        "audio_sha256": hashlib.sha256(outcome.wav).hexdigest(),
-        "duration_seconds": outcome.audio.duration_seconds,
-        "sample_rate": outcome.audio.sample_rate,
-    }
 
 
 def job_variants(job: Mapping[str, Any], default: int) -> int:
@@ -104,9 +92,7 @@ class JobWorker:
         """Claim up to `jobs_max_claim` jobs and serve each; returns how many were handled."""
         settings = self.settings.api
         try:
-            answer = await self.api.post_json(
-                "/validator/jobs/claim", {"max_jobs": settings.jobs_max_claim}
-            )
+            answer = await self.api.post_json(JOB_CLAIM_PATH, {"max_jobs": settings.jobs_max_claim})
         except ApiUnavailable as exc:
             logger.debug("job claim: {}", exc)
             return 0
@@ -207,11 +193,11 @@ class JobWorker:
         entries: list[OutboxEntry] = []
         tracks = []
         for score, outcome, fingerprint in best:
-            track = _track(outcome, score, fingerprint)
+            track = answer_track(outcome, score, fingerprint)
             tracks.append(track)
             audio = {"request_id": request_id, "audio_sha256": track["audio_sha256"]}
             entries.append((JOB_AUDIO, audio, outcome.wav, group))
-        result = {"request_id": request_id, "result": {"tracks": tracks}}
+        result = {"request_id": request_id, "result": job_result(tracks)}
         entries.append((JOB_RESULT, result, None, group))
         self.state.outbox.enqueue_many(entries)
         self.on_enqueued()
@@ -227,7 +213,7 @@ class JobWorker:
 
     def _fail(self, request_id: str, outcome: str, error: str) -> str:
         """Report the job failed (through the outbox) so the API refunds it without waiting."""
-        payload = {"request_id": request_id, "result": {"tracks": [], "error": error[:2000]}}
+        payload = {"request_id": request_id, "result": job_failure(error)}
         self.state.outbox.enqueue_many([(JOB_RESULT, payload, None, job_group(request_id))])
         self.on_enqueued()
         self.metrics.jobs.labels(outcome=outcome).inc()

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from loguru import logger
 
+from tuneforge.publication import API_PREFIX
 from tuneforge.scoring import preference_model as pm
 from tuneforge.scoring.weights import preference_share, preference_weight
-from tuneforge.validator.api_client import API_PREFIX, ApiClient, ApiUnavailable
+from tuneforge.validator.api_client import ApiClient, ApiUnavailable
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip

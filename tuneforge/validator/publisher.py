@@ -21,15 +21,20 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from tuneforge.publication import (
+    JOB_AUDIO,
+    JOB_AUDIO_PATH,
+    JOB_RESULT,
+    JOB_RESULT_PATH,
+    ROUND_RESULT,
+    SCORES_PATH,
+    TRACK_AUDIO,
+    TRACK_AUDIO_PATH,
+)
 from tuneforge.validator.api_client import ApiAnswer, ApiClient, ApiUnavailable
 from tuneforge.validator.config import ApiPublishSettings
 from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.state import OutboxItem, ValidatorState
-
-ROUND_RESULT = "round_result"
-TRACK_AUDIO = "track_audio"
-JOB_AUDIO = "job_audio"
-JOB_RESULT = "job_result"
 
 DELIVERED = "delivered"
 RETRY = "retry"
@@ -110,19 +115,16 @@ class Publisher:
     async def _send(self, item: OutboxItem) -> ApiAnswer:
         payload = item.payload
         if item.kind == ROUND_RESULT:
-            return await self.api.post_json("/scores", payload)
+            return await self.api.post_json(SCORES_PATH, payload)
         if item.kind == TRACK_AUDIO:
-            return await self.api.request(
-                "PUT", f"/scores/audio/{payload['track_id']}", item.blob or b"", "audio/wav"
-            )
+            path = TRACK_AUDIO_PATH.format(track_id=payload["track_id"])
+            return await self.api.request("PUT", path, item.blob or b"", "audio/wav")
         if item.kind == JOB_AUDIO:
-            return await self.api.request(
-                "PUT", f"/validator/audio/{payload['audio_sha256']}", item.blob or b"", "audio/wav"
-            )
+            path = JOB_AUDIO_PATH.format(sha256=payload["audio_sha256"])
+            return await self.api.request("PUT", path, item.blob or b"", "audio/wav")
         if item.kind == JOB_RESULT:
-            return await self.api.post_json(
-                f"/validator/jobs/{payload['request_id']}/result", payload["result"]
-            )
+            path = JOB_RESULT_PATH.format(request_id=payload["request_id"])
+            return await self.api.post_json(path, payload["result"])
         raise ValueError(f"unknown outbox kind {item.kind!r}")
 
     async def deliver(self, item: OutboxItem) -> str:

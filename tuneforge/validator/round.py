@@ -19,6 +19,7 @@ from loguru import logger
 
 from tuneforge.chain.base import Metagraph, Neuron
 from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
+from tuneforge.publication import ROUND_RESULT, TRACK_AUDIO, published_track, round_result
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoredRound
@@ -28,12 +29,10 @@ from tuneforge.validator.config import ValidatorSettings
 from tuneforge.validator.copies import CopyChecker, apply_verdicts
 from tuneforge.validator.ema import update_ema
 from tuneforge.validator.metrics import ValidatorMetrics
-from tuneforge.validator.publisher import ROUND_RESULT, TRACK_AUDIO, round_group
+from tuneforge.validator.publisher import round_group
 from tuneforge.validator.query import MinerClient, QueryOutcome
 from tuneforge.validator.state import MinerRoundResult, OutboxEntry, ValidatorState
-
-OUTBOX_ROUND = ROUND_RESULT
-OUTBOX_AUDIO = TRACK_AUDIO
+from tuneforge.validator.tracks import answer_track
 
 
 class RoundScorer(Protocol):
@@ -274,35 +273,19 @@ class RoundRunner:
             if outcome.audio is None or outcome.wav is None:
                 continue
             trk = track_id(round_id, outcome.hotkey)
-            digest = hashlib.sha256(outcome.wav).hexdigest()
-            tracks.append(
-                {
-                    "track_id": trk,
-                    "miner_uid": outcome.uid,
-                    "miner_hotkey": outcome.hotkey,
-                    **score.published_fields(),
-                    "generation_ms": outcome.elapsed_ms,
-                    "audio_sha256": digest,
-                    "duration_seconds": outcome.audio.duration_seconds,
-                    "sample_rate": outcome.audio.sample_rate,
-                    **({"fingerprint": encoded} if encoded else {}),
-                }
-            )
+            track = published_track(trk, answer_track(outcome, score, encoded))
+            digest = track["audio_sha256"]
+            tracks.append(track)
             items.append(
                 (
-                    OUTBOX_AUDIO,
+                    TRACK_AUDIO,
                     {"round_id": round_id, "track_id": trk, "audio_sha256": digest},
                     outcome.wav,
                     group,
                 )
             )
-        round_payload = {
-            "round_id": round_id,
-            "block": block,
-            "challenge": challenge.model_dump(),
-            "results": tracks,
-        }
         if not tracks:
             return []  # nobody answered: the API refuses a round without results
         # The round goes first: audio uploads refer to its track ids.
-        return [(OUTBOX_ROUND, round_payload, None, group), *items]
+        round_payload = round_result(round_id, block, challenge, tracks)
+        return [(ROUND_RESULT, round_payload, None, group), *items]
