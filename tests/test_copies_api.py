@@ -27,11 +27,11 @@ from tests.helpers.api_server import (
     running_api,
     signed_request,
 )
+from tests.helpers.clip_scores import passing_clip_score
 from tuneforge.audio import Audio
 from tuneforge.generation.synth import SynthBackend
 from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring import fingerprint as fp
-from tuneforge.scoring.base import ClipScore
 from tuneforge.scoring.clip import Clip
 from tuneforge.validator.api_client import ApiClient
 from tuneforge.validator.copies import CopyChecker, apply_verdicts
@@ -181,19 +181,6 @@ def test_a_publication_with_a_malformed_fingerprint_is_refused(
     assert _publish(client, neurons.validator, [bad]).status_code == 400
 
 
-def _clip_score() -> ClipScore:
-    return ClipScore(
-        final_score=0.8,
-        composite=0.8,
-        score_breakdown={"clap": 0.8},
-        penalties={"fingerprint_penalty": 1.0},
-        effective_weights={"clap": 1.0},
-        reasons={"fingerprint_penalty": ""},
-        details={},
-        timings_ms={},
-    )
-
-
 async def _fingerprints(clips: list[Audio]) -> list[str | None]:
     """What the engine's scoring passes hand the copy check for these clips."""
     return [fp.encode(fp.fingerprint(Clip(clip))) for clip in clips]
@@ -213,7 +200,7 @@ def test_validator_check_zeroes_a_copy_and_names_the_original(
             await client.aclose()
 
     verdicts = asyncio.run(check())
-    scores = [_clip_score(), _clip_score()]
+    scores = [passing_clip_score(), passing_clip_score()]
     apply_verdicts(scores, verdicts)
     copied, fresh = scores
     assert copied.final_score == 0.0 and copied.penalties["fingerprint_penalty"] == 0.0
@@ -236,7 +223,7 @@ def test_unreachable_index_is_said_in_the_reason_and_never_raises_a_score(
             await client.aclose()
 
     verdicts = asyncio.run(check())
-    scores = [_clip_score()]
+    scores = [passing_clip_score()]
     apply_verdicts(scores, verdicts)
     assert scores[0].final_score == 0.8
     assert "API unreachable" in scores[0].reasons["fingerprint_penalty"]

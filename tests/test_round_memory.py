@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.helpers import signals
+from tests.helpers.clip_scores import passing_clip_score
 from tests.helpers.validator_net import make_validator_net
 from tuneforge.audio import WavAudio, decode_wav, encode_wav
 from tuneforge.protocol import MusicGenerationSynapse
@@ -58,21 +59,8 @@ class _FingerprintingScorer:
         self, challenge: MusicGenerationSynapse, submissions: list[Submission]
     ) -> ScoredRound:
         self.audio_types = [type(s.audio) for s in submissions]
-        scores = [_clip_score() for _ in submissions]
+        scores = [passing_clip_score() for _ in submissions]
         return ScoredRound(scores, RoundMemory(), self.fingerprints)
-
-
-def _clip_score() -> ClipScore:
-    return ClipScore(
-        final_score=0.8,
-        composite=0.8,
-        score_breakdown={"clap": 0.8},
-        penalties={"fingerprint_penalty": 1.0},
-        effective_weights={"clap": 1.0},
-        reasons={"fingerprint_penalty": ""},
-        details={},
-        timings_ms={},
-    )
 
 
 def test_the_round_publishes_the_fingerprints_its_scoring_passes_computed(tmp_path: Path) -> None:
