@@ -365,7 +365,10 @@ def _fluidsynth(midi: bytes, wav: Path, seconds: float) -> None:
         samples = np.concatenate([samples, np.zeros((n - len(samples), samples.shape[1]))])
     fade = int(0.3 * rate)  # the release tail fades out instead of being cut
     samples[-fade:] *= np.linspace(1.0, 0.0, fade)[:, None] ** 2
-    soundfile.write(wav, samples.astype(np.float32), rate, subtype="PCM_16")
+    # Written beside and renamed: two processes warming one cache must never leave a torn WAV.
+    partial = wav.with_name(f"{wav.stem}.{os.getpid()}.partial.wav")
+    soundfile.write(partial, samples.astype(np.float32), rate, subtype="PCM_16")
+    os.replace(partial, wav)
 
 
 def rendered_pieces(cache: Path, limit: int | None = None) -> list[RealPiece]:
