@@ -13,7 +13,12 @@ from tuneforge.scoring.base import RoundContext
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.fingerprint import fingerprint
 from tuneforge.scoring.history import InMemoryHistory
-from tuneforge.scoring.penalties import ArtifactPenalty, DurationPenalty, FingerprintPenalty
+from tuneforge.scoring.penalties import (
+    ArtifactPenalty,
+    DurationPenalty,
+    FingerprintPenalty,
+    backwards_multiplier,
+)
 
 CHALLENGE = MusicGenerationSynapse(prompt="test", duration_seconds=12)
 
@@ -68,6 +73,14 @@ def test_bars_pasted_sample_for_sample_under_a_lead_are_a_loop() -> None:
     value, reason, details = _artifact(Audio((0.5 * mix / np.abs(mix).max())[None, :], sr))
     assert 0.8 < details["loop_correlation"] < 0.9
     assert value < 0.9 and "repeats itself" in reason
+
+
+def test_more_swells_than_decays_costs_something_from_zero_skew() -> None:
+    """Real takes skew positive (tuning half: 0.07-5.4, legato strings lowest); reversed legato
+    strings and organ sit just under 0 and used to pass untouched (the penalty began at -0.3)."""
+    assert backwards_multiplier(0.07) == 1.0
+    assert 0.9 < backwards_multiplier(-0.15) < 0.98
+    assert backwards_multiplier(-1.5) == pytest.approx(0.5)
 
 
 def _held_chords_cut_at_phrase_ends(seconds: float = 12.0, sr: int = 32_000) -> Audio:
