@@ -98,6 +98,15 @@ def test_a_side_that_was_not_measured_never_wins() -> None:
     assert tally.summary() == {"win_rate": 0.333, "median_margin": 0.25, "pairs": 3}
 
 
+def test_the_pairs_a_fake_won_are_listed_by_piece() -> None:
+    tally = Tally()
+    tally.add(0.9, 0.5, "bach-a")
+    tally.add(0.4, 0.6, "bach-b")
+    tally.add(None, 0.2, "fadtk-c")
+    assert tally.summary(pairs=True)["lost"] == ["bach-b (-0.200)", "fadtk-c (not measured)"]
+    assert "lost" not in tally.summary()
+
+
 def test_midi_writer_emits_a_standard_file() -> None:
     data = write_smf([NoteEvent(0.0, 1.0, 60, 90, 0)], 120.0, {0: 0})
     assert data[:4] == b"MThd" and b"MTrk" in data

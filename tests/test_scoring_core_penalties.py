@@ -13,7 +13,12 @@ from tuneforge.scoring.base import RoundContext
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.fingerprint import fingerprint
 from tuneforge.scoring.history import InMemoryHistory
-from tuneforge.scoring.penalties import ArtifactPenalty, DurationPenalty, FingerprintPenalty
+from tuneforge.scoring.penalties import (
+    ArtifactPenalty,
+    DurationPenalty,
+    FingerprintPenalty,
+    backwards_multiplier,
+)
 
 CHALLENGE = MusicGenerationSynapse(prompt="test", duration_seconds=12)
 
@@ -53,6 +58,29 @@ def test_dry_notes_that_stop_dead_are_an_artifact(piece: Audio) -> None:
     room, dry = _artifact(signals.in_room(piece)), _artifact(piece)
     assert dry[0] < room[0] == 1.0
     assert "stop dead" in dry[1]
+
+
+def test_bars_pasted_sample_for_sample_under_a_lead_are_a_loop() -> None:
+    """One bar pasted five times under a lead line that never repeats: ~85 % of the energy
+    comes back sample-for-sample (r ~0.85), which no played or rendered take does (real clips
+    of the tuning half: at most 0.71)."""
+    sr = 32_000
+    bed = signals.in_room(signals.tonal_piece("A minor", 100, seconds=12, seed=0))
+    bar = bed.samples[0, 2 * sr : 2 * sr + int(2.4 * sr)]  # one 4/4 bar at 100 BPM
+    pasted = np.tile(bar, 5)[: 12 * sr]
+    lead = signals.in_room(signals.melody("A minor", 100, 12, sr, seed=3)).samples[0]
+    mix = pasted / np.std(pasted) + 0.5 * lead / np.std(lead)
+    value, reason, details = _artifact(Audio((0.5 * mix / np.abs(mix).max())[None, :], sr))
+    assert 0.8 < details["loop_correlation"] < 0.9
+    assert value < 0.9 and "repeats itself" in reason
+
+
+def test_more_swells_than_decays_costs_something_from_zero_skew() -> None:
+    """Real takes skew positive (tuning half: 0.07-5.4, legato strings lowest); reversed legato
+    strings and organ sit just under 0 and used to pass untouched (the penalty began at -0.3)."""
+    assert backwards_multiplier(0.07) == 1.0
+    assert 0.9 < backwards_multiplier(-0.15) < 0.98
+    assert backwards_multiplier(-1.5) == pytest.approx(0.5)
 
 
 def _held_chords_cut_at_phrase_ends(seconds: float = 12.0, sr: int = 32_000) -> Audio:

@@ -18,7 +18,7 @@ from tuneforge.scoring.history import InMemoryHistory
 from tuneforge.scoring.keys import parse_key
 from tuneforge.scoring.scorers.attribute import AttributeScorer, instrument_ranks, tempo_credit
 from tuneforge.scoring.scorers.melody import MelodyScorer
-from tuneforge.scoring.scorers.mix_separation import MixSeparationScorer
+from tuneforge.scoring.scorers.mix_separation import MixSeparationScorer, stereo_credit
 from tuneforge.scoring.scorers.musicality import MusicalityScorer
 from tuneforge.scoring.scorers.structural import StructuralScorer
 from tuneforge.scoring.scorers.timbral import TimbralScorer
@@ -169,6 +169,25 @@ def test_mix_separation_judges_stereo_only_when_there_is_stereo() -> None:
     assert wide.details["parts"]["stereo"] > 0.9
     assert hollow_result.details["parts"]["stereo"] < 0.1
     assert hollow_result.details["mono_retention"] < 0.2
+
+
+def test_a_mix_with_nothing_between_its_partials_is_too_clean() -> None:
+    """Dry additive tones leave digital silence between their partials (valleys 35+ dB under
+    the peaks); the same notes in a room fill them, as every recorded or rendered mix does."""
+    dry_piece = signals.tonal_piece(seconds=8)
+    dry = score(MixSeparationScorer(), dry_piece)
+    room = score(MixSeparationScorer(), signals.in_room(dry_piece))
+    assert dry.details["room_contrast_db"] > 34.0 > 30.0 > room.details["room_contrast_db"]
+    assert dry.details["parts"]["room"] < 0.5 and room.details["parts"]["room"] == 1.0
+    assert room.value > dry.value + 0.15
+
+
+def test_a_wide_room_is_healthy_width_not_a_mono_risk() -> None:
+    """Real stereo mixes with a wide room keep 0.6-0.8 of their energy in the mono downmix."""
+    wide_room = {"correlation": 0.5, "side_mid_ratio": 0.33, "mono_retention": 0.72}
+    cancelling = {"correlation": -0.2, "side_mid_ratio": 1.5, "mono_retention": 0.4}
+    assert stereo_credit(wide_room) == 1.0
+    assert stereo_credit(cancelling) == 0.0
 
 
 def _degenerate_inputs() -> dict[str, Audio]:

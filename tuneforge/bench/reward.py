@@ -40,26 +40,34 @@ class Scored:
 
 @dataclass
 class Tally:
-    """Pairwise outcomes: wins of the real/original side, and its margins."""
+    """Pairwise outcomes: wins of the real/original side, its margins, and the pairs it lost."""
 
     wins: int = 0
     total: int = 0
     margins: list[float] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # "piece_id (margin)" of every pair not won
 
-    def add(self, mine: float | None, other: float | None) -> None:
+    def add(self, mine: float | None, other: float | None, piece_id: str = "") -> None:
         self.total += 1
         if mine is None:  # a side that was not measured cannot win
+            self.lost.append(f"{piece_id} (not measured)")
             return
         other_value = 0.0 if other is None else other
         self.margins.append(mine - other_value)
-        self.wins += int(mine > other_value)
+        won = mine > other_value
+        self.wins += int(won)
+        if not won:
+            self.lost.append(f"{piece_id} ({mine - other_value:+.3f})")
 
-    def summary(self) -> dict[str, Any]:
-        return {
+    def summary(self, pairs: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "win_rate": round(self.wins / self.total, 3) if self.total else None,
             "median_margin": round(statistics.median(self.margins), 3) if self.margins else None,
             "pairs": self.total,
         }
+        if pairs:
+            out["lost"] = list(self.lost)
+        return out
 
 
 def tempo_is_right(detected: float, truth: float) -> bool:
@@ -75,6 +83,9 @@ def command(
     cache: Path | None = typer.Option(None, "--cache", help="calibration cache directory"),
     no_fadtk: bool = typer.Option(False, "--no-fadtk", metavar="", help="leave fadtk's clips out"),
     json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
+    pairs: bool = typer.Option(
+        False, "--pairs", metavar="", help="list the pairs each fake kind and twin won"
+    ),
 ) -> None:
     """Real music vs cheap fakes and degraded twins, with the signal scorers alone."""
     from tuneforge.calibration.real import CalibrationUnavailable, cache_dir
@@ -82,7 +93,7 @@ def command(
     if split not in SPLITS:
         raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")
     try:
-        report = measure(cache_dir(cache), split, renders or None, fadtk=not no_fadtk)
+        report = measure(cache_dir(cache), split, renders or None, fadtk=not no_fadtk, pairs=pairs)
     except CalibrationUnavailable as error:
         typer.echo(f"calibration set unavailable: {error}", err=True)
         raise typer.Exit(2) from error
@@ -101,8 +112,11 @@ def load_pieces(cache: Path, split: str, renders: int | None, fadtk: bool) -> li
     return [p for p in pieces if split == "all" or p.split == split]
 
 
-def measure(cache: Path, split: str, renders: int | None, fadtk: bool = True) -> dict[str, Any]:
-    """The whole table as a JSON-ready dict."""
+def measure(
+    cache: Path, split: str, renders: int | None, fadtk: bool = True, pairs: bool = False
+) -> dict[str, Any]:
+    """The whole table as a JSON-ready dict; with `pairs`, each row also lists the pieces whose
+    pair the real/original side did not win ("lost": ["piece_id (margin)", ...])."""
     from tuneforge.calibration.fakes import FAKES, HELDOUT_KINDS
     from tuneforge.calibration.twins import TWINS
     from tuneforge.scoring.features import warm_up
@@ -128,9 +142,9 @@ def measure(cache: Path, split: str, renders: int | None, fadtk: bool = True) ->
             misses["fad"].append(piece.piece_id)
         for kind, tally in fakes.items():
             fake = score_one(engine, piece.challenge, FAKES[kind](piece))
-            tally.add(real.final, fake.final)
+            tally.add(real.final, fake.final, piece.piece_id)
             if kind == "synth" and piece.source == "fadtk:MusicGen":
-                musicgen_vs_synth.add(real.final, fake.final)
+                musicgen_vs_synth.add(real.final, fake.final, piece.piece_id)
         if piece.true_key is None:
             continue  # fadtk clips: no truth for key, tempo or bar lines
         renders_seen += 1
@@ -148,20 +162,22 @@ def measure(cache: Path, split: str, renders: int | None, fadtk: bool = True) ->
         for kind, (degrade, names) in TWINS.items():
             twin = score_one(engine, piece.challenge, degrade(piece))
             for name in names:
-                twins[(kind, name)].add(real.value(name), twin.value(name))
+                twins[(kind, name)].add(real.value(name), twin.value(name), piece.piece_id)
     n = len(pieces)
     return {
         "split": split,
         "real_pieces": n,
         "renders": renders_seen,
-        "fakes": {kind: tally.summary() for kind, tally in fakes.items()},
-        "twins": {f"{name} vs {kind}": tally.summary() for (kind, name), tally in twins.items()},
+        "fakes": {kind: tally.summary(pairs) for kind, tally in fakes.items()},
+        "twins": {
+            f"{name} vs {kind}": tally.summary(pairs) for (kind, name), tally in twins.items()
+        },
         "key_exact": round(key_right / keys_seen, 3) if keys_seen else None,
         "key_pieces": keys_seen,
         "tempo_accuracy": round(tempo_right / renders_seen, 3) if renders_seen else None,
         "artifact_false_positive_rate": round(artifact_fp / n, 3) if n else None,
         "fad_false_positive_rate": round(fad_fp / n, 3) if n else None,
-        "musicgen_vs_synth": musicgen_vs_synth.summary(),
+        "musicgen_vs_synth": musicgen_vs_synth.summary(pairs),
         "misses": misses,
         "cpu_s": round(time.process_time() - started, 1),
     }
@@ -194,9 +210,11 @@ def format_table(report: dict[str, Any]) -> str:
              f"({report['renders']} renders)", "real vs fake (final score):"]  # fmt: skip
     for kind, row in report["fakes"].items():
         lines.append(f"  {kind:<20} win {row['win_rate']}  median margin {row['median_margin']}")
+        lines.extend(_lost_lines(row))
     lines.append("original vs degraded twin (named scorer):")
     for name, row in report["twins"].items():
         lines.append(f"  {name:<34} win {row['win_rate']}  median margin {row['median_margin']}")
+        lines.extend(_lost_lines(row))
     lines.append(f"key exact {report['key_exact']}, tempo {report['tempo_accuracy']}")
     lines.append(
         f"false positives on real clips: artifact {report['artifact_false_positive_rate']}, "
@@ -205,3 +223,8 @@ def format_table(report: dict[str, Any]) -> str:
     row = report["musicgen_vs_synth"]
     lines.append(f"fadtk MusicGen vs synth: win {row['win_rate']} over {row['pairs']} pairs")
     return "\n".join(lines)
+
+
+def _lost_lines(row: dict[str, Any]) -> list[str]:
+    """With --pairs: one indented line per pair the fake or twin won (real margin in brackets)."""
+    return [f"      lost: {pair}" for pair in row.get("lost", [])]

@@ -36,8 +36,10 @@ ABRUPT_DECAY_MAX_LOSS = 0.6
 RELEASE_TAIL_EXCUSES_DB = (5.0, 8.0)
 # Envelopes played backwards (music_features.FluxShape.envelope_skewness): sounds that swell and
 # stop dead. Real music of the tuning half measured 0.07-5.4 (never negative); the same clips
-# reversed -2.5-0.65. The penalty starts well below the real range and takes 50% at -1.5.
-BACKWARDS_SKEW_RANGE = (-0.3, -1.5)
+# reversed -2.5-0.65. A skewness of 0 is as many swells as decays, which no played take has, so
+# the penalty starts there (D52; it started at -0.3 and let reversed legato strings and organ,
+# at -0.3-0, through) and takes 50% at -1.5: a real clip just under 0 loses a percent or two.
+BACKWARDS_SKEW_RANGE = (0.0, -1.5)
 BACKWARDS_MAX_LOSS = 0.5
 
 
@@ -73,7 +75,10 @@ class DurationPenalty(Penalty):
 # --- artifact detectors: each returns (multiplier, facts, complaint) ------------------------
 
 SILENT_PEAK_DBFS = -60.0
-LOOP_NONE_AT = 0.90  # sample-domain normalised autocorrelation: real takes stay below this
+# Sample-domain normalised autocorrelation: real takes stay below LOOP_NONE_AT (tuning half:
+# 51 real clips at most 0.71, 95 % under 0.59, since even a repeated passage is played or
+# rendered again, not pasted); bars pasted sample-for-sample over most of a clip reach 0.8-0.9.
+LOOP_NONE_AT = 0.80
 LOOP_FULL_AT = 0.97  # ...and a repeated loop (even with noise at 20 dB SNR) sits above it
 LOOP_MULTIPLIER = 0.2  # what a clip that is one loop on repeat keeps
 LOOP_MIN_LAG_S = 0.5
@@ -205,6 +210,12 @@ def noise_likeness(clip: Clip) -> tuple[float, float, float]:
     return _ramp(flatness, 0.15, 0.30) * _ramp(cv, 0.40, 0.20), flatness, cv
 
 
+def backwards_multiplier(envelope_skewness: float) -> float:
+    """What a clip keeps for envelopes that swell and stop dead: 1 for any positive skewness
+    of its level changes, down to 1 - BACKWARDS_MAX_LOSS at BACKWARDS_SKEW_RANGE's end."""
+    return 1.0 - BACKWARDS_MAX_LOSS * _ramp(envelope_skewness, *BACKWARDS_SKEW_RANGE)
+
+
 class ArtifactPenalty(Penalty):
     """Silence, steady noise, hard clipping, clicks, spectral holes, dropouts, sounds that stop
     dead instead of decaying, envelopes played backwards, and loops.
@@ -274,9 +285,9 @@ class ArtifactPenalty(Penalty):
             )
 
         details["envelope_skewness"] = round(shape.envelope_skewness, 3)
-        backwards = _ramp(shape.envelope_skewness, *BACKWARDS_SKEW_RANGE)
-        if backwards > 0:
-            multiplier *= 1.0 - BACKWARDS_MAX_LOSS * backwards
+        backwards = backwards_multiplier(shape.envelope_skewness)
+        if backwards < 1.0:
+            multiplier *= backwards
             complaints.append(
                 f"sounds swell and stop dead, as if played backwards "
                 f"(envelope skewness {shape.envelope_skewness:.2f})"
