@@ -119,6 +119,7 @@ def _envelope_power(envelope: np.ndarray, frame_rate: float) -> tuple[np.ndarray
 def _salience(
     power: np.ndarray, n_fft: int, window: int, frame_rate: float, candidates: np.ndarray
 ) -> np.ndarray:
+    """Salience >= 0 of each candidate BPM: the two metrical combs times the tempo prior."""
     subharmonic = _subharmonic_salience(power, 60.0 * frame_rate / candidates, window)
     harmonic = _harmonic_salience(power, candidates / 60.0 / (frame_rate / n_fft))
     prior = np.exp(-0.5 * (np.log2(candidates / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_STD) ** 2)
@@ -151,8 +152,8 @@ def compound_reading(beat_bpm: float, strengths: np.ndarray) -> float:
     its rate are `strengths`: the beat itself, unless its division in three is clearly the
     strongest of the three (a compound-metre beat, a dotted quarter of three quavers), and then
     the quavers' rate, or half of it (the quarter note) above the candidate range."""
-    beat, half, third = (float(v) for v in strengths)
-    if third <= COMPOUND_DOMINANCE * max(beat, half):
+    beat, halves, thirds = (float(v) for v in strengths)
+    if thirds <= COMPOUND_DOMINANCE * max(beat, halves):
         return beat_bpm
     quavers = 3.0 * beat_bpm
     return quavers if quavers <= TEMPO_RANGE_BPM[1] else quavers / 2.0
