@@ -10,6 +10,7 @@ from tuneforge.audio import Audio
 from tuneforge.bench.reward import tempo_is_right
 from tuneforge.scoring import features
 from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.tempo_detect import compound_reading
 
 RATE = 32_000
 
@@ -82,6 +83,52 @@ def test_semiquavers_do_not_pass_for_a_4_3_beat() -> None:
     # tolerant reading of coarse bins let 200 BPM borrow the beat's support.
     detected = features.tempo_bpm(Clip(click_track(150, 4, subdivisions=4)))
     assert tempo_is_right(detected, 150), detected
+
+
+def compound_envelope(quarter_bpm: float, seconds: float = 30.0) -> np.ndarray:
+    """Note changes of a 6/8 tune at `quarter_bpm` quarter notes: a crotchet-quaver figure
+    (onsets on the first and third quaver of each dotted-quarter beat), the bar's first beat
+    loudest."""
+    frame_rate = 22_050 / features.HOP
+    envelope = np.zeros(int(seconds * frame_rate))
+    quaver = 30.0 / quarter_bpm
+    for index in range(int(seconds / quaver)):
+        level = (2.0, 0.0, 1.0, 1.5, 0.0, 1.0)[index % 6]
+        envelope[int(round(index * quaver * frame_rate))] += level
+    return envelope
+
+
+@pytest.mark.parametrize("quarter_bpm", [116, 126])
+def test_a_compound_metre_is_read_in_quarter_notes_not_dotted_quarters(quarter_bpm: int) -> None:
+    # The dotted-quarter beat is 2:3 of the quarter-note tempo a score or a DAW states (84 for
+    # 126), no octave of it; the quavers, three to the beat and the strongest pulse, are.
+    detected = features.estimate_tempo(compound_envelope(quarter_bpm), 22_050)
+    assert tempo_is_right(detected, quarter_bpm), detected
+
+
+def test_compound_audio_is_read_in_quarter_notes() -> None:
+    # The same figure played: a 6/8 tune at 126 quarter notes once read 84 (dotted quarters).
+    quarter_bpm, seconds = 126.0, 20.0
+    samples = np.zeros(int(seconds * RATE), dtype=np.float32)
+    ring = np.arange(int(0.2 * RATE)) / RATE
+    quaver = 30.0 / quarter_bpm
+    for index in range(int(seconds / quaver)):
+        level = (1.0, 0.0, 0.7, 0.8, 0.0, 0.7)[index % 6]
+        start = int(index * quaver * RATE)
+        length = min(len(ring), len(samples) - start)
+        if level and length > 0:
+            pitch = (220.0, 330.0, 277.0)[(index // 3) % 3]
+            tone = np.sin(2 * np.pi * pitch * ring[:length]) * np.exp(-ring[:length] * 25)
+            samples[start : start + length] += level * tone.astype(np.float32)
+    detected = features.tempo_bpm(Clip(Audio(samples[None, :], RATE)))
+    assert tempo_is_right(detected, quarter_bpm), detected
+
+
+def test_compound_reading_moves_only_a_beat_whose_thirds_dominate() -> None:
+    assert compound_reading(84.0, np.array([0.5, 0.5, 1.0])) == 126.0  # quavers 252: halved
+    assert compound_reading(66.5, np.array([0.6, 0.5, 1.0])) == 199.5  # the quavers themselves
+    assert compound_reading(100.0, np.array([1.0, 0.9, 1.1])) == 100.0  # thirds not clearly ahead
+    assert compound_reading(100.0, np.array([0.7, 1.0, 0.2])) == 100.0  # a simple (duple) beat
 
 
 def test_no_tempo_without_note_changes() -> None:
