@@ -138,6 +138,28 @@ def test_index_names_the_original_among_other_tracks_and_both_halves_of_a_splice
     assert index.search(fresh) == []
 
 
+def _with_rests(audio: Audio, starts_s: tuple[float, ...], seconds: float = 1.6) -> Audio:
+    samples = audio.samples.copy()
+    for start in starts_s:
+        samples[:, int(start * audio.sample_rate) : int((start + seconds) * audio.sample_rate)] = 0
+    return Audio(samples, audio.sample_rate)
+
+
+def test_a_splice_whose_part_holds_a_rest_names_both_sources(original: Audio) -> None:
+    """A rest is no evidence against a copy: the 6 s part of a splice with a 1.6 s rest in it
+    still names its source. (Silent frames used to count as misses, capping every window of
+    that part at ≈ 0.66, below WINDOW_MATCH.)"""
+    rested = _with_rests(_synth(seed=2, key="E minor", tempo=100, seconds=24), (5.0, 11.0))
+    tracks = [_print(original), _print(rested)]
+    index = CopyIndex(lambda key: tracks[key])
+    for key, matrix in enumerate(tracks):
+        index.add(key, matrix)
+    for first, second in ((1.0, 3.5), (2.0, 9.5)):  # the rest 1.5 s into the second part
+        parts = [_excerpt(original, first, 6).samples, _excerpt(rested, second, 6).samples]
+        splice = Audio(np.concatenate(parts, axis=1), rested.sample_rate)
+        assert {f.key for f in index.search(_print(splice))} == {0, 1}, (first, second)
+
+
 def test_each_region_of_a_query_brings_its_own_candidates() -> None:
     """A splice's second source, found by few windows of the query's second half, is verified
     even when many tracks out-vote it over the first half."""

@@ -10,8 +10,9 @@ Matching (`compare`) normalises both sides the same way — each band minus its 
 average (an EQ is a fixed gain per band: gone), each frame z-scored across bands (gain and noise
 floor: gone) — then slides windows of the query over the reference at every frame offset, for
 each transposition (±1 semitone is a shift of one band) and tempo ratio (0.95 .. 1.05). A window
-that correlates ≥ WINDOW_MATCH with some place of the reference is "covered"; the reference is a
-source of the query when covered windows add up to MIN_COVERED_S (or most of a short query). A
+whose sounding frames correlate ≥ WINDOW_MATCH with some place of the reference is "covered"
+(silent frames count neither way); the reference is a source of the query when covered windows
+that agree on one alignment with it add up to MIN_COVERED_S (or most of a short query). A
 splice of two sources covers part of the query from each: both are named.
 
 Retrieval among millions of references (`segment_codes` / `query_codes`) uses 32-bit sign codes
@@ -49,6 +50,11 @@ _HEADER = struct.Struct("<BBH")  # version, bands, frames
 # would zero each other. 0.70 stays until matching separates those (D30).
 WINDOW_FRAMES = 24  # ≈ 4.5 s of query per window
 WINDOW_HOP = 8  # windows every ≈ 1.5 s
+# A window's correlation is the mean over its sounding frames: `normalise` zeroes silent frames,
+# and counting them as misses capped a window holding a 1.5 s rest at ≈ 0.62, so the parts of a
+# splice (or a copy) with a rest in them matched nothing (D55). Never over fewer than this many
+# frames (≈ 3 s): a window of mostly silence does not match on a few chords.
+MIN_WINDOW_SOUNDING = 16
 # Moving average removed from each band (an EQ is a fixed gain per band). Verification uses
 # ≈ 3 s: a 6 s part of a splice, normalised alone, then sees the same band averages as its
 # source around it (at ≈ 6 s, D30, short parts fell to 0.55-0.69 against their own source).
@@ -245,6 +251,16 @@ def query_pieces(frames: int) -> list[tuple[int, int]]:
     return pieces
 
 
+def window_starts(frames: int) -> np.ndarray:
+    """Starts of the query windows compared in full: every WINDOW_HOP frames and one ending on
+    the last frame — without it the tail of a short query (a 10 s clip's 7 s excerpt) lay in no
+    window and could never be explained, so copies fell short of `needed_seconds` (D55)."""
+    starts = list(range(0, frames - WINDOW_FRAMES + 1, WINDOW_HOP))
+    if starts and starts[-1] != frames - WINDOW_FRAMES:
+        starts.append(frames - WINDOW_FRAMES)
+    return np.array(starts, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A normalised reference: its frames and their spectrum, computed once per comparison
@@ -277,11 +293,13 @@ class Query:
                 for tempo in TEMPO_RATIOS:
                     # resampled to the reference's time axis: tempo > 1 undoes a speed-up
                     q = normalise(matrix[:, first:end], semitones=semitones, tempo=tempo)
-                    starts = np.arange(0, q.shape[1] - WINDOW_FRAMES + 1, WINDOW_HOP)
+                    starts = window_starts(q.shape[1])
                     if len(starts) == 0:
                         continue
                     windows = np.stack([q[:, s : s + WINDOW_FRAMES] for s in starts])
-                    self.variants.append(Variant(semitones, tempo, first, starts, windows))
+                    sounding = (np.abs(windows).sum(axis=1) > 0).sum(axis=1)
+                    over = np.maximum(sounding, MIN_WINDOW_SOUNDING).astype(np.float64)
+                    self.variants.append(Variant(semitones, tempo, first, starts, windows, over))
 
     def compare(self, reference: Prepared) -> Match:
         """How much of this query is a (disguised) copy of some part of `reference`: the query
@@ -301,9 +319,10 @@ class Query:
             if win_spec is None:
                 win_spec = np.conj(np.fft.rfft(variant.windows, size, axis=2))
                 self._spectra[(number, size)] = win_spec
-            # cross[w, k] = Σ_band Σ_t W[band, t] · R[band, t + k]: mean frame correlation
+            # cross[w, k] = Σ_band Σ_t W[band, t] · R[band, t + k]: over the window's sounding
+            # frames, the mean frame correlation
             cross = np.fft.irfft((win_spec * ref_spec[None]).sum(axis=1), size, axis=1)
-            corr = cross[:, : n_ref - WINDOW_FRAMES + 1] / WINDOW_FRAMES
+            corr = cross[:, : n_ref - WINDOW_FRAMES + 1] / variant.over[:, None]
             per_window = corr.max(axis=1)
             offsets = corr.argmax(axis=1)
             for w in np.nonzero(per_window >= WINDOW_MATCH)[0]:
@@ -340,6 +359,7 @@ class Variant:
     first: int  # the piece's first query frame
     starts: np.ndarray  # window starts in the piece's resampled frames
     windows: np.ndarray  # [w, BANDS, WINDOW_FRAMES]
+    over: np.ndarray  # [w] frames each window's correlation is averaged over
 
 
 def _aligned(hits: list[tuple[float, float, float, float]], frames: int) -> np.ndarray:
