@@ -287,6 +287,7 @@ def test_pid_alive_is_false_for_a_reaped_process() -> None:
 
 def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> None:
     from tuneforge.config import parse_settings
+    from tuneforge.localnet import launch
     from tuneforge.miner.config import MinerSettings
     from tuneforge.validator.config import ValidatorSettings
 
@@ -303,9 +304,9 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     net.net.api_url = "http://127.0.0.1:4321"
     net.net.state_path = tmp_path / "validator" / "state.db"
     net.net.models_found, _ = discover_models(str(models), hub_cache=tmp_path / "no-cache")
-    net.probe_role_flags()  # the real `--help` of neurons/miner.py and neurons/validator.py
+    launch.probe_flags(net)  # the real `--help` of neurons/miner.py and neurons/validator.py
 
-    miner = parse_settings(MinerSettings, net.miner_argv(1, 5555)[2:])
+    miner = parse_settings(MinerSettings, launch.miner_argv(net, 1, 5555)[2:])
     assert miner.network == "localnet" and miner.localnet.path == str(tmp_path / "chain.db")
     assert (miner.axon.ip, miner.axon.port) == ("127.0.0.1", 5555)
     assert miner.wallet.name == "miner1" and miner.wallet.path == str(tmp_path / "wallets")
@@ -313,7 +314,7 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     assert miner.generation.model == "/models/musicgen"
     assert miner.generation.variant == 1
 
-    validator = parse_settings(ValidatorSettings, net.validator_argv(6666)[2:])
+    validator = parse_settings(ValidatorSettings, launch.validator_argv(net, 6666)[2:])
     assert validator.network == "localnet" and validator.wallet.name == "validator"
     assert validator.neuron.status_port == 6666 and validator.neuron.sample_size == 2
     # It claims customer jobs, so it keeps running rounds until localnet stops it.
@@ -325,7 +326,7 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     assert validator.scoring.preference == ""
     # After `--votes N` trained a head, the restarted validator loads it (D42).
     net.net.preference_dir = str(tmp_path / "validator" / "preference")
-    restarted = parse_settings(ValidatorSettings, net.validator_argv(6667)[2:])
+    restarted = parse_settings(ValidatorSettings, launch.validator_argv(net, 6667)[2:])
     assert restarted.scoring.preference == net.net.preference_dir
 
 
