@@ -163,12 +163,28 @@ def test_the_report_shows_the_preference_scorer_active_with_accuracy_and_weight(
     assert "preference scorer not active: inactive: held-out accuracy 0.500" in text
 
 
-def test_the_scripted_voter_hears_a_brighter_track_as_brighter() -> None:
+def test_the_scripted_voter_prefers_treble_it_shares_with_the_validator_analysis_band() -> None:
     from tests.helpers.api_server import wav_bytes
-    from tuneforge.localnet.votes import brightness
+    from tuneforge.localnet.votes import treble_share
 
-    assert brightness(wav_bytes(0.5, freq=2000.0)) > brightness(wav_bytes(0.5, freq=200.0))
-    assert brightness(wav_bytes(0.5, freq=440.0)) == pytest.approx(440.0, rel=0.05)
+    assert treble_share(wav_bytes(0.5, freq=4000.0)) > 0.99
+    assert treble_share(wav_bytes(0.5, freq=200.0)) < 0.01
+    # Above the validator's analysis Nyquist (11.025 kHz) nothing counts: the embedding the
+    # preference head reads cannot hear it, so a taste for it could not be learned (D57).
+    assert treble_share(_sum_of(wav_bytes(0.5, freq=200.0), wav_bytes(0.5, freq=15000.0))) < 0.01
+
+
+def _sum_of(*wavs: bytes) -> bytes:
+    """One WAV holding the sum of equally long mono WAVs."""
+    import io
+
+    import soundfile as sf
+
+    parts = [sf.read(io.BytesIO(w), dtype="float32") for w in wavs]
+    mixed = sum(data for data, _ in parts) / len(parts)
+    buffer = io.BytesIO()
+    sf.write(buffer, mixed, parts[0][1], format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
 
 
 def test_a_removed_temporary_workdir_suggests_a_workdir_and_lists_no_commands() -> None:
