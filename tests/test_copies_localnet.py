@@ -32,7 +32,7 @@ from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.clip import Clip
 from tuneforge.validator.api_client import ApiClient
 from tuneforge.validator.copies import CopyChecker
-from tuneforge.validator.weights import compute_weights
+from tuneforge.validator.weight_rule import compute_weights
 
 pytestmark = pytest.mark.slow
 

@@ -163,12 +163,28 @@ def test_the_report_shows_the_preference_scorer_active_with_accuracy_and_weight(
     assert "preference scorer not active: inactive: held-out accuracy 0.500" in text
 
 
-def test_the_scripted_voter_hears_a_brighter_track_as_brighter() -> None:
+def test_the_scripted_voter_prefers_treble_it_shares_with_the_validator_analysis_band() -> None:
     from tests.helpers.api_server import wav_bytes
-    from tuneforge.localnet.votes import brightness
+    from tuneforge.localnet.votes import treble_share
 
-    assert brightness(wav_bytes(0.5, freq=2000.0)) > brightness(wav_bytes(0.5, freq=200.0))
-    assert brightness(wav_bytes(0.5, freq=440.0)) == pytest.approx(440.0, rel=0.05)
+    assert treble_share(wav_bytes(0.5, freq=4000.0)) > 0.99
+    assert treble_share(wav_bytes(0.5, freq=200.0)) < 0.01
+    # Above the validator's analysis Nyquist (11.025 kHz) nothing counts: the embedding the
+    # preference head reads cannot hear it, so a taste for it could not be learned (D57).
+    assert treble_share(_sum_of(wav_bytes(0.5, freq=200.0), wav_bytes(0.5, freq=15000.0))) < 0.01
+
+
+def _sum_of(*wavs: bytes) -> bytes:
+    """One WAV holding the sum of equally long mono WAVs."""
+    import io
+
+    import soundfile as sf
+
+    parts = [sf.read(io.BytesIO(w), dtype="float32") for w in wavs]
+    mixed = sum(data for data, _ in parts) / len(parts)
+    buffer = io.BytesIO()
+    sf.write(buffer, mixed, parts[0][1], format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
 
 
 def test_a_removed_temporary_workdir_suggests_a_workdir_and_lists_no_commands() -> None:
@@ -287,6 +303,7 @@ def test_pid_alive_is_false_for_a_reaped_process() -> None:
 
 def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> None:
     from tuneforge.config import parse_settings
+    from tuneforge.localnet import launch
     from tuneforge.miner.config import MinerSettings
     from tuneforge.validator.config import ValidatorSettings
 
@@ -303,9 +320,9 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     net.net.api_url = "http://127.0.0.1:4321"
     net.net.state_path = tmp_path / "validator" / "state.db"
     net.net.models_found, _ = discover_models(str(models), hub_cache=tmp_path / "no-cache")
-    net.probe_role_flags()  # the real `--help` of neurons/miner.py and neurons/validator.py
+    launch.probe_flags(net)  # the real `--help` of neurons/miner.py and neurons/validator.py
 
-    miner = parse_settings(MinerSettings, net.miner_argv(1, 5555)[2:])
+    miner = parse_settings(MinerSettings, launch.miner_argv(net, 1, 5555)[2:])
     assert miner.network == "localnet" and miner.localnet.path == str(tmp_path / "chain.db")
     assert (miner.axon.ip, miner.axon.port) == ("127.0.0.1", 5555)
     assert miner.wallet.name == "miner1" and miner.wallet.path == str(tmp_path / "wallets")
@@ -313,7 +330,7 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     assert miner.generation.model == "/models/musicgen"
     assert miner.generation.variant == 1
 
-    validator = parse_settings(ValidatorSettings, net.validator_argv(6666)[2:])
+    validator = parse_settings(ValidatorSettings, launch.validator_argv(net, 6666)[2:])
     assert validator.network == "localnet" and validator.wallet.name == "validator"
     assert validator.neuron.status_port == 6666 and validator.neuron.sample_size == 2
     # It claims customer jobs, so it keeps running rounds until localnet stops it.
@@ -325,7 +342,7 @@ def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> Non
     assert validator.scoring.preference == ""
     # After `--votes N` trained a head, the restarted validator loads it (D42).
     net.net.preference_dir = str(tmp_path / "validator" / "preference")
-    restarted = parse_settings(ValidatorSettings, net.validator_argv(6667)[2:])
+    restarted = parse_settings(ValidatorSettings, launch.validator_argv(net, 6667)[2:])
     assert restarted.scoring.preference == net.net.preference_dir
 
 

@@ -8,12 +8,18 @@ engine on the result, as `tuneforge score` would.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tuneforge.protocol import SEED_LIMIT
+
+if TYPE_CHECKING:
+    from tuneforge.audio import Audio
+    from tuneforge.generation.settings import GenerationSettings
+    from tuneforge.protocol import MusicGenerationSynapse
 
 
 def generate_command(
@@ -54,37 +60,90 @@ def generate_command(
     from pydantic import ValidationError
 
     from tuneforge.audio import encode_wav
-    from tuneforge.generation.base import GenerationError
-    from tuneforge.generation.factory import create_backend
     from tuneforge.generation.settings import GenerationSettings
     from tuneforge.protocol import synapse_from_options
 
+    content: dict[str, Any] = dict(
+        prompt=prompt,
+        genre=genre,
+        mood=mood,
+        tempo=tempo,
+        key=key,
+        instruments=instruments,
+        vocals=vocals,
+        lyrics=lyrics,
+        duration=duration,
+    )
     try:
-        request = synapse_from_options(
-            prompt=prompt,
-            genre=genre,
-            mood=mood,
-            tempo=tempo,
-            key=key,
-            instruments=instruments,
-            vocals=vocals,
-            lyrics=lyrics,
-            duration=duration,
-            seed=seed,
-        )
-        fields: dict[str, Any] = dict(
-            backend=backend, device=device, dtype=dtype, steps=steps, vocal_model=vocal_model
-        )
-        if model:
-            fields["model"] = model
-        if vocal_backend:
-            fields["vocal_backend"] = vocal_backend
-        if lyrics_model is not None:
-            fields["lyrics_model"] = lyrics_model
-        settings = GenerationSettings(**fields)
+        request = synapse_from_options(**content, seed=seed)
+        fields = _backend_fields(backend, model, vocal_backend, vocal_model, lyrics_model)
+        fields["dtype"] = dtype  # a plain string here: GenerationSettings validates it
+        settings = GenerationSettings(**fields, device=device, steps=steps)
     except ValidationError as exc:
         typer.echo(f"invalid request: {exc}", err=True)
         raise typer.Exit(code=2) from exc
+
+    timed = _generate_timed(settings, request)
+    audio = timed.audio
+    output.write_bytes(encode_wav(audio))
+    typer.echo(
+        f"wrote {output} ({audio.duration_seconds:.1f} s, {audio.sample_rate} Hz, "
+        f"{audio.channels} ch) with {timed.backend}: "
+        f"load {timed.load_s:.1f} s, generation {timed.generation_s:.2f} s, "
+        f"real-time factor {audio.duration_seconds / timed.generation_s:.2f}x"
+    )
+    if score:
+        _score(output, content, device)
+
+
+def _backend_fields(
+    backend: str,
+    model: str | None,
+    vocal_backend: str | None,
+    vocal_model: str,
+    lyrics_model: str | None,
+) -> dict[str, Any]:
+    """The backend settings given on the command line (unset ones keep their defaults)."""
+    fields: dict[str, Any] = dict(backend=backend, vocal_model=vocal_model)
+    if model:
+        fields["model"] = model
+    if vocal_backend:
+        fields["vocal_backend"] = vocal_backend
+    if lyrics_model is not None:
+        fields["lyrics_model"] = lyrics_model
+    return fields
+
+
+def _score(output: Path, content: dict[str, Any], device: str) -> None:
+    """Score the written clip against the same request, as `tuneforge score` would."""
+    from tuneforge.scoring.cli import score_command
+
+    score_command(
+        files=[output],
+        **content,
+        independent=True,
+        json_out=False,
+        clap=None,
+        mert=None,
+        whisper=None,
+        mos=None,
+        preference=None,
+        device=device,
+    )
+
+
+@dataclass(frozen=True)
+class _Timed:
+    audio: Audio
+    backend: str  # "<name> <model id>"
+    load_s: float
+    generation_s: float
+
+
+def _generate_timed(settings: GenerationSettings, request: MusicGenerationSynapse) -> _Timed:
+    """Load the backend and generate once, each timed; a GenerationError exits with code 1."""
+    from tuneforge.generation.base import GenerationError
+    from tuneforge.generation.factory import create_backend
 
     try:
         with typer.progressbar(length=2, label="loading model", show_eta=False) as bar:
@@ -101,33 +160,4 @@ def generate_command(
     except GenerationError as exc:
         typer.echo(f"generation failed: {exc}", err=True)
         raise typer.Exit(code=1) from exc
-    output.write_bytes(encode_wav(audio))
-    typer.echo(
-        f"wrote {output} ({audio.duration_seconds:.1f} s, {audio.sample_rate} Hz, "
-        f"{audio.channels} ch) with {generator.name} {generator.model_id}: "
-        f"load {load_s:.1f} s, generation {generation_s:.2f} s, "
-        f"real-time factor {audio.duration_seconds / generation_s:.2f}x"
-    )
-    if score:
-        from tuneforge.scoring.cli import score_command
-
-        score_command(
-            files=[output],
-            prompt=prompt,
-            genre=genre,
-            mood=mood,
-            tempo=tempo,
-            key=key,
-            instruments=instruments,
-            vocals=vocals,
-            lyrics=lyrics,
-            duration=duration,
-            independent=True,
-            json_out=False,
-            clap=None,
-            mert=None,
-            whisper=None,
-            mos=None,
-            preference=None,
-            device=device,
-        )
+    return _Timed(audio, f"{generator.name} {generator.model_id}", load_s, generation_s)

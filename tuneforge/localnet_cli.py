@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from tuneforge.localnet import LocalnetOptions
 
 
 def localnet_command(
@@ -76,14 +79,7 @@ def localnet_command(
 ) -> None:
     """Start LocalChain, the API, N miners and a validator on 127.0.0.1; run rounds; request a
     track as a customer; print the leaderboard. Ctrl-C stops every process."""
-    from tuneforge.localnet import (
-        Localnet,
-        LocalnetError,
-        LocalnetOptions,
-        LocalnetStopped,
-        format_report,
-        quiet_logs,
-    )
+    from tuneforge.localnet import LocalnetOptions
 
     options = LocalnetOptions(
         miners=miners,
@@ -97,6 +93,20 @@ def localnet_command(
         timeout=timeout,
         votes=votes,
         commit_reveal=commit_reveal,
+    )
+
+    _run(options, as_json)
+
+
+def _run(options: LocalnetOptions, as_json: bool) -> None:
+    """Run the network with progress on stderr and the report on stdout; exit 1 on failure,
+    130 when interrupted (every process is stopped either way)."""
+    from tuneforge.localnet import (
+        Localnet,
+        LocalnetError,
+        LocalnetStopped,
+        format_report,
+        quiet_logs,
     )
 
     def progress(message: str) -> None:

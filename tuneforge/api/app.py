@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -118,11 +118,60 @@ def _sweeper(ctx: ApiContext, stop: threading.Event) -> None:
             logger.exception("job sweep failed")
 
 
+# Every router the app serves, in the order they are included.
+ROUTERS = (
+    customer_router,
+    neuron_router,
+    leaderboard_router,
+    fingerprints_router,
+    votes_router,
+    webhooks_router,
+)
+
+
 def create_app(
     settings: ApiSettings, chain: ChainSource | None = None, migrate: bool = True
 ) -> FastAPI:
     """The app; `chain` is a ChainView or (better) a factory opened on the chain thread."""
     ctx = build_context(settings, chain or chain_factory_for(settings), migrate=migrate)
+    app = FastAPI(
+        title="TuneForge API",
+        version="1.0",
+        description="Customers generate music with API keys; neurons read scores and validators "
+        "publish rounds and deliver jobs with hotkey signatures. Reference: docs/api.md in the "
+        "TuneForge repository; this page is served from the package (no CDN).",
+        lifespan=_lifespan(ctx),
+        # FastAPI's own pages load their assets from a CDN: docs_ui serves packaged copies.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    openapi.install(app)
+    docs_ui.install(app)
+    _install_error_handlers(app)
+    app.get("/api/v1/health", tags=["health"])(app.get("/health", include_in_schema=False)(health))
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_api_route(
+        "/metrics",
+        metrics_endpoint(ctx.metrics.registry, ClientAllowList.of(settings.metrics_allow)),
+        methods=["GET"],
+        include_in_schema=False,
+    )
+    app.add_middleware(
+        GuardMiddleware,
+        limiter=ctx.limiter,
+        anonymous_limit=settings.anonymous_rate_limit_per_minute,
+        body_limit=ctx.body_limit,
+    )
+    # Added last, so outermost: it also sees the guard's own 413 and 429 answers.
+    routes = leaf_routes([*app.router.routes, *(r for router in ROUTERS for r in router.routes)])
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=routes)
+    return app
+
+
+def _lifespan(ctx: ApiContext) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the metagraph, the job sweeper and the webhook sender; stop them all at exit."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -149,21 +198,10 @@ def create_app(
             sender.join(timeout=ctx.settings.webhook_timeout_s + 5)
             ctx.db.dispose()
 
-    app = FastAPI(
-        title="TuneForge API",
-        version="1.0",
-        description="Customers generate music with API keys; neurons read scores and validators "
-        "publish rounds and deliver jobs with hotkey signatures. Reference: docs/api.md in the "
-        "TuneForge repository; this page is served from the package (no CDN).",
-        lifespan=lifespan,
-        # FastAPI's own pages load their assets from a CDN: docs_ui serves packaged copies.
-        docs_url=None,
-        redoc_url=None,
-    )
-    app.state.ctx = ctx
-    openapi.install(app)
-    docs_ui.install(app)
+    return lifespan
 
+
+def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TuneForgeError)
     async def _refused(_request: Request, exc: TuneForgeError) -> JSONResponse:
         # The one place a domain error becomes HTTP: its own status and caller-safe text.
@@ -175,59 +213,27 @@ def create_app(
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": describe_all(exc.errors())}, status_code=400)
 
-    @app.get("/api/v1/health", tags=["health"])
-    @app.get("/health", include_in_schema=False)
-    def health(request: Request) -> JSONResponse:
-        """No auth: database reachable, metagraph age, queue depth."""
-        state = deps.context(request)
-        try:
-            queue_depth: int | None = state.jobs.queue_depth()  # doubles as the database ping
-            database_ok = True
-        except Exception as exc:  # any driver error means the database is unreachable
-            logger.warning("health: database unreachable: {}", exc)
-            queue_depth, database_ok = None, False
-        snapshot = state.metagraph.snapshot
-        age = state.metagraph.age_s()
-        body: dict[str, Any] = {
-            "status": "ok" if database_ok else "degraded",
-            "database": database_ok,
-            "metagraph_age_s": None if age is None else round(age, 3),
-            "metagraph_block": None if snapshot is None else snapshot.block,
-            "neurons": None if snapshot is None else len(snapshot.neurons),
-            "queue_depth": queue_depth,
-        }
-        return JSONResponse(body, status_code=200 if database_ok else 503)
 
-    app.include_router(customer_router)
-    app.include_router(neuron_router)
-    app.include_router(leaderboard_router)
-    app.include_router(fingerprints_router)
-    app.include_router(votes_router)
-    app.include_router(webhooks_router)
-    app.add_api_route(
-        "/metrics",
-        metrics_endpoint(ctx.metrics.registry, ClientAllowList.of(settings.metrics_allow)),
-        methods=["GET"],
-        include_in_schema=False,
-    )
-    app.add_middleware(
-        GuardMiddleware,
-        limiter=ctx.limiter,
-        anonymous_limit=settings.anonymous_rate_limit_per_minute,
-        body_limit=ctx.body_limit,
-    )
-    # Added last, so outermost: it also sees the guard's own 413 and 429 answers.
-    routers = (
-        customer_router,
-        neuron_router,
-        leaderboard_router,
-        fingerprints_router,
-        votes_router,
-        webhooks_router,
-    )
-    routes = leaf_routes([*app.router.routes, *(r for router in routers for r in router.routes)])
-    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=routes)
-    return app
+def health(request: Request) -> JSONResponse:
+    """No auth: database reachable, metagraph age, queue depth."""
+    state = deps.context(request)
+    try:
+        queue_depth: int | None = state.jobs.queue_depth()  # doubles as the database ping
+        database_ok = True
+    except Exception as exc:  # any driver error means the database is unreachable
+        logger.warning("health: database unreachable: {}", exc)
+        queue_depth, database_ok = None, False
+    snapshot = state.metagraph.snapshot
+    age = state.metagraph.age_s()
+    body: dict[str, Any] = {
+        "status": "ok" if database_ok else "degraded",
+        "database": database_ok,
+        "metagraph_age_s": None if age is None else round(age, 3),
+        "metagraph_block": None if snapshot is None else snapshot.block,
+        "neurons": None if snapshot is None else len(snapshot.neurons),
+        "queue_depth": queue_depth,
+    }
+    return JSONResponse(body, status_code=200 if database_ok else 503)
 
 
 def app_from_env() -> FastAPI:

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tuneforge.api import deps
 from tuneforge.api.db import Database
-from tuneforge.api.jobs import iso
 from tuneforge.api.models import Base, utcnow
 from tuneforge.api.openapi import HOTKEY_SECURITY, errors
+from tuneforge.api.stored import iso
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.copy_index import CopyIndex, stored_codes
 

@@ -89,6 +89,24 @@ class GuardMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
+    async def _admit(self, scope: Scope, holder: dict[str, Any], send: Send) -> bool:
+        """The address's rate limit before anything else; False once it has answered 429."""
+        path = scope["path"]
+        if has_credentials(scope) and path.startswith(AUTHENTICATED_PREFIX):
+            # Charged once authenticated (to the key or hotkey, or to the address on a
+            # failure); an address exhausted by failures is refused before trying again.
+            result = await self._call(self.limiter.peek, client_key(scope), self.anonymous_limit)
+            if result.remaining <= 0:
+                result = await self._call(self.limiter.hit, client_key(scope), self.anonymous_limit)
+        else:
+            result = await self._call(self.limiter.hit, client_key(scope), self.anonymous_limit)
+            holder["charged"] = True
+        holder["result"] = result
+        if not result.allowed:
+            await self._json(send, 429, "Rate limit exceeded", result.headers())
+            return False
+        return True
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -109,24 +127,8 @@ class GuardMiddleware:
             await self._json(send, 431, "Request header fields too large", {})
             return
 
-        if not exempt:
-            if has_credentials(scope) and path.startswith(AUTHENTICATED_PREFIX):
-                # Charged once authenticated (to the key or hotkey, or to the address on a
-                # failure); an address exhausted by failures is refused before trying again.
-                result = await self._call(
-                    self.limiter.peek, client_key(scope), self.anonymous_limit
-                )
-                if result.remaining <= 0:
-                    result = await self._call(
-                        self.limiter.hit, client_key(scope), self.anonymous_limit
-                    )
-            else:
-                result = await self._call(self.limiter.hit, client_key(scope), self.anonymous_limit)
-                holder["charged"] = True
-            holder["result"] = result
-            if not result.allowed:
-                await self._json(send, 429, "Rate limit exceeded", result.headers())
-                return
+        if not exempt and not await self._admit(scope, holder, send):
+            return
 
         async def charge_address_unless_charged() -> None:
             # Whatever ended the request before authentication (413, a malformed body, an

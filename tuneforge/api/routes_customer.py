@@ -19,11 +19,11 @@ from tuneforge.api.formats import (
     audio_file,
     split_file_name,
 )
-from tuneforge.api.jobs import iso
 from tuneforge.api.models import JOB_COMPLETED, Account, GenerationRequest, Track, utcnow
 from tuneforge.api.openapi import API_KEY_SECURITY, HOTKEY_SECURITY, errors
 from tuneforge.api.schemas import REQUEST_ID_PATTERN, GenerateRequest
 from tuneforge.api.settings import PLAN_RATE_LIMITS
+from tuneforge.api.stored import iso
 from tuneforge.api.validation_text import describe_all
 
 router = APIRouter(prefix="/api/v1")

@@ -18,10 +18,10 @@ from tuneforge.api import stored
 from tuneforge.api.accounts import new_id
 from tuneforge.api.audio_owners import AudioNotYours, is_job_audio, record_upload, uploaded_by
 from tuneforge.api.db import Database
-from tuneforge.api.jobs import iso
 from tuneforge.api.models import AUDIO_FOR_ROUND, Round, ScoreResult, utcnow
 from tuneforge.api.schemas import PublishRound
 from tuneforge.api.storage import AudioStore, StagedUpload
+from tuneforge.api.stored import iso
 from tuneforge.errors import TuneForgeError
 
 EMA_ALPHA = 0.1  # leaderboard EMA of final scores, newest weighted by 10%

@@ -5,6 +5,7 @@ hand), what the API serves is valid JSON. A non-finite or non-numeric score is s
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 
@@ -39,3 +40,8 @@ def json_value(value: Any) -> Any:
     if isinstance(value, list):
         return [json_value(v) for v in value]
     return value
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored naive-UTC timestamp as served: ISO 8601 with a `Z`."""
+    return None if value is None else value.isoformat() + "Z"

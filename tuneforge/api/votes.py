@@ -24,6 +24,7 @@ from tuneforge.api.models import (
     Vote,
     utcnow,
 )
+from tuneforge.api.stored import iso
 from tuneforge.errors import TuneForgeError
 
 MAX_FEED_PAGE = 1000
@@ -63,8 +64,6 @@ def _pseudonym(account_id: str) -> str:
 
 
 def vote_view(vote: Vote) -> dict[str, Any]:
-    from tuneforge.api.jobs import iso
-
     body: dict[str, Any] = {
         "vote_id": f"vote_{vote.pk}",
         "kind": vote.kind,

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge.api.accounts import new_id
 from tuneforge.api.db import Database, changed
+from tuneforge.api.jobs.views import status_view
 from tuneforge.api.models import (
     DELIVERY_DELIVERED,
     DELIVERY_FAILED,
@@ -47,6 +48,7 @@ from tuneforge.api.models import (
     WebhookDelivery,
     utcnow,
 )
+from tuneforge.api.stored import iso
 from tuneforge.errors import TuneForgeError
 
 SECRET_PREFIX = "whsec_"
@@ -186,8 +188,6 @@ def enqueue(session: Session, job_id: str, status: str, now: datetime) -> None:
 
 
 def delivery_view(row: WebhookDelivery) -> dict[str, Any]:
-    from tuneforge.api.jobs import iso
-
     return {
         "delivery_id": row.id,
         "request_id": row.request_id,
@@ -256,8 +256,6 @@ class WebhookSender:
         return claimed
 
     def _payload(self, delivery_id: str) -> tuple[WebhookDelivery, bytes, str | None]:
-        from tuneforge.api.jobs import status_view
-
         with self.db.read() as session:
             row = session.get(WebhookDelivery, delivery_id)
             assert row is not None

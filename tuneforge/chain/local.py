@@ -123,44 +123,7 @@ class LocalChain(LocalChainFile):
             self._reveal_due(conn)
             uid = self._acting_uid(conn, "set weights")
             block = self._block_at(conn)
-            required = int(
-                dict(conn.execute("SELECT key, value FROM meta").fetchall()).get(
-                    "weights_version", "0"
-                )
-            )
-            if int(version_key) < required:
-                raise ChainError(
-                    ChainErrorCode.INVALID,
-                    f"IncorrectWeightVersionKey: version_key {version_key} is below the "
-                    f"subnet's weights_version {required}",
-                    "upgrade the validator",
-                )
-            permit, last_update, count = conn.execute(
-                "SELECT validator_permit, last_update, weight_set_count FROM neurons WHERE uid = ?",
-                (uid,),
-            ).fetchone()
-            if not permit:
-                raise ChainError(
-                    ChainErrorCode.NO_PERMIT,
-                    f"uid {uid} has no validator permit",
-                    "give it one with LocalChain.set_validator_permit / "
-                    "`tuneforge chain register --validator-permit`",
-                )
-            waited = block - int(last_update)
-            if count > 0 and waited < self._weights_rate_limit:
-                remaining = self._weights_rate_limit - waited
-                raise ChainError(
-                    ChainErrorCode.RATE_LIMITED,
-                    f"uid {uid} set weights {waited} blocks ago; the limit is "
-                    f"{self._weights_rate_limit} blocks",
-                    f"wait {remaining} blocks (~{remaining * self.block_time_s:.1f}s)",
-                )
-            known = {int(r[0]) for r in conn.execute("SELECT uid FROM neurons")}
-            unknown = sorted(set(normalized) - known)
-            if unknown:
-                raise ChainError(
-                    ChainErrorCode.INVALID, f"weights name unregistered uids {unknown}"
-                )
+            self._check_weights_allowed(conn, uid, block, int(version_key), normalized)
             reveal_block: int | None = None
             # Read in this transaction: the owner may switch commit-reveal while neurons run.
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -194,6 +157,51 @@ class LocalChain(LocalChainFile):
             committed=reveal_block is not None,
             reveal_round=reveal_block,
         )
+
+    def _check_weights_allowed(
+        self,
+        conn: sqlite3.Connection,
+        uid: int,
+        block: int,
+        version_key: int,
+        normalized: dict[int, float],
+    ) -> None:
+        """The real chain's refusals, in its order: an old version_key, no validator permit,
+        the weights rate limit, unregistered uids (each a ChainError)."""
+        required = int(
+            dict(conn.execute("SELECT key, value FROM meta").fetchall()).get("weights_version", "0")
+        )
+        if int(version_key) < required:
+            raise ChainError(
+                ChainErrorCode.INVALID,
+                f"IncorrectWeightVersionKey: version_key {version_key} is below the "
+                f"subnet's weights_version {required}",
+                "upgrade the validator",
+            )
+        permit, last_update, count = conn.execute(
+            "SELECT validator_permit, last_update, weight_set_count FROM neurons WHERE uid = ?",
+            (uid,),
+        ).fetchone()
+        if not permit:
+            raise ChainError(
+                ChainErrorCode.NO_PERMIT,
+                f"uid {uid} has no validator permit",
+                "give it one with LocalChain.set_validator_permit / "
+                "`tuneforge chain register --validator-permit`",
+            )
+        waited = block - int(last_update)
+        if count > 0 and waited < self._weights_rate_limit:
+            remaining = self._weights_rate_limit - waited
+            raise ChainError(
+                ChainErrorCode.RATE_LIMITED,
+                f"uid {uid} set weights {waited} blocks ago; the limit is "
+                f"{self._weights_rate_limit} blocks",
+                f"wait {remaining} blocks (~{remaining * self.block_time_s:.1f}s)",
+            )
+        known = {int(r[0]) for r in conn.execute("SELECT uid FROM neurons")}
+        unknown = sorted(set(normalized) - known)
+        if unknown:
+            raise ChainError(ChainErrorCode.INVALID, f"weights name unregistered uids {unknown}")
 
     def pending_commits(self) -> dict[int, int]:
         """validator uid -> reveal block of its commit not yet revealed."""

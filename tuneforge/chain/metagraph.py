@@ -22,6 +22,7 @@ from typing import TypeVar
 from loguru import logger
 
 from tuneforge.chain.base import ChainView, Metagraph, Neuron
+from tuneforge.periodic import Periodic
 
 ChainSource = ChainView | Callable[[], ChainView]
 T = TypeVar("T")
@@ -49,8 +50,7 @@ class MetagraphCache:
         self._lock = threading.Lock()
         self._snapshot: Metagraph | None = None
         self._refreshed_at: float | None = None  # time.monotonic() of the last good refresh
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = Periodic("tuneforge-metagraph", refresh_s, self.try_refresh)
 
     # -- chain calls ------------------------------------------------------------------------
 
@@ -123,21 +123,10 @@ class MetagraphCache:
 
     def start(self) -> None:
         """Refresh every `refresh_s` in a daemon thread until `stop()`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="tuneforge-metagraph", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.refresh_s):
-            self.try_refresh()
+        self._refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        self._refresher.stop()
 
     def close(self) -> None:
         """Stop refreshing; a chain the cache opened itself is closed on its own thread."""

@@ -10,9 +10,12 @@ Every child dies with it: children are stopped (SIGTERM, then SIGKILL after a gr
 completion, error, Ctrl-C or SIGTERM via try/finally + atexit, and on Linux each child also gets
 PR_SET_PDEATHSIG so even a SIGKILLed localnet leaves no orphan behind.
 
-Modules: options (what a run is asked, errors), processes (supervision), numba_cache, models
-(scoring-model discovery), role_flags (what the roles offer), api_client (the API from its
-clients' side), report (leaderboard and text), orchestrator (the Localnet class).
+Modules: options (what a run is asked, errors), runtime (what a run's steps share), processes
+(supervision), background (one call on a thread), numba_cache, models (scoring-model discovery),
+role_flags (what the roles offer), chain_setup (LocalChain and wallets), launch (starting the
+roles), observe (reading them), rounds, api_client (the API from its clients' side), votes and
+preference (`--votes N`), results (gathering the report), report (leaderboard and text),
+orchestrator (the Localnet class: the steps in order, and the teardown).
 """
 
 from tuneforge.localnet.models import discover_models

@@ -1,10 +1,12 @@
 """`tuneforge localnet --votes N`: a scripted customer votes, the validator trains on the votes.
 
 The customer asks for several candidates per request (`variants`), downloads them and compares
-every pair of one request, preferring the brighter track (higher spectral centroid): a stated,
-simple taste, so the preference head has something learnable. Then the validator's own
-`tuneforge validator train-preference` reads the votes from the API and trains, and its report
-(pairs, held-out accuracy, the weight the rule gives) goes into the localnet report.
+every pair of one request, preferring the track with more treble (a larger share of its power
+above 2 kHz, judged in the band the validator analyses): a stated, simple taste that the
+validator's embedding can hear, so the preference head has something learnable. Then the
+validator's own `tuneforge validator train-preference` reads the votes from the API and trains,
+and its report (pairs, held-out accuracy, the weight the rule gives) goes into the localnet
+report.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from tuneforge.localnet.options import LocalnetError, WaitTimeout
 
 # Short clips keep the scripted jobs cheap (one credit per variant).
 VOTE_CLIP_SECONDS = 3.0
+# The taste is judged only below the validator's analysis Nyquist (clips are analysed at
+# 22.05 kHz): a hi-hat's energy above it moved the old spectral-centroid taste, but no embedding
+# the head reads can hear it. On 150 synth jobs, held-out accuracy at 50 votes (10 held-out pairs)
+# was 0.63 on average with 35% of runs under the 0.55 bar for the centroid, 0.91 with none of 25
+# under it for this share (D57).
+HEARD_BAND_HZ = 11_025.0
+TREBLE_FROM_HZ = 2_000.0
 PROMPTS = (
     "Bright synth arpeggio over a steady beat",
     "Dark ambient drone with slow pads",
@@ -54,16 +63,19 @@ def patient(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx
     return answer
 
 
-def brightness(wav: bytes) -> float:
-    """Spectral centroid (Hz) of a WAV: the scripted customer's whole taste."""
+def treble_share(wav: bytes) -> float:
+    """Share (0-1) of a WAV's power from TREBLE_FROM_HZ up to HEARD_BAND_HZ, of all its power up
+    to HEARD_BAND_HZ: the scripted customer's whole taste (more treble wins)."""
     import soundfile as sf
 
     data, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
     mono = data.mean(axis=1)
-    spectrum = np.abs(np.fft.rfft(mono))
+    power = np.abs(np.fft.rfft(mono)) ** 2
     freqs = np.fft.rfftfreq(len(mono), 1.0 / rate)
-    total = float(spectrum.sum())
-    return float((freqs * spectrum).sum() / total) if total > 0 else 0.0
+    heard = power[freqs <= HEARD_BAND_HZ]
+    total = float(heard.sum())
+    treble = float(power[(freqs >= TREBLE_FROM_HZ) & (freqs <= HEARD_BAND_HZ)].sum())
+    return treble / total if total > 0 else 0.0
 
 
 def scripted_votes(
@@ -118,15 +130,15 @@ def scripted_votes(
         cast = 0
         for request_id in request_ids:
             tracks = (finished.get(request_id) or {}).get("tracks") or []
-            bright = {}
+            treble = {}
             for track in tracks:
                 audio = patient(client, "GET", track["audio_url"])
                 if audio.status_code == 200:
-                    bright[track["track_id"]] = brightness(audio.content)
-            for a, b in itertools.combinations(sorted(bright), 2):
+                    treble[track["track_id"]] = treble_share(audio.content)
+            for a, b in itertools.combinations(sorted(treble), 2):
                 if cast >= votes:
                     break
-                winner, loser = (a, b) if bright[a] >= bright[b] else (b, a)
+                winner, loser = (a, b) if treble[a] >= treble[b] else (b, a)
                 answer = patient(
                     client, "POST", "/api/v1/music/compare", json={"winner": winner, "loser": loser}
                 )

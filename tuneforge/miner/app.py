@@ -10,9 +10,8 @@ signing run on the work queue's threads — one per device, each with its own mo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import bittensor as bt
 from fastapi import FastAPI
@@ -42,9 +41,6 @@ from tuneforge.protocol import (
     SPEC_VERSION,
     MinerInfo,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def create_app(
@@ -88,33 +84,11 @@ def create_app(
         metrics,
         SlotBook(section.slot_ttl_s),
     )
-    metrics_allow = ClientAllowList.of(section.metrics_allow)  # validated by the settings
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(metagraph.refresh)  # the first load; a chain read may be slow
-        metagraph.start()
-        queue.start()
-        logger.info(
-            "miner {} serving {} ({}) on {} device(s), queue {}+{} workers, min stake {:.1f}",
-            hotkey,
-            backend.model_id,
-            backend.name,
-            len(replicas),
-            queue.capacity,
-            queue.workers,
-            policy.min_stake,
-        )
-        try:
-            yield
-        finally:
-            queue.stop()
-            metagraph.stop()
 
     app = FastAPI(
         title="TuneForge miner",
         version=__version__,
-        lifespan=lifespan,
+        lifespan=_lifespan(metagraph, queue, backend, hotkey, policy.min_stake, len(replicas)),
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -128,6 +102,63 @@ def create_app(
         # The one place a domain error becomes HTTP (Refusal is the usual one).
         headers = {HEADER_SPEC_VERSION: SPEC_VERSION, **exc.headers}
         return JSONResponse({"detail": exc.detail_text}, status_code=exc.status, headers=headers)
+
+    _install_routes(app, service, metrics, queue, backend, hotkey)
+    if section.metrics:
+        # Outside admission on purpose (scrapers hold no hotkey); it only reads counters.
+        app.add_api_route(
+            METRICS_PATH,
+            # validated by the settings
+            metrics_endpoint(metrics.registry, ClientAllowList.of(section.metrics_allow)),
+            methods=["GET"],
+            include_in_schema=False,
+        )
+    return app
+
+
+def _lifespan(
+    metagraph: MetagraphCache,
+    queue: WorkQueue,
+    backend: Backend,
+    hotkey: str,
+    min_stake: float,
+    devices: int,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Load the metagraph, then start its refresher and the workers; stop both at exit."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(metagraph.refresh)  # the first load; a chain read may be slow
+        metagraph.start()
+        queue.start()
+        logger.info(
+            "miner {} serving {} ({}) on {} device(s), queue {}+{} workers, min stake {:.1f}",
+            hotkey,
+            backend.model_id,
+            backend.name,
+            devices,
+            queue.capacity,
+            queue.workers,
+            min_stake,
+        )
+        try:
+            yield
+        finally:
+            queue.stop()
+            metagraph.stop()
+
+    return lifespan
+
+
+def _install_routes(
+    app: FastAPI,
+    service: GenerationService,
+    metrics: MinerMetrics,
+    queue: WorkQueue,
+    backend: Backend,
+    hotkey: str,
+) -> None:
+    """POST /v1/generate, POST /v1/reserve and GET /v1/info, each counted in the metrics."""
 
     @app.post(GENERATE_PATH)
     async def generate(request: Request) -> Response:
@@ -176,14 +207,3 @@ def create_app(
             devices=queue.workers,
         )
         return JSONResponse(body.model_dump(), headers={HEADER_SPEC_VERSION: SPEC_VERSION})
-
-    if section.metrics:
-        # Outside admission on purpose (scrapers hold no hotkey); it only reads counters.
-        app.add_api_route(
-            METRICS_PATH,
-            metrics_endpoint(metrics.registry, metrics_allow),
-            methods=["GET"],
-            include_in_schema=False,
-        )
-
-    return app

@@ -22,6 +22,7 @@ from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainView
 from tuneforge.errors import TuneForgeError
+from tuneforge.periodic import Periodic
 
 URL_PREFIX: Final = "url:"
 CMD_PREFIX: Final = "cmd:"
@@ -203,8 +204,9 @@ class IpWatcher:
         self.interval_s = interval_s
         self._published_ip = published_ip
         self._lock = threading.Lock()  # check_once may run from the thread and from a caller
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A check in progress may be waiting on its source or the chain (a daemon thread: it
+        # cannot hold the process open), so stopping waits only briefly.
+        self._watch = Periodic("tuneforge-ip-watch", interval_s, self._check_logged, STOP_WAIT_S)
 
     @property
     def published_ip(self) -> str | None:
@@ -249,26 +251,17 @@ class IpWatcher:
 
     def start(self) -> None:
         """Check every `interval_s` in a daemon thread until `stop()`."""
-        if self._thread is not None:
+        if not self._watch.start():
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="tuneforge-ip-watch", daemon=True)
-        self._thread.start()
         logger.info(
             "watching the public IP ({}) every {:g} s", self.source.description, self.interval_s
         )
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            # A check in progress may be waiting on its source or the chain (a daemon thread:
-            # it cannot hold the process open), so shutdown waits only briefly.
-            self._thread.join(timeout=STOP_WAIT_S)
-            self._thread = None
+        self._watch.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.check_once()
-            except Exception:  # a bug in a custom source must not end the watching for good
-                logger.exception("public IP check crashed; retrying in {:g} s", self.interval_s)
+    def _check_logged(self) -> None:
+        try:
+            self.check_once()
+        except Exception:  # a bug in a custom source must not end the watching for good
+            logger.exception("public IP check crashed; retrying in {:g} s", self.interval_s)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from tuneforge.validator.preference_training import TrainingReport
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -37,11 +40,21 @@ def status(
 ) -> None:
     """Each miner's EMA, weight and last result (breakdown, reasons); rounds; last weights."""
     from tuneforge.config import expand_path
-    from tuneforge.validator.state import StateError, ValidatorState
-    from tuneforge.validator.status import status_snapshot
 
     if state is None:
         state = workdir / "validator" / "state.db" if workdir else Path(expand_path(DEFAULT_STATE))
+    snapshot = _read_snapshot(state)
+    if as_json:
+        typer.echo(json.dumps(snapshot, indent=2, default=str))
+        return
+    _echo_status(snapshot)
+
+
+def _read_snapshot(state: Path) -> dict[str, Any]:
+    """The status snapshot of the state file at `state`, opened read-only; exit 2 if unreadable."""
+    from tuneforge.validator.state import StateError, ValidatorState
+    from tuneforge.validator.status import status_snapshot
+
     if not state.is_file():
         typer.echo(f"no validator state at {state}", err=True)
         raise typer.Exit(code=2)
@@ -51,12 +64,12 @@ def status(
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=2) from None
     try:
-        snapshot = status_snapshot(store)
+        return status_snapshot(store)
     finally:
         store.close()
-    if as_json:
-        typer.echo(json.dumps(snapshot, indent=2, default=str))
-        return
+
+
+def _echo_status(snapshot: dict[str, Any]) -> None:
     typer.echo(f"rounds completed: {snapshot['rounds_completed']}")
     weights = snapshot["last_weights"]
     if weights is None:
@@ -88,26 +101,29 @@ def status(
     typer.echo(f"outbox: {snapshot['outbox_size']} unsent")
     typer.echo(f"{'uid':>4}  {'hotkey':<48}  {'ema':>6}  {'weight':>6}  {'last':>6}  rounds")
     for miner in snapshot["miners"]:
+        _echo_miner(miner)
+
+
+def _echo_miner(miner: dict[str, Any]) -> None:
+    """One miner's row, then its error, breakdown, penalties and reasons indented below it."""
+    typer.echo(
+        f"{miner['uid']:>4}  {miner['hotkey']:<48}  {_fmt(miner['ema'])}  "
+        f"{_fmt(miner['weight'])}  {_fmt(miner['last_final_score'])}  "
+        f"{miner['rounds_queried']}"
+    )
+    if miner["error"]:
+        typer.echo(f"      error: {miner['error']}")
+    breakdown = miner["score_breakdown"]
+    if breakdown:
+        typer.echo("      " + "  ".join(f"{name}={_fmt(v, 2)}" for name, v in breakdown.items()))
+    penalties = miner["penalties"]
+    if penalties:
         typer.echo(
-            f"{miner['uid']:>4}  {miner['hotkey']:<48}  {_fmt(miner['ema'])}  "
-            f"{_fmt(miner['weight'])}  {_fmt(miner['last_final_score'])}  "
-            f"{miner['rounds_queried']}"
+            "      penalties: " + "  ".join(f"{n}={_fmt(v, 2)}" for n, v in penalties.items())
         )
-        if miner["error"]:
-            typer.echo(f"      error: {miner['error']}")
-        breakdown = miner["score_breakdown"]
-        if breakdown:
-            typer.echo(
-                "      " + "  ".join(f"{name}={_fmt(v, 2)}" for name, v in breakdown.items())
-            )
-        penalties = miner["penalties"]
-        if penalties:
-            typer.echo(
-                "      penalties: " + "  ".join(f"{n}={_fmt(v, 2)}" for n, v in penalties.items())
-            )
-        for name, reason in miner["reasons"].items():
-            if reason:
-                typer.echo(f"      {name}: {reason}")
+    for name, reason in miner["reasons"].items():
+        if reason:
+            typer.echo(f"      {name}: {reason}")
 
 
 @app.command("train-preference")
@@ -142,10 +158,8 @@ def train_preference(
     with this validator's own CLAP; deterministic, so validators reading the same votes agree.
     Says how many pairs it has and needs while there are too few."""
     import asyncio
-    import dataclasses
 
     from tuneforge.config import expand_path
-    from tuneforge.scoring.neural import NeuralModels
     from tuneforge.validator.api_client import ApiClient, ApiUnavailable
     from tuneforge.validator.preference_training import train_preference as run_training
     from tuneforge.wallets import WalletError, load_wallet
@@ -155,17 +169,7 @@ def train_preference(
     except WalletError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=2) from None
-    if embedding not in ("clap", "dsp"):
-        typer.echo("--embedding must be clap or dsp", err=True)
-        raise typer.Exit(code=2)
-    if embedding == "clap" and not clap:
-        typer.echo("--embedding clap needs --scoring.clap (a CLAP id or dir)", err=True)
-        raise typer.Exit(code=2)
-    models = (
-        NeuralModels.load(clap=clap, mert=None, whisper=None, mos=None, device=device)
-        if embedding == "clap"
-        else None
-    )
+    models = _embedding_models(embedding, clap, device)
 
     async def run() -> Any:
         api = ApiClient(api_url, wallet)
@@ -185,16 +189,30 @@ def train_preference(
     except ApiUnavailable as exc:
         typer.echo(f"the API did not answer: {exc}", err=True)
         raise typer.Exit(code=1) from None
+    _echo_training(report, as_json)
+
+
+def _embedding_models(embedding: str, clap: str, device: str) -> Any:
+    """The models the chosen embedding needs (None for dsp); exit 2 on a bad choice."""
+    from tuneforge.scoring.neural import NeuralModels
+
+    if embedding not in ("clap", "dsp"):
+        typer.echo("--embedding must be clap or dsp", err=True)
+        raise typer.Exit(code=2)
+    if embedding == "clap" and not clap:
+        typer.echo("--embedding clap needs --scoring.clap (a CLAP id or dir)", err=True)
+        raise typer.Exit(code=2)
+    if embedding != "clap":
+        return None
+    return NeuralModels.load(clap=clap, mert=None, whisper=None, mos=None, device=device)
+
+
+def _echo_training(report: TrainingReport, as_json: bool) -> None:
+    import dataclasses
+
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    **dataclasses.asdict(report),
-                    "active": report.active,
-                    "summary": report.describe(),
-                }
-            )
-        )
+        summary = {**dataclasses.asdict(report), "active": report.active}
+        typer.echo(json.dumps({**summary, "summary": report.describe()}))
         return
     typer.echo(report.describe())
     if report.checkpoint:

@@ -21,7 +21,7 @@ from tuneforge.validator.config import ValidatorSettings
 from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.round import RoundReport, RoundRunner
 from tuneforge.validator.state import ValidatorState
-from tuneforge.validator.weights import compute_weights
+from tuneforge.validator.weight_rule import compute_weights
 
 if TYPE_CHECKING:
     from tuneforge.validator.jobs import JobWorker

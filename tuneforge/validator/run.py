@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -15,11 +17,17 @@ from tuneforge.scoring.weights import CATALOGUE_PENALTY, CHECKS
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
 
 if TYPE_CHECKING:
+    from tuneforge.chain.base import ChainView
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.scoring.neural import NeuralModels
+    from tuneforge.validator.api_client import ApiClient
+    from tuneforge.validator.catalogue import CatalogueClient
     from tuneforge.validator.loop import ValidatorLoop
+    from tuneforge.validator.metrics import ValidatorMetrics
     from tuneforge.validator.preference_training import PreferenceTrainer
     from tuneforge.validator.publisher import Publisher
+    from tuneforge.validator.query import MinerClient
+    from tuneforge.validator.state import ValidatorState
 
 FLUSH_ON_EXIT_S = 10.0
 
@@ -141,43 +149,37 @@ async def _serve(
                 logger.info("publisher stopped mid-send; the item stays queued")
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """What `run` opened before the event loop starts (and closes on the way out)."""
+
+    settings: ValidatorSettings
+    wallet: Any
+    state: ValidatorState
+    engine: ScoringEngine
+    chain: ChainView
+    metrics: ValidatorMetrics
+    looks_up: bool  # the catalogue check looks recordings up (an AcoustID key is set)
+
+    @property
+    def hotkey(self) -> str:
+        return str(self.wallet.hotkey.ss58_address)
+
+
 def run(settings: ValidatorSettings) -> None:
     """Run rounds until SIGTERM/SIGINT or `max_rounds`; resources are closed on the way out."""
     from tuneforge.chain.factory import open_chain
     from tuneforge.scoring.engine import ScoringEngine
-    from tuneforge.validator.api_client import ApiClient
-    from tuneforge.validator.catalogue import CatalogueClient
-    from tuneforge.validator.copies import CopyChecker
-    from tuneforge.validator.jobs import JobWorker
-    from tuneforge.validator.loop import ValidatorLoop
     from tuneforge.validator.metrics import ValidatorMetrics
-    from tuneforge.validator.preference_training import PreferenceTrainer
-    from tuneforge.validator.publisher import Publisher
-    from tuneforge.validator.query import MinerClient
-    from tuneforge.validator.round import RoundRunner
-    from tuneforge.validator.state import StateError, ValidatorState
     from tuneforge.validator.status import StatusServer
     from tuneforge.wallets import load_wallet
 
     configure_logging(settings.logging, "validator.log")
+    _check_settings(settings)
     neuron = settings.neuron
-    if neuron.min_challenge_seconds > neuron.max_challenge_seconds:
-        raise ValidatorStartupError("--neuron.min_challenge_seconds exceeds max_challenge_seconds")
-    api_settings = settings.api
-    if (api_settings.publish or api_settings.jobs) and not api_settings.url:
-        raise ValidatorStartupError("--api.publish / --api.jobs need --api.url (the API base URL)")
     wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path)
-    hotkey = wallet.hotkey.ss58_address
     state_path = expand_path(neuron.state_path)
-    try:
-        state = ValidatorState(
-            state_path,
-            int(neuron.history_mb_per_miner * 1_000_000),
-            int(neuron.history_mb_total * 1_000_000),
-        )
-    except StateError as exc:
-        raise ValidatorStartupError(str(exc)) from exc
-    state.weights.set_rule(neuron.weights_exponent, neuron.weights_top_k)
+    state = _open_state(settings, state_path)
     try:
         # Before any chain connection: a validator that cannot score like the rest of the
         # network must not start at all.
@@ -204,11 +206,12 @@ def run(settings: ValidatorSettings) -> None:
         if neuron.status_port
         else None
     )
+    opened = _Opened(settings, wallet, state, engine, chain, metrics, looks_up)
     try:
         logger.info("scoring engine warmed up in {:.1f} s", engine.warm_up())
         logger.info(
             "validator {} on netuid {} ({}), state {} at round {}",
-            hotkey,
+            opened.hotkey,
             settings.netuid,
             settings.network,
             state_path,
@@ -216,58 +219,7 @@ def run(settings: ValidatorSettings) -> None:
         )
         if status is not None:
             status.start()
-
-        async def main() -> None:
-            client = MinerClient(wallet, neuron.max_response_bytes, neuron.max_audio_seconds)
-            api: ApiClient | None = None
-            wants_api = api_settings.publish or api_settings.jobs
-            if wants_api or (api_settings.copy_check and api_settings.url):
-                try:
-                    api = ApiClient(api_settings.url, wallet, api_settings.timeout_s)
-                except ValueError as exc:
-                    raise ValidatorStartupError(str(exc)) from exc
-            catalogue: CatalogueClient | None = None
-            if looks_up:
-                try:
-                    catalogue = CatalogueClient(
-                        settings.catalogue.acoustid_key,
-                        settings.catalogue.url,
-                        wait_s=settings.catalogue.wait_s,
-                    )
-                except ValueError as exc:
-                    raise ValidatorStartupError(str(exc)) from exc
-            try:
-                copies = CopyChecker(api if api_settings.copy_check else None, catalogue)
-                runner = RoundRunner(settings, hotkey, state, client, engine, metrics, copies)
-                publisher = None
-                if api is not None:
-                    publisher = Publisher.from_settings(state, api, metrics, api_settings)
-                wake = publisher.wake.set if publisher is not None else (lambda: None)
-                jobs = (
-                    JobWorker(settings, hotkey, runner, api, on_enqueued=wake)
-                    if api is not None and api_settings.jobs
-                    else None
-                )
-                loop = ValidatorLoop(settings, hotkey, chain, state, runner, jobs, on_round=wake)
-                trainer = None
-                if api is not None and api_settings.preference_train_interval_s > 0:
-                    out = expand_path(api_settings.preference_dir)
-                    trainer = PreferenceTrainer(
-                        api,
-                        engine.models,
-                        out,
-                        out.with_name(out.name + "-audio"),
-                        api_settings.preference_train_interval_s,
-                    )
-                await _serve(loop, asyncio.Event(), publisher, trainer)
-            finally:
-                await client.aclose()
-                if catalogue is not None:
-                    await catalogue.aclose()
-                if api is not None:
-                    await api.aclose()
-
-        asyncio.run(main())
+        asyncio.run(_main(opened))
     finally:
         if status is not None:
             status.stop()
@@ -275,3 +227,112 @@ def run(settings: ValidatorSettings) -> None:
         chain.close()
         state.close()
         logger.info("validator stopped")
+
+
+def _check_settings(settings: ValidatorSettings) -> None:
+    """Flag combinations that cannot work, refused before anything is opened."""
+    neuron, api = settings.neuron, settings.api
+    if neuron.min_challenge_seconds > neuron.max_challenge_seconds:
+        raise ValidatorStartupError("--neuron.min_challenge_seconds exceeds max_challenge_seconds")
+    if (api.publish or api.jobs) and not api.url:
+        raise ValidatorStartupError("--api.publish / --api.jobs need --api.url (the API base URL)")
+
+
+def _open_state(settings: ValidatorSettings, state_path: Path) -> ValidatorState:
+    """The state file with its history budgets and the weight rule's parameters."""
+    from tuneforge.validator.state import StateError, ValidatorState
+
+    neuron = settings.neuron
+    try:
+        state = ValidatorState(
+            state_path,
+            int(neuron.history_mb_per_miner * 1_000_000),
+            int(neuron.history_mb_total * 1_000_000),
+        )
+    except StateError as exc:
+        raise ValidatorStartupError(str(exc)) from exc
+    state.weights.set_rule(neuron.weights_exponent, neuron.weights_top_k)
+    return state
+
+
+async def _main(opened: _Opened) -> None:
+    """The clients live on this event loop: opened here, closed here."""
+    from tuneforge.validator.query import MinerClient
+
+    settings = opened.settings
+    neuron = settings.neuron
+    client = MinerClient(opened.wallet, neuron.max_response_bytes, neuron.max_audio_seconds)
+    api: ApiClient | None = None
+    catalogue: CatalogueClient | None = None
+    try:
+        api = _api_client(settings, opened.wallet)
+        catalogue = _catalogue_client(settings) if opened.looks_up else None
+        await _serve(*_services(opened, client, api, catalogue))
+    finally:
+        await client.aclose()
+        if catalogue is not None:
+            await catalogue.aclose()
+        if api is not None:
+            await api.aclose()
+
+
+def _api_client(settings: ValidatorSettings, wallet: Any) -> ApiClient | None:
+    """The API client when publishing, serving jobs or checking copies needs one."""
+    from tuneforge.validator.api_client import ApiClient
+
+    api = settings.api
+    wants_api = api.publish or api.jobs
+    if not (wants_api or (api.copy_check and api.url)):
+        return None
+    try:
+        return ApiClient(api.url, wallet, api.timeout_s)
+    except ValueError as exc:
+        raise ValidatorStartupError(str(exc)) from exc
+
+
+def _catalogue_client(settings: ValidatorSettings) -> CatalogueClient:
+    from tuneforge.validator.catalogue import CatalogueClient
+
+    catalogue = settings.catalogue
+    try:
+        return CatalogueClient(catalogue.acoustid_key, catalogue.url, wait_s=catalogue.wait_s)
+    except ValueError as exc:
+        raise ValidatorStartupError(str(exc)) from exc
+
+
+def _services(
+    opened: _Opened, client: MinerClient, api: ApiClient | None, catalogue: CatalogueClient | None
+) -> tuple[ValidatorLoop, asyncio.Event, Publisher | None, PreferenceTrainer | None]:
+    """The round loop and, with an API, the publisher, the job worker and the trainer."""
+    from tuneforge.validator.copies import CopyChecker
+    from tuneforge.validator.jobs import JobWorker
+    from tuneforge.validator.loop import ValidatorLoop
+    from tuneforge.validator.preference_training import PreferenceTrainer
+    from tuneforge.validator.publisher import Publisher
+    from tuneforge.validator.round import RoundRunner
+
+    settings, hotkey, state = opened.settings, opened.hotkey, opened.state
+    api_settings = settings.api
+    copies = CopyChecker(api if api_settings.copy_check else None, catalogue)
+    runner = RoundRunner(settings, hotkey, state, client, opened.engine, opened.metrics, copies)
+    publisher = None
+    if api is not None:
+        publisher = Publisher.from_settings(state, api, opened.metrics, api_settings)
+    wake = publisher.wake.set if publisher is not None else (lambda: None)
+    jobs = (
+        JobWorker(settings, hotkey, runner, api, on_enqueued=wake)
+        if api is not None and api_settings.jobs
+        else None
+    )
+    loop = ValidatorLoop(settings, hotkey, opened.chain, state, runner, jobs, on_round=wake)
+    trainer = None
+    if api is not None and api_settings.preference_train_interval_s > 0:
+        out = expand_path(api_settings.preference_dir)
+        trainer = PreferenceTrainer(
+            api,
+            opened.engine.models,
+            out,
+            out.with_name(out.name + "-audio"),
+            api_settings.preference_train_interval_s,
+        )
+    return loop, asyncio.Event(), publisher, trainer

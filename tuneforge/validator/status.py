@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from tuneforge.metrics import METRICS_PATH, negotiate
 from tuneforge.protocol import SPEC_VERSION_KEY
 from tuneforge.validator.state import StateError, ValidatorState
-from tuneforge.validator.weights import DEFAULT_EXPONENT
+from tuneforge.validator.weight_rule import DEFAULT_EXPONENT
 
 
 def status_snapshot(state: ValidatorState) -> dict[str, Any]:
