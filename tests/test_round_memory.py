@@ -4,13 +4,16 @@ uses the fingerprints the scoring passes computed instead of decoding every answ
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tests.helpers import signals
 from tests.helpers.clip_scores import passing_clip_score
-from tests.helpers.validator_net import make_validator_net
+from tests.helpers.validator_net import make_validator_net, synth_miners
 from tuneforge.audio import WavAudio, decode_wav, encode_wav
 from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring import fingerprint as fp
@@ -18,6 +21,7 @@ from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoredRound, ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory
 from tuneforge.scoring.memory import RoundMemory
+from tuneforge.scoring.shared import Peek
 from tuneforge.validator.query import QueryOutcome
 
 CHALLENGE = MusicGenerationSynapse(prompt="calm piano", tempo_bpm=100, duration_seconds=4.0)
@@ -55,8 +59,14 @@ class _FingerprintingScorer:
         self.fingerprints = fingerprints
         self.audio_types: list[type] = []
 
+    def start_first_pass(self, audio: WavAudio) -> Future[Peek] | None:
+        return None
+
     def score(
-        self, challenge: MusicGenerationSynapse, submissions: list[Submission]
+        self,
+        challenge: MusicGenerationSynapse,
+        submissions: list[Submission],
+        started: Mapping[int, Future[Peek]] | None = None,
     ) -> ScoredRound:
         self.audio_types = [type(s.audio) for s in submissions]
         scores = [passing_clip_score() for _ in submissions]
@@ -84,3 +94,54 @@ def test_the_round_publishes_the_fingerprints_its_scoring_passes_computed(tmp_pa
     state.close()
     assert scorer.audio_types == [WavAudio, type(None)]  # the engine got the bytes, not samples
     assert fingerprints == [fp.encode(known), None]
+
+
+class _RecordingEngine(ScoringEngine):
+    """The real engine, noting which first passes a round started before it scored."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.events: list[str] = []
+        self.started_for: list[int] = []
+
+    def start_first_pass(self, audio: WavAudio | Any) -> Future[Peek] | None:
+        self.events.append("start")
+        return super().start_first_pass(audio)
+
+    def score(
+        self,
+        challenge: MusicGenerationSynapse,
+        submissions: list[Submission],
+        started: Mapping[int, Future[Peek]] | None = None,
+    ) -> ScoredRound:
+        self.events.append("score")
+        self.started_for = sorted(started or {})
+        return super().score(challenge, submissions, started)
+
+
+def test_a_round_starts_each_answers_first_pass_as_it_arrives(tmp_path: Path) -> None:
+    net = make_validator_net(tmp_path)
+    engines: list[_RecordingEngine] = []
+
+    def factory(history: Any, models: Any) -> _RecordingEngine:
+        engines.append(_RecordingEngine.create(history, models))
+        return engines[-1]
+
+    with synth_miners(net, 2):
+        loop, state, client = net.build(net.settings(max_rounds=1), engine_factory=factory)
+
+        async def go() -> None:
+            try:
+                await loop.run(asyncio.Event())
+            finally:
+                await client.aclose()
+
+        asyncio.run(go())
+        state.close()
+    [engine] = engines
+    engine.close()
+    report = loop.last_report
+    assert report is not None and [s.error for s in report.scores] == [None, None]
+    # Both answers' first passes began before the round was scored, and scoring used them.
+    assert engine.events == ["start", "start", "score"]
+    assert engine.started_for == [0, 1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import os
 import signal
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -17,6 +18,7 @@ from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoredRound, ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory
+from tuneforge.scoring.shared import Peek
 
 CHALLENGE = MusicGenerationSynapse(
     prompt="calm piano", genre="pop", tempo_bpm=100, key="C major", duration_seconds=6.0
@@ -60,6 +62,17 @@ def _assert_same(serial: ScoredRound, parallel: ScoredRound) -> None:
             assert ours.fad_frames.tobytes() == theirs.fad_frames.tobytes()
 
 
+def _start(engine: ScoringEngine, submissions: list[Submission]) -> dict[int, Future[Peek]]:
+    """First passes begun for every other answer, the way a round begins them on arrival."""
+    started = {}
+    for index, submission in enumerate(submissions):
+        if submission.audio is not None and index % 2 == 0:
+            future = engine.start_first_pass(submission.audio)
+            assert future is not None  # signal-only engines score in passes
+            started[index] = future
+    return started
+
+
 def test_two_worker_processes_score_a_round_exactly_like_one_process() -> None:
     history = InMemoryHistory()
     # An earlier round fills the history: diversity, the FAD window and the copy index read it.
@@ -72,6 +85,14 @@ def test_two_worker_processes_score_a_round_exactly_like_one_process() -> None:
         submissions = _round()
         serial = serial_engine.score(CHALLENGE, submissions)
         parallel = parallel_engine.score(CHALLENGE, submissions)
+        # First passes started clip by clip (as answers arrive) change nothing either, in the
+        # workers or in this process; the clips not started then are peeked when scored.
+        streamed = parallel_engine.score(
+            CHALLENGE, submissions, _start(parallel_engine, submissions)
+        )
+        in_process = ScoringEngine.create(copy.deepcopy(history))
+        streamed_here = in_process.score(CHALLENGE, submissions, _start(in_process, submissions))
+        in_process.close()
         again = parallel_engine.score(CHALLENGE, submissions)  # workers keep no round state
         # A worker that dies (killed for memory, a native crash) fails that round only.
         os.kill(parallel_engine.worker_pids()[0], signal.SIGKILL)
@@ -81,6 +102,8 @@ def test_two_worker_processes_score_a_round_exactly_like_one_process() -> None:
     finally:
         parallel_engine.close()
     _assert_same(serial, parallel)
+    _assert_same(serial, streamed)
+    _assert_same(serial, streamed_here)
     _assert_same(serial, again)
     _assert_same(serial, recovered)
     copied = serial.scores[2]

@@ -24,7 +24,7 @@ from tuneforge.audio import WavAudio
 from tuneforge.chain.base import Neuron
 from tuneforge.chain.local import LocalChain
 from tuneforge.validator.challenges import make_challenge, round_seed
-from tuneforge.validator.query import MinerClient, QueryOutcome
+from tuneforge.validator.query import MAX_CONCURRENT_CHECKS, MinerClient, QueryOutcome
 
 LIMIT = 16 * 1024 * 1024  # above the 9.6 MB ten-minute WAV, so that one fails on length
 
@@ -119,3 +119,34 @@ async def test_each_miner_gets_the_same_challenge_with_a_seed_of_its_own(net: Ne
     received = dict(net.miners.requests[before:])
     assert received["good"] == challenge.model_copy(update={"seed": 11})
     assert received["echo"] == challenge.model_copy(update={"seed": 22})
+
+
+async def test_answers_are_handed_on_as_they_arrive_and_checked_two_at_a_time(net: Net) -> None:
+    """A round starts scoring each answer when it arrives (`on_answer`), and at most
+    MAX_CONCURRENT_CHECKS answers are decoded for their check at once (each one ≈ 50 MB)."""
+    client = MinerClient(net.validator, max_response_bytes=LIMIT, max_audio_seconds=90.0)
+    challenge = make_challenge(round_seed("v", 3, b"k"), 2, 2)
+    check, running, most = client._check, [0], [0]
+
+    def counted(wav: bytes) -> WavAudio:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.05)  # long enough for the answers to overlap here
+            return check(wav)
+        finally:
+            running[0] -= 1
+
+    client._check = counted  # type: ignore[method-assign]
+    handed: list[tuple[int, QueryOutcome]] = []
+    neurons = [net.neuron("good")] * 5 + [net.neuron("error_500")]
+    try:
+        outcomes = await client.query_many(
+            neurons, challenge, 10.0, on_answer=lambda i, o: handed.append((i, o))
+        )
+    finally:
+        await client.aclose()
+    assert [o.ok for o in outcomes] == [True] * 5 + [False]
+    assert sorted(i for i, _ in handed) == [0, 1, 2, 3, 4]  # never the failed answer
+    assert all(outcomes[i] is o for i, o in handed)
+    assert 1 <= most[0] <= MAX_CONCURRENT_CHECKS

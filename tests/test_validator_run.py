@@ -99,3 +99,24 @@ def test_only_localnet_or_allow_missing_may_run_a_degraded_scorer_set(tmp_path: 
         [Submission("m", signals.tonal_piece("C major", 100, 2.0), generation_ms=1.0)],
     )
     assert score.degraded and score.score_breakdown["clap"] is None
+
+
+def test_a_validator_that_does_not_train_never_imports_torch(tmp_path: Path) -> None:
+    """torch is ~200 MB resident in the validator process for its whole life; a signal-only
+    validator needs it only to train the preference head, so run() imports that lazily. The
+    start-up stops at the missing wallet, after run() has imported everything it needs."""
+    script = (
+        "import sys\n"
+        "sys.argv[0] = 'validator'\n"
+        "from neurons.validator import main\n"
+        f"code = main(['--network', 'localnet', '--localnet.path', {str(tmp_path / 'c.db')!r},\n"
+        f"             '--wallet.name', 'nobody', '--wallet.path', {str(tmp_path)!r}])\n"
+        "assert code == 2, code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

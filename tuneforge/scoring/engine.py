@@ -20,14 +20,15 @@ nothing: `score` returns each scored clip's memory (RoundMemory) for the caller 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from loguru import logger
 
-from tuneforge.audio import Audio
+from tuneforge.audio import Audio, WavAudio
 from tuneforge.scoring.base import (
     Challenge,
     ClipScore,
@@ -108,6 +109,7 @@ class ScoringEngine:
             self._pool = ScoringPool(workers, clock)
         elif workers > 1:
             logger.info("neural models loaded: clips are scored in-process, not in workers")
+        self._in_process: InProcessPasses | None = None
 
     @classmethod
     def create(
@@ -136,6 +138,9 @@ class ScoringEngine:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._in_process is not None:
+            self._in_process.close()
+            self._in_process = None
 
     @property
     def scorer_names(self) -> list[str]:
@@ -198,10 +203,24 @@ class ScoringEngine:
         scored.memory.record_into(history)
         return scored.scores
 
-    def score(self, challenge: Challenge, submissions: list[Submission]) -> ScoredRound:
+    def start_first_pass(self, audio: Audio | WavAudio) -> Future[Peek] | None:
+        """Start the first pass over one answer now, as it arrives, so that decoding and
+        fingerprinting it overlaps waiting for the round's other answers; give the future to
+        `score` (`started`). None where clips are not scored in passes (neural models: their
+        batched pass needs the whole round)."""
+        passes = self._passes()
+        return None if passes is None else passes.start_peek(audio)
+
+    def score(
+        self,
+        challenge: Challenge,
+        submissions: list[Submission],
+        started: Mapping[int, Future[Peek]] | None = None,
+    ) -> ScoredRound:
         """One ClipScore per submission, in the same order, what later rounds must remember of
         the scored clips, and each clip's fingerprint. Reads the history once (a snapshot);
-        writes nothing. Never raises because of a clip."""
+        writes nothing. Never raises because of a clip. `started`: submission index -> the first
+        pass `start_first_pass` began over that submission's audio (the same object)."""
         results: list[ClipScore | None] = [None] * len(submissions)
         live = [i for i, s in enumerate(submissions) if s.audio is not None]
         for i, submission in enumerate(submissions):
@@ -211,7 +230,7 @@ class ScoringEngine:
         clips: dict[int, Clip] = {}
         prepare_ms = 0.0
         if passes is not None:
-            peeks = dict(zip(live, passes.peek([submissions[i].audio for i in live]), strict=True))
+            peeks = self._first_pass(passes, submissions, live, started or {})
         else:
             peeks, clips, prepare_ms = self._decode_for_models(submissions, live)
         owners: list[int] = []  # submission index of each clip that is scored
@@ -256,7 +275,25 @@ class ScoringEngine:
         (their batched pass needs every clip of the round decoded at once)."""
         if self.models is not None:
             return None
-        return self._pool if self._pool is not None else InProcessPasses(self, self._clock)
+        if self._pool is not None:
+            return self._pool
+        if self._in_process is None:
+            self._in_process = InProcessPasses(self, self._clock)
+        return self._in_process
+
+    @staticmethod
+    def _first_pass(
+        passes: ScoringPool | InProcessPasses,
+        submissions: list[Submission],
+        live: list[int],
+        started: Mapping[int, Future[Peek]],
+    ) -> dict[int, Peek]:
+        """Each live clip's first pass: the one started as its answer arrived, else run now."""
+        begun = [i for i in live if i in started]
+        rest = [i for i in live if i not in started]
+        peeks = dict(zip(rest, passes.peek([submissions[i].audio for i in rest]), strict=True))
+        peeks.update(zip(begun, passes.finish([started[i] for i in begun]), strict=True))
+        return peeks
 
     def _decode_for_models(
         self, submissions: list[Submission], live: list[int]

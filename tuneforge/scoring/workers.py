@@ -9,6 +9,10 @@ validator's state: the history arrives as a snapshot and the memory of the round
 (RoundMemory), so results are the same bit for bit in one process or many
 (tests/test_scoring_workers.py).
 
+The first pass over an answer may start as soon as it arrives (`start_peek`), while the round
+still waits for the others; the second needs every clip's shared features, so it starts when the
+last answer is in.
+
 Workers are spawned (not forked: the validator runs threads and may hold CUDA) once, and each
 pays librosa's compilation at start-up, not in a round. They import the signal scorers only:
 no torch (tests/test_scoring_workers.py checks it).
@@ -22,7 +26,7 @@ import pickle
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -65,9 +69,9 @@ class ScoringPool:
             initargs=(self._clock,),
         )
 
-    def _map(self, function: Callable[[T], R], items: list[T]) -> list[R]:
+    def _guarded(self, work: Callable[[], R]) -> R:
         try:
-            return list(self._executor.map(function, items))
+            return work()
         except BrokenProcessPool:
             # A worker died (killed for memory, or a native crash on some input): this round
             # fails and is retried; the next one gets fresh workers.
@@ -75,6 +79,9 @@ class ScoringPool:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._start()
             raise
+
+    def _map(self, function: Callable[[T], R], items: list[T]) -> list[R]:
+        return self._guarded(lambda: list(self._executor.map(function, items)))
 
     def warm_up(self) -> None:
         """Start every worker now. The first starts alone: it compiles librosa's kernels into
@@ -89,6 +96,14 @@ class ScoringPool:
 
     def peek(self, audios: list[AudioSource | None]) -> list[Peek]:
         return self._map(_peek, audios)
+
+    def start_peek(self, audio: AudioSource) -> Future[Peek]:
+        """The first pass over one answer, queued now (the workers take it when free)."""
+        return self._guarded(lambda: self._executor.submit(_peek, audio))
+
+    def finish(self, started: list[Future[Peek]]) -> list[Peek]:
+        """The results of `start_peek`, in order (a dead worker fails the round, as in `peek`)."""
+        return self._guarded(lambda: [future.result() for future in started])
 
     def score(self, shared: RoundShared, audios: list[AudioSource | None]) -> list[Scored]:
         # The round's shared part (snapshot of the history included) is written once, not
@@ -116,9 +131,25 @@ class InProcessPasses:
     def __init__(self, engine: ScoringEngine, clock: Callable[[], float]) -> None:
         self._engine = engine
         self._clock = clock
+        # One thread: first passes started while answers arrive run one at a time beside the
+        # event loop (each decodes a clip: at most one such clip is alive here at a time).
+        self._thread: ThreadPoolExecutor | None = None
 
     def peek(self, audios: list[AudioSource | None]) -> list[Peek]:
         return [peek_clip(audio, self._clock) for audio in audios]
+
+    def start_peek(self, audio: AudioSource) -> Future[Peek]:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="tuneforge-first-pass")
+        return self._thread.submit(peek_clip, audio, self._clock)
+
+    def finish(self, started: list[Future[Peek]]) -> list[Peek]:
+        return [future.result() for future in started]
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=True)
+            self._thread = None
 
     def score(self, shared: RoundShared, audios: list[AudioSource | None]) -> list[Scored]:
         context = peer_context(shared)

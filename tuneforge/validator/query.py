@@ -18,7 +18,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +67,11 @@ BAD_SLOT = "bad_slot"
 _NO_RESERVE = frozenset({404, 405})
 
 _MAX_HEADER_CHARS = 128
+
+# Answers checked at once. Checking decodes the whole answer (≈ 50 MB of float64/float32 arrays
+# for 30 s of stereo at 32 kHz) in a thread; 64 answers arriving together then held ~200 MB of
+# such arrays at once in the validator on two cores, where two threads check as fast.
+MAX_CONCURRENT_CHECKS = 2
 
 
 @dataclass
@@ -180,6 +185,7 @@ class MinerClient:
         self.hotkey: str = wallet.hotkey.ss58_address
         self.max_response_bytes = int(max_response_bytes)
         self.max_audio_seconds = float(max_audio_seconds)
+        self._checks = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
         self._client = client or httpx.AsyncClient(
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
             follow_redirects=False,
@@ -195,16 +201,24 @@ class MinerClient:
         challenge: MusicGenerationSynapse,
         deadline_s: float,
         seeds: Mapping[str, int] | None = None,
+        on_answer: Callable[[int, QueryOutcome], None] | None = None,
     ) -> list[QueryOutcome]:
         """Query every neuron concurrently (each with its seed from `seeds`, by hotkey, when
-        given); outcomes come back in the same order."""
+        given); outcomes come back in the same order. `on_answer(index, outcome)` is called on
+        the event loop as each checked answer arrives (a round starts scoring it then)."""
         seeds = seeds or {}
 
         def body(neuron: Neuron) -> bytes:
             seed = seeds.get(neuron.hotkey, challenge.seed)
             return challenge.model_copy(update={"seed": seed}).model_dump_json().encode()
 
-        return list(await asyncio.gather(*(self.query(n, body(n), deadline_s) for n in neurons)))
+        async def one(index: int, neuron: Neuron) -> QueryOutcome:
+            outcome = await self.query(neuron, body(neuron), deadline_s)
+            if on_answer is not None and outcome.ok:
+                on_answer(index, outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(i, n) for i, n in enumerate(neurons))))
 
     async def query(self, neuron: Neuron, body: bytes, deadline_s: float) -> QueryOutcome:
         outcome = QueryOutcome(uid=neuron.uid, hotkey=neuron.hotkey)
@@ -224,8 +238,10 @@ class MinerClient:
                 await self._exchange(neuron, body, outcome, deadline_s, slot)
             answered = time.perf_counter()
             # Decoding up to 32 MiB is CPU work: keep it off the event loop. Only the facts stay;
-            # the samples are decoded again where the clip is scored.
-            outcome.audio = await asyncio.to_thread(self._check, outcome.wav or b"")
+            # the samples are decoded again where the clip is scored. Timing ended above: a
+            # wait for a checking thread is not the miner's time.
+            async with self._checks:
+                outcome.audio = await asyncio.to_thread(self._check, outcome.wav or b"")
         except (TimeoutError, httpx.TimeoutException):
             outcome.code, outcome.reason = TIMEOUT, f"no complete answer within {deadline_s:.1f} s"
         except _Failure as failure:

@@ -12,8 +12,9 @@ import hashlib
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from loguru import logger
 
@@ -34,12 +35,21 @@ from tuneforge.validator.query import MinerClient, QueryOutcome
 from tuneforge.validator.state import MinerRoundResult, OutboxEntry, ValidatorState
 from tuneforge.validator.tracks import answer_track
 
+if TYPE_CHECKING:
+    from tuneforge.audio import WavAudio
+    from tuneforge.scoring.shared import Peek
+
 
 class RoundScorer(Protocol):
     """What a round needs from the scoring engine (tuneforge.scoring.engine.ScoringEngine)."""
 
+    def start_first_pass(self, audio: WavAudio) -> Future[Peek] | None: ...
+
     def score(
-        self, challenge: MusicGenerationSynapse, submissions: list[Submission]
+        self,
+        challenge: MusicGenerationSynapse,
+        submissions: list[Submission],
+        started: Mapping[int, Future[Peek]] | None = None,
     ) -> ScoredRound: ...
 
 
@@ -85,6 +95,31 @@ def track_id(round_id: str, hotkey: str) -> str:
     return "trk_" + hashlib.sha256(f"{round_id}|{hotkey}".encode()).hexdigest()[:32]
 
 
+class FirstPasses:
+    """The first scoring pass of each answer, started as it arrives: the scoring workers decode
+    and fingerprint the early answers while the round waits for the late ones (the result is
+    the same as starting them all at the end)."""
+
+    def __init__(self, scorer: RoundScorer) -> None:
+        self._scorer = scorer
+        self.started: dict[int, Future[Peek]] = {}
+
+    def arrived(self, index: int, outcome: QueryOutcome) -> None:
+        if outcome.audio is None:
+            return
+        try:
+            future = self._scorer.start_first_pass(outcome.audio)
+        except Exception as exc:  # e.g. a dead worker: the round's scoring runs this pass later
+            logger.warning("first pass of uid {} not started: {}", outcome.uid, exc)
+            return
+        if future is not None:
+            self.started[index] = future
+
+    def cancel(self) -> None:
+        for future in self.started.values():
+            future.cancel()  # a no-op once it has run
+
+
 class RoundRunner:
     """Runs rounds against one state, one miner client and one scoring engine."""
 
@@ -128,10 +163,12 @@ class RoundRunner:
         challenge: MusicGenerationSynapse,
         outcomes: list[QueryOutcome],
         purpose: str,
+        first_passes: Mapping[int, Future[Peek]] | None = None,
     ) -> tuple[list[ClipScore], list[str | None], RoundMemory]:
         """(scores, each clip's encoded fingerprint, what the history should keep). Answers are
         scored off the event loop (a thread that feeds the engine's worker processes); the
-        network copy index is asked about the fingerprints the scoring passes computed."""
+        network copy index is asked about the fingerprints the scoring passes computed.
+        `first_passes`: those begun as the answers arrived (`FirstPasses`)."""
         # Speed is judged on the time this validator measured (request sent -> last byte read),
         # never on the miner's own X-TuneForge-Generation-Ms claim, which a miner could fake.
         submissions = [
@@ -145,7 +182,7 @@ class RoundRunner:
         ]
         started = time.perf_counter()
         scoring = asyncio.ensure_future(
-            asyncio.to_thread(self.scorer.score, challenge, submissions)
+            asyncio.to_thread(self.scorer.score, challenge, submissions, first_passes)
         )
 
         async def fingerprints() -> list[str | None]:
@@ -202,8 +239,16 @@ class RoundRunner:
             deadline,
         )
         seeds = {n.hotkey: miner_seed(seed, n.hotkey) for n in miners}
-        outcomes = await self.client.query_many(miners, challenge, deadline, seeds)
-        scores, fingerprints, memory = await self.score_with_memory(challenge, outcomes, "round")
+        first = FirstPasses(self.scorer)
+        try:
+            outcomes = await self.client.query_many(
+                miners, challenge, deadline, seeds, on_answer=first.arrived
+            )
+            scores, fingerprints, memory = await self.score_with_memory(
+                challenge, outcomes, "round", first.started
+            )
+        finally:
+            first.cancel()  # an abandoned round leaves no queued work in the scoring workers
         emas = update_ema(
             self.state.miners.emas(),
             {(o.uid, o.hotkey): s.final_score for o, s in zip(outcomes, scores, strict=True)},

@@ -307,7 +307,6 @@ def _services(
     from tuneforge.validator.copies import CopyChecker
     from tuneforge.validator.jobs import JobWorker
     from tuneforge.validator.loop import ValidatorLoop
-    from tuneforge.validator.preference_training import PreferenceTrainer
     from tuneforge.validator.publisher import Publisher
     from tuneforge.validator.round import RoundRunner
 
@@ -327,6 +326,10 @@ def _services(
     loop = ValidatorLoop(settings, hotkey, opened.chain, state, runner, jobs, on_round=wake)
     trainer = None
     if api is not None and api_settings.preference_train_interval_s > 0:
+        # Imported only here: the head's recipe needs torch (~200 MB resident), which a
+        # validator that does not train must not carry through its rounds.
+        from tuneforge.validator.preference_training import PreferenceTrainer
+
         out = expand_path(api_settings.preference_dir)
         trainer = PreferenceTrainer(
             api,
