@@ -13,7 +13,7 @@ import numpy as np
 
 from tests.helpers import signals
 from tests.helpers.clip_scores import passing_clip_score
-from tests.helpers.validator_net import make_validator_net, synth_miners
+from tests.helpers.validator_net import make_validator_net, run_one_round, synth_miners
 from tuneforge.audio import WavAudio, decode_wav, encode_wav
 from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring import fingerprint as fp
@@ -130,13 +130,7 @@ def test_a_round_starts_each_answers_first_pass_as_it_arrives(tmp_path: Path) ->
     with synth_miners(net, 2):
         loop, state, client = net.build(net.settings(max_rounds=1), engine_factory=factory)
 
-        async def go() -> None:
-            try:
-                await loop.run(asyncio.Event())
-            finally:
-                await client.aclose()
-
-        asyncio.run(go())
+        run_one_round(loop, client)
         state.close()
     [engine] = engines
     engine.close()

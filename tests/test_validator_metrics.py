@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ from tests.helpers.validator_fake_miners import (
     make_fake_miners,
     register_fake_miners,
 )
-from tests.helpers.validator_net import make_validator_net
+from tests.helpers.validator_net import make_validator_net, run_one_round
 from tuneforge.metrics import render
 from tuneforge.scoring.base import (
     Challenge,
@@ -26,19 +25,7 @@ from tuneforge.scoring.base import (
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.engine import ScoringEngine
 from tuneforge.scoring.registry import Loaded
-from tuneforge.validator.loop import ValidatorLoop
-from tuneforge.validator.query import MinerClient
 from tuneforge.validator.status import StatusServer
-
-
-def _one_round(loop: ValidatorLoop, client: MinerClient) -> None:
-    async def go() -> None:
-        try:
-            await loop.run(asyncio.Event())
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
 
 
 def test_metrics_after_a_round_count_outcomes_emas_weights_and_the_outbox(tmp_path: Path) -> None:
@@ -56,7 +43,7 @@ def test_metrics_after_a_round_count_outcomes_emas_weights_and_the_outbox(tmp_pa
                 before = scrape(http)
                 assert value(before, "tuneforge_validator_rounds_total") == 0
 
-                _one_round(loop, client)
+                run_one_round(loop, client)
                 m = scrape(http)
                 assert value(m, "tuneforge_validator_rounds_total") == 1
                 assert value(m, "tuneforge_validator_round_seconds_count") == 1
@@ -109,7 +96,7 @@ def test_a_check_that_raises_is_counted_and_scores_zero(tmp_path: Path) -> None:
         register_fake_miners(net.chain, miners, miner_url.removeprefix("http://"))
         loop, state, client = net.build(net.settings(max_rounds=1), _engine_with_a_broken_check)
 
-        _one_round(loop, client)
+        run_one_round(loop, client)
     assert loop.last_report is not None
     [score] = loop.last_report.scores
     assert score.score_breakdown["timbral"] == 0.0 and score.final_score > 0.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from tests.helpers.validator_fake_miners import (
     make_fake_miners,
     register_fake_miners,
 )
-from tests.helpers.validator_net import make_validator_net
+from tests.helpers.validator_net import make_validator_net, run_one_round
 from tuneforge.audio import decode_wav
 from tuneforge.chain.base import Metagraph
 from tuneforge.protocol import MusicGenerationSynapse
@@ -46,13 +45,7 @@ def _one_round(tmp_path: Path, behaviours: list[str], **neuron: object) -> Round
 
         loop.runner.run_round = keep  # type: ignore[method-assign]
 
-        async def go() -> None:
-            try:
-                await loop.run(asyncio.Event())
-            finally:
-                await client.aclose()
-
-        asyncio.run(go())
+        run_one_round(loop, client)
         state.close()
     [report] = reports
     assert report is not None and loop.last_report is not None

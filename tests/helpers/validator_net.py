@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -119,3 +120,15 @@ def synth_miners(net: ValidatorNet, count: int) -> Iterator[list[bt.Wallet]]:
             net.chain.serve_hotkey(hotkey, host, int(port))
             wallets.append(wallet)
         yield wallets
+
+
+def run_one_round(loop: ValidatorLoop, client: MinerClient) -> None:
+    """One `loop.run` (the settings' max_rounds), then the miner client closed."""
+
+    async def go() -> None:
+        try:
+            await loop.run(asyncio.Event())
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
