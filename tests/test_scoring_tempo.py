@@ -129,6 +129,8 @@ def test_compound_reading_moves_only_a_beat_whose_thirds_dominate() -> None:
     assert compound_reading(66.5, np.array([0.6, 0.5, 1.0])) == 199.5  # the quavers themselves
     assert compound_reading(100.0, np.array([1.0, 0.9, 1.1])) == 100.0  # thirds not clearly ahead
     assert compound_reading(100.0, np.array([0.7, 1.0, 0.2])) == 100.0  # a simple (duple) beat
+    # A quaver hi-hat read as the beat: even its "quarter notes" (270) would be out of range.
+    assert compound_reading(180.0, np.array([0.7, 0.4, 1.0])) == 180.0
 
 
 def test_no_tempo_without_note_changes() -> None:

@@ -156,7 +156,11 @@ def compound_reading(beat_bpm: float, strengths: np.ndarray) -> float:
     if thirds <= COMPOUND_DOMINANCE * max(beat, halves):
         return beat_bpm
     quavers = 3.0 * beat_bpm
-    return quavers if quavers <= TEMPO_RANGE_BPM[1] else quavers / 2.0
+    if quavers <= TEMPO_RANGE_BPM[1]:
+        return quavers
+    # Even the quarter notes of such a beat would be faster than any beat we read: the "beat" is
+    # already a subdivision (e.g. a hi-hat's quavers), whose third harmonic is no quaver pulse.
+    return quavers / 2.0 if quavers / 2.0 <= TEMPO_RANGE_BPM[1] else beat_bpm
 
 
 def estimate_tempo(envelope: np.ndarray, frame_rate: float) -> float:
