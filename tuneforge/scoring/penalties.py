@@ -19,12 +19,12 @@ from tuneforge.scoring import features
 from tuneforge.scoring.base import Challenge, Penalty, RoundContext, ScoreResult
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.copy_index import CopyIndex, stored_codes
+from tuneforge.scoring.envelope_features import flux_shape
 from tuneforge.scoring.fingerprint import BANDS, fingerprint
-from tuneforge.scoring.music_features import flux_shape
 from tuneforge.scoring.weights import duration_multiplier
 
 FINGERPRINT_HISTORY_LIMIT = 500  # earlier clips in the per-round copy index
-# Abrupt cut-offs (music_features.FluxShape.decay_peakiness): no real clip of the tuning half
+# Abrupt cut-offs (envelope_features.FluxShape.decay_peakiness): no real clip of the tuning half
 # exceeded 10.9 (95% under 7.7); dry synthesised notes measured 10-59 (median 21), time-reversed
 # clips up to 150. The penalty starts above the real range and takes 60% at 30.
 ABRUPT_DECAY_RANGE = (11.0, 30.0)
@@ -34,7 +34,7 @@ ABRUPT_DECAY_MAX_LOSS = 0.6
 # by 8 dB or more (a room's reverberation) costs nothing. A dead stop is followed by a flat or
 # rising mix: synth fakes of the tuning half measured at most 3.4 dB, reversed clips 1.6 dB.
 RELEASE_TAIL_EXCUSES_DB = (5.0, 8.0)
-# Envelopes played backwards (music_features.FluxShape.envelope_skewness): sounds that swell and
+# Envelopes played backwards (envelope_features.FluxShape.envelope_skewness): sounds that swell and
 # stop dead. Real music of the tuning half measured 0.07-5.4 (never negative); the same clips
 # reversed -2.5-0.65. A skewness of 0 is as many swells as decays, which no played take has, so
 # the penalty starts there (D52; it started at -0.3 and let reversed legato strings and organ,
