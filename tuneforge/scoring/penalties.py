@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge.scoring import features
+from tuneforge.scoring import features, signal_quality
 from tuneforge.scoring.base import Challenge, Penalty, RoundContext, ScoreResult
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.copy_index import CopyIndex, stored_codes
@@ -229,7 +229,7 @@ class ArtifactPenalty(Penalty):
     ) -> ScoreResult:
         details: dict[str, Any] = {}
         complaints: list[str] = []
-        peak = features.true_peak(clip)
+        peak = signal_quality.true_peak(clip)
         details["true_peak_dbfs"] = round(peak, 2)
         if peak < SILENT_PEAK_DBFS:
             return ScoreResult(0.0, f"silent (peak {peak:.1f} dBFS)", details)
@@ -246,7 +246,7 @@ class ArtifactPenalty(Penalty):
             multiplier *= 1.0 - noise
             complaints.append(f"steady broadband noise ({noise:.0%})")
 
-        clipped = features.clipping_fraction(clip)
+        clipped = signal_quality.clipping_fraction(clip)
         details["clipped_fraction"] = round(clipped, 5)
         if clipped > 0.001:  # 0.1% of samples flat at full scale: audible
             multiplier *= 1.0 - 0.7 * _ramp(clipped, 0.001, 0.05)
@@ -265,7 +265,7 @@ class ArtifactPenalty(Penalty):
             multiplier *= max(0.4, 1.0 - 0.2 * len(holes))
             complaints.append(f"{len(holes)} spectral hole(s)")
 
-        gaps = features.dropouts(clip)
+        gaps = signal_quality.dropouts(clip)
         details["dropouts"] = [[round(s, 3), round(d, 3)] for s, d in gaps]
         if gaps:
             multiplier *= max(0.3, 1.0 - 0.25 * len(gaps))
