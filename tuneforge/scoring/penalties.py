@@ -147,7 +147,8 @@ def click_count(clip: Clip) -> int:
 
         def mean(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
             start, stop = np.clip(start, 0, n), np.clip(stop, 0, n)
-            return (cumulative[stop] - cumulative[start]) / np.maximum(stop - start, 1)
+            means: np.ndarray = (cumulative[stop] - cumulative[start]) / np.maximum(stop - start, 1)
+            return means
 
         half = max(1, int(CLICK_WINDOW_S * rate / 2))
         near, far = (max(half + 1, int(s * rate)) for s in CLICK_CONTEXT_S)

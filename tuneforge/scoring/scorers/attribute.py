@@ -75,7 +75,8 @@ def instrument_ranks(
     req_sim, ref_sim = req @ audio, ref @ audio
     if ref_sim.size == 0:
         return np.ones(len(req_sim))
-    return (ref_sim[None, :] < req_sim[:, None]).mean(axis=1)
+    shares: np.ndarray = (ref_sim[None, :] < req_sim[:, None]).mean(axis=1)
+    return shares
 
 
 class AttributeScorer(Scorer):
