@@ -23,7 +23,7 @@ from tuneforge.calibration.real import (
 )
 from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring.clip import Clip
-from tuneforge.scoring.music_features import key_estimate
+from tuneforge.scoring.harmony_features import key_estimate
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_on_real_renders_reversal_and_shuffling_are_caught(renders: list[RealPie
     """Played backwards, every render's envelopes skew the other way (and most cost the
     artifact penalty); cut at its bar lines and reordered, it loses structure (D28)."""
     from tuneforge.bench.reward import _engine, score_one
-    from tuneforge.scoring.music_features import flux_shape
+    from tuneforge.scoring.envelope_features import flux_shape
 
     engine = _engine()
     structural_wins = 0

@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers import signals
 from tuneforge.audio import Audio, integrated_lufs
-from tuneforge.scoring import features
+from tuneforge.scoring import features, signal_quality
 from tuneforge.scoring.clip import Clip
 
 
@@ -34,11 +34,13 @@ def test_tempo_of_a_100_bpm_piece_is_found(piece: Audio) -> None:
 
 def test_loudness_matches_pyloudnorm_and_true_peak_the_normalisation(piece: Audio) -> None:
     clip = Clip(piece)
-    assert features.loudness(clip).integrated_lufs == pytest.approx(integrated_lufs(piece), abs=0.1)
-    assert features.true_peak(clip) == pytest.approx(-3.0, abs=0.3)
+    assert signal_quality.loudness(clip).integrated_lufs == pytest.approx(
+        integrated_lufs(piece), abs=0.1
+    )
+    assert signal_quality.true_peak(clip) == pytest.approx(-3.0, abs=0.3)
     quieter = Clip(signals.scaled(piece, 0.5))
-    assert features.loudness(quieter).integrated_lufs == pytest.approx(
-        features.loudness(clip).integrated_lufs - 6.02, abs=0.1
+    assert signal_quality.loudness(quieter).integrated_lufs == pytest.approx(
+        signal_quality.loudness(clip).integrated_lufs - 6.02, abs=0.1
     )
 
 
@@ -52,18 +54,18 @@ def test_dsp_embedding_is_unit_length_and_separates_pieces(piece: Audio) -> None
 
 def test_clipping_fraction_and_dropouts_find_only_real_defects(piece: Audio) -> None:
     clean = Clip(piece)
-    assert features.clipping_fraction(clean) == 0.0 and features.dropouts(clean) == []
-    assert features.clipping_fraction(Clip(signals.clipped(piece, 8))) > 0.05
+    assert signal_quality.clipping_fraction(clean) == 0.0 and signal_quality.dropouts(clean) == []
+    assert signal_quality.clipping_fraction(Clip(signals.clipped(piece, 8))) > 0.05
     cut = piece.samples.copy()
     cut[:, 5 * 32000 : int(5.3 * 32000)] = 0.0
-    gaps = features.dropouts(Clip(Audio(cut, 32000)))
+    gaps = signal_quality.dropouts(Clip(Audio(cut, 32000)))
     assert len(gaps) == 1 and gaps[0][0] == pytest.approx(5.0, abs=0.02)
     # silent intro/outro and decaying drum hits are not dropouts
-    assert features.dropouts(Clip(signals.shifted(signals.drum_pattern(60, 8), -1.0))) == []
+    assert signal_quality.dropouts(Clip(signals.shifted(signals.drum_pattern(60, 8), -1.0))) == []
 
 
 def test_floor_snr_orders_clean_noisy_and_noise(piece: Audio) -> None:
-    clean = features.floor_snr_db(Clip(piece))
-    noisy = features.floor_snr_db(Clip(signals.with_noise(piece, 10)))
-    noise = features.floor_snr_db(Clip(signals.white_noise(5)))
+    clean = signal_quality.floor_snr_db(Clip(piece))
+    noisy = signal_quality.floor_snr_db(Clip(signals.with_noise(piece, 10)))
+    noise = signal_quality.floor_snr_db(Clip(signals.white_noise(5)))
     assert clean > 40 > noisy > 15 > noise

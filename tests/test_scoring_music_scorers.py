@@ -239,7 +239,7 @@ def _reversed(audio: Audio) -> Audio:
 
 
 def test_envelopes_played_backwards_flip_their_skew_and_cost_the_artifact_penalty() -> None:
-    from tuneforge.scoring.music_features import flux_shape
+    from tuneforge.scoring.envelope_features import flux_shape
     from tuneforge.scoring.penalties import ArtifactPenalty
 
     piece = signals.in_room(signals.tonal_piece("D minor", tempo_bpm=96, seconds=12))

@@ -16,9 +16,9 @@ from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import RoundContext, ScoreResult
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.history import InMemoryHistory
-from tuneforge.scoring.music_features import vocal_activity
 from tuneforge.scoring.scorers.attribute import AttributeScorer
 from tuneforge.scoring.scorers.vocal import VocalScorer
+from tuneforge.scoring.voice_activity import vocal_activity
 
 
 def score(scorer: object, clip: Clip, vocals: bool) -> ScoreResult:

@@ -70,7 +70,8 @@ class Clip:
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = compute(self, *args)
-            return self._cache[key]
+            value: T = self._cache[key]  # the cache is untyped; each key holds its compute's T
+            return value
 
     def has_feature(self, compute: Callable[..., Any], *args: Hashable) -> bool:
         return (compute.__module__, compute.__qualname__, args) in self._cache

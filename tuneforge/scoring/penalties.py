@@ -15,16 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge.scoring import features
+from tuneforge.scoring import features, signal_quality
 from tuneforge.scoring.base import Challenge, Penalty, RoundContext, ScoreResult
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.copy_index import CopyIndex, stored_codes
+from tuneforge.scoring.envelope_features import flux_shape
 from tuneforge.scoring.fingerprint import BANDS, fingerprint
-from tuneforge.scoring.music_features import flux_shape
 from tuneforge.scoring.weights import duration_multiplier
 
 FINGERPRINT_HISTORY_LIMIT = 500  # earlier clips in the per-round copy index
-# Abrupt cut-offs (music_features.FluxShape.decay_peakiness): no real clip of the tuning half
+# Abrupt cut-offs (envelope_features.FluxShape.decay_peakiness): no real clip of the tuning half
 # exceeded 10.9 (95% under 7.7); dry synthesised notes measured 10-59 (median 21), time-reversed
 # clips up to 150. The penalty starts above the real range and takes 60% at 30.
 ABRUPT_DECAY_RANGE = (11.0, 30.0)
@@ -34,7 +34,7 @@ ABRUPT_DECAY_MAX_LOSS = 0.6
 # by 8 dB or more (a room's reverberation) costs nothing. A dead stop is followed by a flat or
 # rising mix: synth fakes of the tuning half measured at most 3.4 dB, reversed clips 1.6 dB.
 RELEASE_TAIL_EXCUSES_DB = (5.0, 8.0)
-# Envelopes played backwards (music_features.FluxShape.envelope_skewness): sounds that swell and
+# Envelopes played backwards (envelope_features.FluxShape.envelope_skewness): sounds that swell and
 # stop dead. Real music of the tuning half measured 0.07-5.4 (never negative); the same clips
 # reversed -2.5-0.65. A skewness of 0 is as many swells as decays, which no played take has, so
 # the penalty starts there (D52; it started at -0.3 and let reversed legato strings and organ,
@@ -147,7 +147,8 @@ def click_count(clip: Clip) -> int:
 
         def mean(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
             start, stop = np.clip(start, 0, n), np.clip(stop, 0, n)
-            return (cumulative[stop] - cumulative[start]) / np.maximum(stop - start, 1)
+            means: np.ndarray = (cumulative[stop] - cumulative[start]) / np.maximum(stop - start, 1)
+            return means
 
         half = max(1, int(CLICK_WINDOW_S * rate / 2))
         near, far = (max(half + 1, int(s * rate)) for s in CLICK_CONTEXT_S)
@@ -229,7 +230,7 @@ class ArtifactPenalty(Penalty):
     ) -> ScoreResult:
         details: dict[str, Any] = {}
         complaints: list[str] = []
-        peak = features.true_peak(clip)
+        peak = signal_quality.true_peak(clip)
         details["true_peak_dbfs"] = round(peak, 2)
         if peak < SILENT_PEAK_DBFS:
             return ScoreResult(0.0, f"silent (peak {peak:.1f} dBFS)", details)
@@ -246,7 +247,7 @@ class ArtifactPenalty(Penalty):
             multiplier *= 1.0 - noise
             complaints.append(f"steady broadband noise ({noise:.0%})")
 
-        clipped = features.clipping_fraction(clip)
+        clipped = signal_quality.clipping_fraction(clip)
         details["clipped_fraction"] = round(clipped, 5)
         if clipped > 0.001:  # 0.1% of samples flat at full scale: audible
             multiplier *= 1.0 - 0.7 * _ramp(clipped, 0.001, 0.05)
@@ -265,7 +266,7 @@ class ArtifactPenalty(Penalty):
             multiplier *= max(0.4, 1.0 - 0.2 * len(holes))
             complaints.append(f"{len(holes)} spectral hole(s)")
 
-        gaps = features.dropouts(clip)
+        gaps = signal_quality.dropouts(clip)
         details["dropouts"] = [[round(s, 3), round(d, 3)] for s, d in gaps]
         if gaps:
             multiplier *= max(0.3, 1.0 - 0.25 * len(gaps))

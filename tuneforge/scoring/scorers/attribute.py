@@ -11,14 +11,10 @@ import numpy as np
 
 from tuneforge.scoring import features
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
+from tuneforge.scoring.harmony_features import key_estimate
 from tuneforge.scoring.keys import KeyParseError, key_relation, key_similarity, parse_key
-from tuneforge.scoring.music_features import (
-    VoiceDetectorUnavailable,
-    key_estimate,
-    ramp,
-    tempo_salience,
-    vocal_activity,
-)
+from tuneforge.scoring.music_features import ramp, tempo_salience
+from tuneforge.scoring.voice_activity import VoiceDetectorUnavailable, vocal_activity
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
@@ -79,7 +75,8 @@ def instrument_ranks(
     req_sim, ref_sim = req @ audio, ref @ audio
     if ref_sim.size == 0:
         return np.ones(len(req_sim))
-    return (ref_sim[None, :] < req_sim[:, None]).mean(axis=1)
+    shares: np.ndarray = (ref_sim[None, :] < req_sim[:, None]).mean(axis=1)
+    return shares
 
 
 class AttributeScorer(Scorer):

@@ -1,6 +1,6 @@
 """Melody scorer: is there a predominant melodic line, made of held notes (not pitch jitter),
 moving mostly by steps and small skips (few leaps per second), with phrases that come back?
-The line is the harmonic-summation pitch track of music_features.pitch_line (semitone
+The line is the harmonic-summation pitch track of melody_features.pitch_line (semitone
 resolution, one matrix product)."""
 
 from __future__ import annotations
@@ -10,13 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
-from tuneforge.scoring.music_features import (
-    notes,
-    pitch_line,
-    pool,
-    ramp,
-    segments,
-)
+from tuneforge.scoring.melody_features import notes, pitch_line
+from tuneforge.scoring.music_features import pool, ramp, segments
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip

@@ -8,15 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
+from tuneforge.scoring.harmony_features import TRIAD_NAMES, chord_track, key_estimate
 from tuneforge.scoring.keys import Key
-from tuneforge.scoring.music_features import (
-    TRIAD_NAMES,
-    chord_track,
-    chroma_contrast,
-    key_estimate,
-    pulse,
-    ramp,
-)
+from tuneforge.scoring.music_features import chroma_contrast, pulse, ramp
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
@@ -27,7 +21,7 @@ PULSE_FULL_AT = 0.65  # pulse strength (music_features.pulse) that earns full cr
 
 
 def diatonic_triads(key: Key) -> set[int]:
-    """Triad indices (music_features.TRIADS order: majors 0-11, minors 12-23) that belong to
+    """Triad indices (harmony_features.TRIADS order: majors 0-11, minors 12-23) that belong to
     `key`: I ii iii IV V vi in major; i iv v III VI VII and the harmonic-minor V in minor."""
     t = key.tonic
     if key.minor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuneforge.scoring import features
+from tuneforge.scoring import features, signal_quality
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.clip import Clip
 
@@ -40,7 +40,7 @@ PLR_LOW, PLR_GOOD_LOW, PLR_GOOD_HIGH, PLR_HIGH = 4.0, 8.0, 18.0, 26.0
 # Spectral tilt of the long-term spectrum, dB per octave from 100 Hz to 8 kHz: released music
 # is roughly -3 to -8; flat (white) or steeper than -12 sounds harsh or dull.
 TILT_GOOD_LOW, TILT_GOOD_HIGH, TILT_MARGIN = -9.0, -2.5, 5.0
-# Hiss under the music (features.floor_snr_db): a mastered clip keeps its floor far under the
+# Hiss under the music (signal_quality.floor_snr_db): a mastered clip keeps its floor far under the
 # music; the credit rises over the whole range so more hiss always costs something.
 NOISE_FLOOR_RANGE_DB = (10.0, 45.0)
 
@@ -95,9 +95,9 @@ class ProductionScorer(Scorer):
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        level = features.loudness(clip)
-        peak = features.true_peak(clip)
-        if level.integrated_lufs <= features.SILENCE_LUFS or peak < -60.0:
+        level = signal_quality.loudness(clip)
+        peak = signal_quality.true_peak(clip)
+        if level.integrated_lufs <= signal_quality.SILENCE_LUFS or peak < -60.0:
             return ScoreResult(0.0, "silent", {"integrated_lufs": level.integrated_lufs})
         target = genre_target_lufs(challenge.genre)
         off = abs(level.integrated_lufs - target)
@@ -111,7 +111,7 @@ class ProductionScorer(Scorer):
         )
         parts = {"loudness": (loud_score, 0.35), "dynamics": (dyn_score, 0.25)}
         parts["balance"] = (balance_score, 0.25)
-        floor_db = features.floor_snr_db(clip)
+        floor_db = signal_quality.floor_snr_db(clip)
         clean_score = float(np.clip((floor_db - NOISE_FLOOR_RANGE_DB[0]) / (
             NOISE_FLOOR_RANGE_DB[1] - NOISE_FLOOR_RANGE_DB[0]), 0.0, 1.0))  # fmt: skip
         parts["clean"] = (clean_score, 0.2)

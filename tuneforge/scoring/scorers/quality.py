@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuneforge.scoring import features
+from tuneforge.scoring import signal_quality
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.clip import Clip
 
 # Bandwidth: the highest frequency within 60 dB of the long-term spectrum's peak. 4 kHz (phone)
 # scores 0, 12 kHz or more (what a 32 kHz generator can reach after its low-pass) scores 1.
 BANDWIDTH_ZERO_HZ, BANDWIDTH_FULL_HZ = 4_000.0, 12_000.0
-# Noise floor (features.floor_snr_db): white noise ≈ 10 dB scores 0, ≥ 35 dB scores 1.
+# Noise floor (signal_quality.floor_snr_db): white noise ≈ 10 dB scores 0, ≥ 35 dB scores 1.
 FLOOR_ZERO_DB, FLOOR_FULL_DB = 10.0, 35.0
 
 
@@ -22,7 +22,7 @@ def _ramp(value: float, start: float, end: float) -> float:
 
 def bandwidth_hz(clip: Clip) -> float:
     """Highest frequency of the original whose long-term level is within 60 dB of the peak."""
-    spectrum = features.original_spectrum(clip)
+    spectrum = signal_quality.original_spectrum(clip)
     smoothed = np.convolve(spectrum.power_db, np.ones(5) / 5.0, mode="same")
     above = np.nonzero(smoothed >= smoothed.max() - 60.0)[0]
     return float(spectrum.freqs[above[-1]]) if len(above) else 0.0
@@ -36,14 +36,14 @@ class QualityScorer(Scorer):
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        peak = features.true_peak(clip)
+        peak = signal_quality.true_peak(clip)
         if peak < -60.0:
             return ScoreResult(0.0, f"silent (peak {peak:.1f} dBFS)", {"true_peak_dbfs": peak})
         bandwidth = bandwidth_hz(clip)
-        floor_db = features.floor_snr_db(clip)
-        clipped = features.clipping_fraction(clip)
+        floor_db = signal_quality.floor_snr_db(clip)
+        clipped = signal_quality.clipping_fraction(clip)
         dc = float(np.abs(clip.original.samples.mean(axis=1)).max())
-        gaps = features.dropouts(clip)
+        gaps = signal_quality.dropouts(clip)
 
         band_score = _ramp(bandwidth, BANDWIDTH_ZERO_HZ, BANDWIDTH_FULL_HZ)
         noise_score = _ramp(floor_db, FLOOR_ZERO_DB, FLOOR_FULL_DB)

@@ -46,7 +46,8 @@ def self_similarity(clip: Clip) -> np.ndarray:
         harmony = harmony / np.maximum(np.linalg.norm(harmony, axis=0), 1e-10)[None, :]
         stacked = np.vstack([harmony, timbre])
         unit = stacked / np.maximum(np.linalg.norm(stacked, axis=0), 1e-10)[None, :]
-        return unit.T @ unit
+        similarity: np.ndarray = unit.T @ unit
+        return similarity
 
     return clip.feature(compute)
 
@@ -96,7 +97,8 @@ def edge_levels_db(clip: Clip) -> tuple[float, float, float]:
     loud = max(float(np.quantile(level, 0.95)), 1e-10)
 
     def db(segment: np.ndarray) -> float:
-        return 20.0 * np.log10(max(float(np.sqrt(np.mean(segment**2))), 1e-10) / loud)
+        level: float = 20.0 * np.log10(max(float(np.sqrt(np.mean(segment**2))), 1e-10) / loud)
+        return level
 
     tail = max(1, int(3.0 * clip.sr))
     fade = db(y[-edge:]) - db(y[-tail : -tail + edge] if len(y) > tail else y[:edge])

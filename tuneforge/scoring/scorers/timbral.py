@@ -11,12 +11,8 @@ import numpy as np
 
 from tuneforge.scoring import features
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
-from tuneforge.scoring.music_features import (
-    flux_shape,
-    frames_per_second,
-    pool,
-    ramp,
-)
+from tuneforge.scoring.envelope_features import flux_shape
+from tuneforge.scoring.music_features import frames_per_second, pool, ramp
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip

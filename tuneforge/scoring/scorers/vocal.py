@@ -1,5 +1,5 @@
 """Vocal scorer: with vocals requested, are they there (and clearly a voice); without, is the clip
-free of unwanted voice. The detector is silero-vad (music_features.vocal_activity), the same one
+free of unwanted voice. The detector is silero-vad (voice_activity.vocal_activity), the same one
 the attribute scorer uses, so the two never disagree about whether a clip has vocals."""
 
 from __future__ import annotations
@@ -7,11 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult, ScorerUnavailable
-from tuneforge.scoring.music_features import (
-    VoiceDetectorUnavailable,
-    ramp,
-    vocal_activity,
-)
+from tuneforge.scoring.music_features import ramp
+from tuneforge.scoring.voice_activity import VoiceDetectorUnavailable, vocal_activity
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
