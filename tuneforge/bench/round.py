@@ -28,6 +28,7 @@ import typer
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the handler's annotations
 from fastapi.responses import Response
 
+from tuneforge.heap import release_freed_memory_promptly
 from tuneforge.scoring.workers import default_workers
 
 NETUID = 234
@@ -125,6 +126,7 @@ def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, An
     from tuneforge.validator.round import RoundRunner
     from tuneforge.validator.state import ValidatorState
 
+    release_freed_memory_promptly()  # as the validator does before its workers spawn
     with tempfile.TemporaryDirectory(prefix="tuneforge-bench-round-") as tmp:
         root = Path(tmp)
         chain_path, wallets = root / "chain.db", str(root / "wallets")

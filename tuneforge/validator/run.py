@@ -12,6 +12,7 @@ from loguru import logger
 
 from tuneforge.config import expand_path
 from tuneforge.errors import TuneForgeError
+from tuneforge.heap import release_freed_memory_promptly
 from tuneforge.logs import configure_logging
 from tuneforge.scoring.weights import CATALOGUE_PENALTY, CHECKS
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
@@ -176,6 +177,7 @@ def run(settings: ValidatorSettings) -> None:
 
     configure_logging(settings.logging, "validator.log")
     _check_settings(settings)
+    release_freed_memory_promptly()  # before the scoring workers spawn: they inherit it
     neuron = settings.neuron
     wallet = load_wallet(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path)
     state_path = expand_path(neuron.state_path)
