@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from tuneforge.config import parse_settings
+from tuneforge.core.config import parse_settings
 from tuneforge.miner.config import MinerSettings
 
 
 def main(argv: list[str]) -> int:
     from pydantic import ValidationError
 
+    from tuneforge.core.wallets import WalletError
     from tuneforge.miner.run import MinerStartupError, run
-    from tuneforge.wallets import WalletError
 
     try:
         settings = parse_settings(MinerSettings, argv, description="TuneForge miner (subnet 234)")

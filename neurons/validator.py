@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tuneforge.config import parse_settings
+from tuneforge.core.config import parse_settings
 from tuneforge.validator.config import ValidatorSettings
 
 
@@ -13,8 +13,8 @@ def main(argv: list[str]) -> int:
         ValidatorSettings, argv, description="TuneForge validator (subnet 234)"
     )
     from tuneforge.chain.base import ChainError
+    from tuneforge.core.wallets import WalletError
     from tuneforge.validator.run import ValidatorStartupError, run
-    from tuneforge.wallets import WalletError
 
     try:
         run(settings)

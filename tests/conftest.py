@@ -23,7 +23,7 @@ import pytest
 def _warm_scoring_kernels() -> None:
     """Score one short clip so the DSP kernels are compiled and cached before subprocesses run."""
     from tests.helpers.signals import tonal_piece
-    from tuneforge.protocol import MusicGenerationSynapse
+    from tuneforge.core.protocol import MusicGenerationSynapse
     from tuneforge.scoring.base import Submission
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.scoring.history import InMemoryHistory

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tuneforge.cli import app
+from tuneforge.tools.cli import app
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tuneforge.api.accounts import authenticate_key
 from tuneforge.api.db import Database
-from tuneforge.cli import app
+from tuneforge.tools.cli import app
 
 runner = CliRunner()
 

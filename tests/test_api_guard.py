@@ -28,8 +28,8 @@ from tests.helpers.api_server import (
     wav_bytes,
 )
 from tuneforge.api.app import create_app
-from tuneforge.api_hotkey_auth import sign_hotkey_headers
-from tuneforge.http_limits import MAX_HEADER_BYTES
+from tuneforge.auth.hotkey import sign_hotkey_headers
+from tuneforge.core.http_limits import MAX_HEADER_BYTES
 
 MiB = 1024 * 1024
 

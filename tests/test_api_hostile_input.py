@@ -28,7 +28,7 @@ from tests.helpers.api_server import (
     wav_bytes,
 )
 from tuneforge.api.models import ScoreResult
-from tuneforge.api_hotkey_auth import sign_hotkey_headers
+from tuneforge.auth.hotkey import sign_hotkey_headers
 
 MINER = Keypair.create_from_uri("//HostileMiner").ss58_address
 AUDIO = wav_bytes(freq=330)

@@ -8,14 +8,14 @@ import time
 import pytest
 from bittensor.sp_core import Keypair
 
-from tuneforge.api_hotkey_auth import (
+from tuneforge.auth.hotkey import (
     HotkeyAuthError,
     sign_hotkey_headers,
     signing_message,
     verify_hotkey_headers,
 )
+from tuneforge.auth.nonces import MemoryNonceStore
 from tuneforge.chain.base import Metagraph, Neuron
-from tuneforge.nonces import MemoryNonceStore
 
 PATH = "/api/v1/scores/best"
 VALIDATOR = Keypair.create_from_uri("//AuthValidator")
@@ -161,7 +161,7 @@ def test_missing_headers_are_refused_with_401() -> None:
 def test_httpx_hook_signs_path_without_query_and_the_sent_body() -> None:
     import httpx
 
-    from tuneforge.api_hotkey_auth import HotkeyAuth
+    from tuneforge.auth.hotkey import HotkeyAuth
 
     seen: list[httpx.Request] = []
 

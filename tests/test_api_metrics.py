@@ -27,7 +27,7 @@ from tests.helpers.metrics_scrape import label_values, parse, scrape, value
 from tuneforge.api.db import Database
 from tuneforge.api.metrics import DatabaseCollector
 from tuneforge.api.settings import ApiSettings
-from tuneforge.metrics import new_registry, render
+from tuneforge.core.metrics import new_registry, render
 
 P = "tuneforge_api"
 STATUS_ROUTE = "/api/v1/music/status/{request_id}"

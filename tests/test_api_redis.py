@@ -13,7 +13,7 @@ from bittensor.sp_core import Keypair
 
 from tests.helpers.api_server import ServerThread, make_chain, make_settings
 from tuneforge.api.app import create_app
-from tuneforge.api_hotkey_auth import sign_hotkey_headers
+from tuneforge.auth.hotkey import sign_hotkey_headers
 from tuneforge.chain.local import LocalChain
 
 REDIS_URL = os.environ.get("TUNEFORGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

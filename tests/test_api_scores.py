@@ -25,7 +25,7 @@ from tests.helpers.api_server import (
     wav_bytes,
 )
 from tuneforge.api.settings import ApiSettings
-from tuneforge.api_hotkey_auth import sign_hotkey_headers
+from tuneforge.auth.hotkey import sign_hotkey_headers
 from tuneforge.chain.local import LocalChain
 
 MINER = Keypair.create_from_uri("//ScoresMiner").ss58_address

@@ -10,16 +10,16 @@ import pytest
 from bittensor import http_auth
 
 from tests.helpers.wallets import make_wallet
-from tuneforge.btauth import (
+from tuneforge.auth.btauth import (
     AuthFailure,
     sign_request,
     sign_response,
     verify_request,
     verify_response,
 )
-from tuneforge.nonces import MemoryNonceStore
-from tuneforge.protocol import GENERATE_PATH
-from tuneforge.wallets import WalletError, create_wallet, load_wallet
+from tuneforge.auth.nonces import MemoryNonceStore
+from tuneforge.core.protocol import GENERATE_PATH
+from tuneforge.core.wallets import WalletError, create_wallet, load_wallet
 
 BODY = b'{"challenge_id": "ch_00", "prompt": "calm piano"}'
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64)
@@ -223,7 +223,7 @@ def test_load_wallet_refuses_a_password_protected_hotkey(tmp_path: Path) -> None
 def test_btauth_hook_signs_the_body_and_target_httpx_sends(wallets: dict[str, bt.Wallet]) -> None:
     import httpx
 
-    from tuneforge.btauth import BtAuth
+    from tuneforge.auth.btauth import BtAuth
 
     miner = _ss58(wallets["miner"])
     seen: list[httpx.Request] = []

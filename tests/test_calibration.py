@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 
 from tests.helpers import signals
-from tuneforge.audio import Audio, integrated_lufs
-from tuneforge.bench.reward import Tally, tempo_is_right
 from tuneforge.calibration import fakes, twins
 from tuneforge.calibration.midi import NoteEvent, write_smf
 from tuneforge.calibration.real import (
@@ -21,9 +19,11 @@ from tuneforge.calibration.real import (
     _finish,
     split_of,
 )
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio, integrated_lufs
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.harmony_features import key_estimate
+from tuneforge.tools.bench.reward import Tally, tempo_is_right
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def renders(tmp_path_factory: pytest.TempPathFactory) -> list[RealPiece]:
 
 @pytest.mark.slow
 def test_on_real_renders_the_reward_ranks_real_music_first(renders: list[RealPiece]) -> None:
-    from tuneforge.bench.reward import _engine, score_one
+    from tuneforge.tools.bench.reward import _engine, score_one
 
     engine = _engine()
     beaten = {kind: 0 for kind in ("synth", "arpeggio", "beat_noise", "loop", "clicks")}
@@ -170,8 +170,8 @@ def test_real_set_loudness_helper_keeps_channels() -> None:
 def test_on_real_renders_reversal_and_shuffling_are_caught(renders: list[RealPiece]) -> None:
     """Played backwards, every render's envelopes skew the other way (and most cost the
     artifact penalty); cut at its bar lines and reordered, it loses structure (D28)."""
-    from tuneforge.bench.reward import _engine, score_one
     from tuneforge.scoring.envelope_features import flux_shape
+    from tuneforge.tools.bench.reward import _engine, score_one
 
     engine = _engine()
     structural_wins = 0

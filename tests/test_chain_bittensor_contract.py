@@ -16,7 +16,7 @@ from tests.helpers.wallets import make_wallet
 from tuneforge.chain.base import ChainError, ChainErrorCode, ChainView
 from tuneforge.chain.bittensor_chain import BittensorChain
 from tuneforge.chain.factory import open_chain
-from tuneforge.protocol import SPEC_VERSION_KEY
+from tuneforge.core.protocol import SPEC_VERSION_KEY
 
 NETUID = 234
 LOCALHOST_INT = 0x7F000001

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tuneforge.chain.cli import app
 from tuneforge.chain.local import LocalChain
+from tuneforge.tools.chain import app
 
 runner = CliRunner()
 

@@ -28,9 +28,9 @@ from tests.helpers.api_server import (
     signed_request,
 )
 from tests.helpers.clip_scores import passing_clip_score
-from tuneforge.audio import Audio
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.synth import SynthBackend
-from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.clip import Clip
 from tuneforge.validator.api_client import ApiClient

@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse, Response
 
 from tests.helpers import signals
 from tests.helpers.api_server import ServerThread, free_port
-from tuneforge.audio import Audio
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.synth import SynthBackend
-from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring import weights
 from tuneforge.scoring.base import ClipScore, Penalty
 from tuneforge.scoring.registry import load

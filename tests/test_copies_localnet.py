@@ -24,10 +24,10 @@ from tests.helpers.miner_server import serve_app
 from tests.helpers.validator_api import api_on_port, api_settings
 from tests.helpers.validator_net import ValidatorNet, make_validator_net, synth_miners
 from tests.helpers.wallets import make_wallet
-from tuneforge.audio import Audio, decode_wav, encode_wav, resample
 from tuneforge.chain.local import LocalChain
+from tuneforge.core.audio import Audio, decode_wav, encode_wav, resample
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.synth import SynthBackend
-from tuneforge.protocol import MusicGenerationSynapse
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.clip import Clip
 from tuneforge.validator.api_client import ApiClient

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tuneforge"
 # Rooms whose exceptions are rebased when they are next reshaped (decisions.md D40).

@@ -11,8 +11,8 @@ import pytest
 from scipy.signal import butter, sosfilt
 
 from tests.helpers import signals
-from tuneforge.audio import Audio, resample
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio, resample
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.copy_index import CopyIndex
@@ -183,7 +183,7 @@ def test_a_query_long_enough_for_a_splice_is_also_coded_in_pieces_of_its_own() -
 
 
 def test_the_bench_counts_a_piece_that_plays_the_same_notes_as_shared_not_false() -> None:
-    from tuneforge.bench.copies import RATE, shares_material
+    from tuneforge.tools.bench.copies import RATE, shares_material
 
     rng = np.random.default_rng(4)
     other = rng.standard_normal(RATE * 20).astype(np.float32)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from pydantic import ValidationError
 
-from tuneforge.audio import (
+from tuneforge.core.audio import (
     Audio,
     AudioError,
     decode_wav,
@@ -21,8 +21,8 @@ from tuneforge.audio import (
     resample,
     true_peak_dbfs,
 )
-from tuneforge.config import AxonSettings, TuneForgeSettings, WalletSettings, parse_settings
-from tuneforge.protocol import MusicGenerationSynapse, is_compatible, new_challenge_id
+from tuneforge.core.config import AxonSettings, TuneForgeSettings, WalletSettings, parse_settings
+from tuneforge.core.protocol import MusicGenerationSynapse, is_compatible, new_challenge_id
 
 
 class _RoleSettings(TuneForgeSettings):

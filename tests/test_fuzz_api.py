@@ -40,7 +40,7 @@ from tests.helpers.api_server import make_chain, make_settings, new_customer, po
 from tuneforge.api import settings as api_settings
 from tuneforge.api import webhooks
 from tuneforge.api.app import create_app
-from tuneforge.api_hotkey_auth import sign_hotkey_headers
+from tuneforge.auth.hotkey import sign_hotkey_headers
 
 EXAMPLES = int(os.environ.get("TUNEFORGE_FUZZ_EXAMPLES", "20"))
 CHECKS = [
@@ -100,7 +100,7 @@ class SigningClient:
 
 def _resign_over_digest(keypair: Any, method: str, path: str, digest: str) -> dict[str, str]:
     """Signature headers over a stated body hash (what job-audio uploads are signed over)."""
-    from tuneforge.api_hotkey_auth import HEADER_HOTKEY, HEADER_NONCE, HEADER_SIGNATURE
+    from tuneforge.auth.hotkey import HEADER_HOTKEY, HEADER_NONCE, HEADER_SIGNATURE
 
     nonce = time.time_ns()
     message = f"{nonce}.{keypair.ss58_address}.{method.upper()}.{path}.{digest}"

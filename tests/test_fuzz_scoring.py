@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from tests.helpers import signals
-from tuneforge.audio import MAX_ABS_SAMPLE, Audio, AudioError, decode_wav
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import MAX_ABS_SAMPLE, Audio, AudioError, decode_wav
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory

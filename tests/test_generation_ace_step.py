@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from tests.helpers.tiny_singing import build_tiny_ace_step, offline_and_threads  # noqa: F401
-from tuneforge.audio import integrated_lufs
+from tuneforge.core.audio import integrated_lufs
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.ace_step import INSTRUMENTAL_LYRICS, AceStepBackend
 from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
 from tuneforge.generation.factory import create_backend
 from tuneforge.generation.lyrics import fallback_lyrics
 from tuneforge.generation.router import RoutedBackend
 from tuneforge.generation.settings import DEFAULT_MODELS, GenerationSettings
-from tuneforge.protocol import MusicGenerationSynapse
 
 RATE = 48_000
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tuneforge.cli import app
+from tuneforge.tools.cli import app
 
 
 def test_bench_generation_tiny_prints_one_json_result() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tuneforge.audio import decode_wav
-from tuneforge.cli import app
+from tuneforge.core.audio import decode_wav
+from tuneforge.tools.cli import app
 
 
 def test_generate_writes_the_requested_clip_and_prints_the_real_time_factor(

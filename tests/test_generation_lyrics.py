@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.tiny_singing import build_tiny_qwen3, offline_and_threads  # noqa: F401
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.lyrics import (
     MAX_LINE_CHARS,
     LyricsWriter,
@@ -14,7 +15,6 @@ from tuneforge.generation.lyrics import (
     fallback_lyrics,
     line_budget,
 )
-from tuneforge.protocol import MusicGenerationSynapse
 
 
 @pytest.fixture(scope="module")

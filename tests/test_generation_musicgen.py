@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from tests.helpers.tiny_musicgen import build_tiny_musicgen
-from tuneforge.audio import integrated_lufs, true_peak_dbfs
+from tuneforge.core.audio import integrated_lufs, true_peak_dbfs
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
 from tuneforge.generation.factory import create_backend
 from tuneforge.generation.musicgen import MusicGenBackend, crossfade_append, resolve_dtype
 from tuneforge.generation.settings import GenerationSettings
-from tuneforge.protocol import MusicGenerationSynapse
 
 RATE = 32_000
 

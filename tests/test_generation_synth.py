@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tuneforge.audio import Audio, integrated_lufs, true_peak_dbfs
+from tuneforge.core.audio import Audio, integrated_lufs, true_peak_dbfs
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.base import GenerationError
 from tuneforge.generation.factory import create_backend
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.prompt import build_prompt
 from tuneforge.generation.settings import GenerationSettings
 from tuneforge.generation.synth import STEPS, SynthBackend, _motif, parse_key, tempo_for
-from tuneforge.protocol import MusicGenerationSynapse
 
 RATE = 32_000
 NOTES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]

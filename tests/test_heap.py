@@ -1,4 +1,4 @@
-"""The validator returns freed clip arrays to the system at once (tuneforge/heap.py, D56)."""
+"""The validator returns freed clip arrays to the system at once (tuneforge/core/heap.py, D56)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tuneforge.heap import MMAP_THRESHOLD_BYTES, release_freed_memory_promptly
+from tuneforge.core.heap import MMAP_THRESHOLD_BYTES, release_freed_memory_promptly
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")

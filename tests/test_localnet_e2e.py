@@ -53,7 +53,7 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def _localnet(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tuneforge.cli", "localnet", *args]
+    return [sys.executable, "-m", "tuneforge.tools.cli", "localnet", *args]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tuneforge.cli import app
 from tuneforge.localnet import (
     Child,
     Localnet,
@@ -26,6 +25,7 @@ from tuneforge.localnet import (
     pid_alive,
 )
 from tuneforge.localnet.report import curl_snippet, usage_lines
+from tuneforge.tools.cli import app
 
 
 def _hf_snapshot(cache: Path, hub_id: str, revision: str, with_ref: bool = True) -> Path:
@@ -302,7 +302,7 @@ def test_pid_alive_is_false_for_a_reaped_process() -> None:
 
 
 def test_role_flags_are_ones_the_roles_own_parsers_accept(tmp_path: Path) -> None:
-    from tuneforge.config import parse_settings
+    from tuneforge.core.config import parse_settings
     from tuneforge.localnet import launch
     from tuneforge.miner.config import MinerSettings
     from tuneforge.validator.config import ValidatorSettings

@@ -55,7 +55,7 @@ def test_the_printed_urls_key_curl_and_commands_work_on_the_running_network(
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home")}
     stderr = (tmp_path / "stderr.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tuneforge.cli", "localnet", "--miners", "2", "--rounds", "1",
+        [sys.executable, "-m", "tuneforge.tools.cli", "localnet", "--miners", "2", "--rounds", "1",
          "--keep-running", "--workdir", str(workdir)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
     )  # fmt: skip

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from tests.helpers.api_server import ServerThread
 from tests.helpers.metrics_scrape import parse, value
 from tuneforge.api.settings import ApiSettings
-from tuneforge.metrics import (
+from tuneforge.core.metrics import (
     ClientAllowList,
     MetricsConfigError,
     metrics_endpoint,

@@ -24,9 +24,9 @@ from tests.helpers.miner_server import (
     signed_headers,
     synapse_body,
 )
-from tuneforge.audio import decode_wav
-from tuneforge.btauth import verify_response
-from tuneforge.protocol import (
+from tuneforge.auth.btauth import verify_response
+from tuneforge.core.audio import decode_wav
+from tuneforge.core.protocol import (
     GENERATE_PATH,
     HEADER_GENERATION_MS,
     HEADER_MODEL,

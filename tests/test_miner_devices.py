@@ -13,10 +13,10 @@ import pytest
 
 from tests.helpers.miner_server import CountingBackend, make_net, serve_app, signed_headers
 from tuneforge.chain.base import Neuron
+from tuneforge.core.protocol import HEADER_SLOT, RESERVE_PATH, SlotGrant
 from tuneforge.generation.settings import GenerationSettings
 from tuneforge.miner.config import MinerSection, MinerSettings
 from tuneforge.miner.run import load_backends
-from tuneforge.protocol import HEADER_SLOT, RESERVE_PATH, SlotGrant
 from tuneforge.validator.challenges import make_challenge, round_seed
 from tuneforge.validator.query import MinerClient, QueryOutcome
 

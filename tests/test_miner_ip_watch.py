@@ -22,7 +22,7 @@ from bittensor.sp_core import Keypair
 
 from tests.helpers.miner_server import free_port, make_net
 from tuneforge.chain.local import LocalChain
-from tuneforge.config import parse_settings
+from tuneforge.core.config import parse_settings
 from tuneforge.miner.config import MinerSettings
 from tuneforge.miner.ip_watch import (
     MAX_ANSWER_BYTES,

@@ -26,7 +26,7 @@ from tests.helpers.miner_server import (
     signed_headers,
     synapse_body,
 )
-from tuneforge.protocol import GENERATE_PATH, HEADER_SPEC_VERSION, MAX_REQUEST_BYTES
+from tuneforge.core.protocol import GENERATE_PATH, HEADER_SPEC_VERSION, MAX_REQUEST_BYTES
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

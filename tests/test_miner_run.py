@@ -16,10 +16,9 @@ from typer.testing import CliRunner
 
 from tests.helpers.miner_server import free_port, make_net, post_generate, synapse_body
 from tests.helpers.wallets import make_wallet
-from tuneforge.audio import decode_wav
-from tuneforge.bench.cli import app as bench_app
 from tuneforge.chain.local import LocalChain
-from tuneforge.config import parse_settings
+from tuneforge.core.audio import decode_wav
+from tuneforge.core.config import parse_settings
 from tuneforge.generation.settings import GenerationSettings
 from tuneforge.miner.config import MinerSettings
 from tuneforge.miner.run import (
@@ -28,6 +27,7 @@ from tuneforge.miner.run import (
     load_backend,
     published_address,
 )
+from tuneforge.tools.bench.cli import app as bench_app
 
 REPO = Path(__file__).resolve().parents[1]
 

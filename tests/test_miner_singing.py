@@ -10,13 +10,13 @@ import httpx
 from tests.helpers.miner_server import get_info, make_net, post_generate, serve_app, synapse_body
 from tests.helpers.tiny_musicgen import build_tiny_musicgen
 from tests.helpers.tiny_singing import build_tiny_ace_step, offline_and_threads  # noqa: F401
-from tuneforge.audio import decode_wav
-from tuneforge.btauth import verify_response
+from tuneforge.auth.btauth import verify_response
+from tuneforge.core.audio import decode_wav
+from tuneforge.core.protocol import GENERATE_PATH, HEADER_MODEL, HEADER_SAMPLE_RATE
 from tuneforge.generation.ace_step import AceStepBackend
 from tuneforge.generation.musicgen import MusicGenBackend
 from tuneforge.generation.router import RoutedBackend
 from tuneforge.generation.settings import GenerationSettings
-from tuneforge.protocol import GENERATE_PATH, HEADER_MODEL, HEADER_SAMPLE_RATE
 
 
 class _Singer(AceStepBackend):

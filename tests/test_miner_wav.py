@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tuneforge.audio import Audio, AudioError, decode_wav, encode_wav
+from tuneforge.core.audio import Audio, AudioError, decode_wav, encode_wav
 from tuneforge.miner.wav import encode_pcm16_wav
 
 

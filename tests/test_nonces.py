@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.wallets import make_wallet
-from tuneforge.btauth import AuthFailure, sign_request, verify_request
-from tuneforge.nonces import MemoryNonceStore, RedisNonceStore, nonce_store_from_url
+from tuneforge.auth.btauth import AuthFailure, sign_request, verify_request
+from tuneforge.auth.nonces import MemoryNonceStore, RedisNonceStore, nonce_store_from_url
 
 REDIS_URL = os.environ.get("TUNEFORGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

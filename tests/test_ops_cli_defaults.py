@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tuneforge.chain.local import LocalChain
-from tuneforge.cli import app
+from tuneforge.tools.cli import app
 
 runner = CliRunner()
 
@@ -37,7 +37,7 @@ def test_chain_show_prints_no_debug_lines(tmp_path: Path) -> None:
     operator saw."""
     LocalChain.create(tmp_path / "chain.db").close()
     done = subprocess.run(
-        [sys.executable, "-m", "tuneforge.cli", "chain", "show",
+        [sys.executable, "-m", "tuneforge.tools.cli", "chain", "show",
          "--localnet.path", str(tmp_path / "chain.db")],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},

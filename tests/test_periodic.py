@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tuneforge.periodic import Periodic
+from tuneforge.core.periodic import Periodic
 
 
 def test_it_ticks_repeatedly_until_stopped_and_a_second_start_is_a_no_op() -> None:

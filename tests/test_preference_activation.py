@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuneforge.audio import Audio
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring import preference_model as pm
 from tuneforge.scoring.base import Submission
 from tuneforge.scoring.clip import Clip

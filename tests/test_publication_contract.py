@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from tests.helpers.api_server import make_chain, make_settings
-from tuneforge import publication
 from tuneforge.api.app import create_app
 from tuneforge.api.schemas import GenerateRequest, JobResult, PublishRound
-from tuneforge.audio import Audio, encode_wav
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core import publication
+from tuneforge.core.audio import Audio, encode_wav
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import ClipScore
 from tuneforge.scoring.clip import ANALYSIS_RATE
 from tuneforge.scoring.fingerprint import encode as encode_fingerprint
@@ -155,7 +155,7 @@ def test_the_validator_sends_to_paths_the_api_serves(
 def test_the_contract_is_a_foundation_both_roles_can_stand_on() -> None:
     """Importing it loads no role and no service: neither side drags the other in."""
     probe = (
-        "import sys, tuneforge.publication; "
+        "import sys, tuneforge.core.publication; "
         "print(sorted(m for m in sys.modules if m.startswith(('tuneforge.validator', "
         "'tuneforge.api', 'tuneforge.miner', 'tuneforge.scoring', 'tuneforge.generation'))))"
     )

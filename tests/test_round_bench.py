@@ -7,7 +7,7 @@ import json
 
 from typer.testing import CliRunner
 
-from tuneforge.cli import app
+from tuneforge.tools.cli import app
 
 
 def test_bench_round_queries_every_miner_and_reports_cost_and_state_growth() -> None:

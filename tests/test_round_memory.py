@@ -14,8 +14,8 @@ import numpy as np
 from tests.helpers import signals
 from tests.helpers.clip_scores import passing_clip_score
 from tests.helpers.validator_net import make_validator_net, run_one_round, synth_miners
-from tuneforge.audio import WavAudio, decode_wav, encode_wav
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import WavAudio, decode_wav, encode_wav
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoredRound, ScoringEngine

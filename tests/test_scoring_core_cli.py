@@ -10,10 +10,10 @@ import typer
 from typer.testing import CliRunner
 
 from tests.helpers import signals
-from tuneforge.audio import encode_wav
-from tuneforge.bench import scoring as bench_scoring
-from tuneforge.scoring.cli import score_command
+from tuneforge.core.audio import encode_wav
 from tuneforge.scoring.weights import PENALTY_NAMES, SCORER_NAMES
+from tuneforge.tools.bench import scoring as bench_scoring
+from tuneforge.tools.score import score_command
 
 # the same command functions `tuneforge` registers, mounted alone so this test does not depend
 # on every other sub-app importing cleanly

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import signals
-from tuneforge.audio import Audio, integrated_lufs
+from tuneforge.core.audio import Audio, integrated_lufs
 from tuneforge.scoring import features, signal_quality
 from tuneforge.scoring.clip import Clip
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import signals
-from tuneforge.audio import Audio, resample
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio, resample
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import RoundContext, ScorerUnavailable, Submission
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.engine import ScoringEngine

@@ -7,8 +7,8 @@ import pytest
 from scipy.signal import butter, sosfilt
 
 from tests.helpers import signals
-from tuneforge.audio import Audio
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import RoundContext
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.fingerprint import fingerprint

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import signals
-from tuneforge.audio import Audio, resample
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio, resample
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import RoundContext
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.features import dsp_embedding

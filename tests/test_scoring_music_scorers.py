@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import signals
-from tuneforge.audio import Audio
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring import features
 from tuneforge.scoring.base import RoundContext, ScoreResult
 from tuneforge.scoring.clip import Clip

@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from tests.helpers import signals
-from tuneforge.audio import Audio, resample
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio, resample
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import RoundContext, ScoreResult
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.history import InMemoryHistory

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import signals
-from tuneforge.audio import Audio, encode_wav
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio, encode_wav
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import RoundContext
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.fad import (
@@ -29,8 +29,8 @@ from tuneforge.scoring.fad import (
     save_reference,
     statistics,
 )
-from tuneforge.scoring.fad_cli import app as fad_app
 from tuneforge.scoring.history import InMemoryHistory
+from tuneforge.tools.fad import app as fad_app
 
 CHALLENGE = MusicGenerationSynapse(prompt="a song", seed=1)
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import signals
 from tests.helpers.tiny_models import synthetic_ratings, tiny_model_dirs
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring import mos_model, preference_model
 from tuneforge.scoring.base import RoundContext, ScorerUnavailable
 from tuneforge.scoring.clip import Clip

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tuneforge.audio import Audio
-from tuneforge.bench.reward import tempo_is_right
+from tuneforge.core.audio import Audio
 from tuneforge.scoring import features
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.tempo_detect import compound_reading
+from tuneforge.tools.bench.reward import tempo_is_right
 
 RATE = 32_000
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import singing
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import RoundContext, ScoreResult
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.history import InMemoryHistory

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import signals
-from tuneforge.audio import Audio
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoredRound, ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory
@@ -165,7 +165,7 @@ def test_a_signal_only_scorer_never_imports_torch() -> None:
     script = (
         "import sys\n"
         "from tests.helpers import signals\n"
-        "from tuneforge.protocol import MusicGenerationSynapse\n"
+        "from tuneforge.core.protocol import MusicGenerationSynapse\n"
         "from tuneforge.scoring.base import Submission\n"
         "from tuneforge.scoring.engine import ScoringEngine\n"
         "from tuneforge.scoring.history import InMemoryHistory\n"

@@ -14,7 +14,7 @@ from tests.helpers.wallets import make_wallet
 from tuneforge.chain.base import ChainError, ChainErrorCode
 from tuneforge.chain.bittensor_chain import BittensorChain
 from tuneforge.chain.local import LocalChain
-from tuneforge.protocol import SPEC_VERSION_KEY
+from tuneforge.core.protocol import SPEC_VERSION_KEY
 from tuneforge.validator.loop import ValidatorLoop
 from tuneforge.validator.state import MinerRoundResult, ValidatorState
 from tuneforge.validator.status import status_snapshot
@@ -88,7 +88,7 @@ def test_a_stale_version_key_sets_no_weights_and_says_so_everywhere(tmp_path: Pa
     }
     from typer.testing import CliRunner
 
-    from tuneforge.cli import app
+    from tuneforge.tools.cli import app
 
     printed = CliRunner().invoke(app, ["validator", "status", "--state", str(net.state_path)])
     assert printed.exit_code == 0, printed.output

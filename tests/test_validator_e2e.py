@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from tests.helpers.state_tools import peek
 from tests.helpers.validator_net import ValidatorNet, make_validator_net, synth_miners
-from tuneforge.cli import app as tuneforge_cli
 from tuneforge.scoring.weights import PENALTIES
+from tuneforge.tools.cli import app as tuneforge_cli
 from tuneforge.validator.loop import ValidatorLoop
 from tuneforge.validator.state import ValidatorState
 

@@ -17,10 +17,10 @@ from tests.helpers.metrics_scrape import Samples, parse, value
 from tests.helpers.state_tools import fetch_one
 from tests.helpers.validator_api import api_on_port, api_settings, wire_api
 from tests.helpers.validator_net import ValidatorNet, make_validator_net, synth_miners
-from tuneforge.audio import decode_wav
 from tuneforge.chain.base import Metagraph, Neuron
-from tuneforge.metrics import render
-from tuneforge.protocol import CHALLENGE_ID_PATTERN
+from tuneforge.core.audio import decode_wav
+from tuneforge.core.metrics import render
+from tuneforge.core.protocol import CHALLENGE_ID_PATTERN
 from tuneforge.scoring.weights import PENALTIES
 from tuneforge.validator.challenges import challenge_for_job, job_seed, make_challenge
 from tuneforge.validator.jobs import best_miners

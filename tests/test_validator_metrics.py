@@ -14,7 +14,7 @@ from tests.helpers.validator_fake_miners import (
     register_fake_miners,
 )
 from tests.helpers.validator_net import make_validator_net, run_one_round
-from tuneforge.metrics import render
+from tuneforge.core.metrics import render
 from tuneforge.scoring.base import (
     Challenge,
     RoundContext,

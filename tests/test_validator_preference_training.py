@@ -193,8 +193,8 @@ def test_a_validator_trains_on_the_api_feed_with_its_own_embeddings(
 def test_a_dsp_embedding_head_trains_and_scores_without_any_neural_model(tmp_path: Path) -> None:
     """Where no CLAP is loaded (localnet), the head reads the model-free DSP embedding: voters
     who prefer brighter tracks give a head that ranks a bright clip above a dull one."""
-    from tuneforge.audio import Audio
-    from tuneforge.protocol import MusicGenerationSynapse
+    from tuneforge.core.audio import Audio
+    from tuneforge.core.protocol import MusicGenerationSynapse
     from tuneforge.scoring.base import RoundContext
     from tuneforge.scoring.clip import Clip
     from tuneforge.scoring.features import dsp_embedding

@@ -30,9 +30,9 @@ from tests.helpers.validator_fake_miners import (
     register_fake_miners,
 )
 from tests.helpers.validator_net import ValidatorNet, make_validator_net, synth_miners
-from tuneforge.audio import decode_wav
-from tuneforge.metrics import render
-from tuneforge.publication import ROUND_RESULT, TRACK_AUDIO
+from tuneforge.core.audio import decode_wav
+from tuneforge.core.metrics import render
+from tuneforge.core.publication import ROUND_RESULT, TRACK_AUDIO
 from tuneforge.scoring.weights import PENALTIES
 from tuneforge.validator.api_client import ApiClient
 from tuneforge.validator.metrics import ValidatorMetrics

@@ -20,9 +20,9 @@ from tests.helpers.validator_fake_miners import (
     register_fake_miners,
 )
 from tests.helpers.wallets import make_wallet
-from tuneforge.audio import WavAudio
 from tuneforge.chain.base import Neuron
 from tuneforge.chain.local import LocalChain
+from tuneforge.core.audio import WavAudio
 from tuneforge.validator.challenges import make_challenge, round_seed
 from tuneforge.validator.query import MAX_CONCURRENT_CHECKS, MinerClient, QueryOutcome
 

@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from tests.helpers.miner_server import serve_app
 from tests.helpers.validator_fake_miners import tone_wav
 from tests.helpers.wallets import make_wallet
-from tuneforge.btauth import sign_response
+from tuneforge.auth.btauth import sign_response
 from tuneforge.chain.base import Neuron
-from tuneforge.protocol import GENERATE_PATH, HEADER_SLOT, RESERVE_PATH
+from tuneforge.core.protocol import GENERATE_PATH, HEADER_SLOT, RESERVE_PATH
 from tuneforge.validator.challenges import make_challenge, round_seed
 from tuneforge.validator.query import MinerClient, QueryOutcome
 

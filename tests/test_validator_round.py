@@ -15,9 +15,9 @@ from tests.helpers.validator_fake_miners import (
     register_fake_miners,
 )
 from tests.helpers.validator_net import make_validator_net, run_one_round
-from tuneforge.audio import decode_wav
 from tuneforge.chain.base import Metagraph
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import decode_wav
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import Submission
 from tuneforge.scoring.engine import ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory

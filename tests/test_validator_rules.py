@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tuneforge.protocol import CHALLENGE_ID_PATTERN, MusicGenerationSynapse
+from tuneforge.core.protocol import CHALLENGE_ID_PATTERN, MusicGenerationSynapse
 from tuneforge.validator.challenges import GENRES, make_challenge, miner_seed, round_seed
 from tuneforge.validator.ema import update_ema
 from tuneforge.validator.weight_rule import compute_weights

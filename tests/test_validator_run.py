@@ -11,8 +11,8 @@ import pytest
 
 from tests.helpers import signals
 from tests.helpers.wallets import make_wallet
-from tuneforge.config import parse_settings
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.config import parse_settings
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import Submission
 from tuneforge.scoring.engine import ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tests.helpers.validator_net import make_validator_net
 from tests.helpers.wallets import make_wallet
 from tuneforge.chain.local import LocalChain
-from tuneforge.cli import app
+from tuneforge.tools.cli import app
 from tuneforge.validator.loop import ValidatorLoop
 from tuneforge.validator.state import MinerRoundResult, StateError, ValidatorState
 from tuneforge.validator.status import StatusServer, status_snapshot

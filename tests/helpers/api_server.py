@@ -23,9 +23,9 @@ from bittensor.sp_core import Keypair
 from tuneforge.api.accounts import create_account, create_key
 from tuneforge.api.app import create_app
 from tuneforge.api.settings import ApiSettings
-from tuneforge.api_hotkey_auth import sign_hotkey_headers
+from tuneforge.auth.hotkey import sign_hotkey_headers
 from tuneforge.chain.local import LocalChain
-from tuneforge.http_limits import uvicorn_limits
+from tuneforge.core.http_limits import uvicorn_limits
 
 VALIDATOR_URI = "//TuneForgeValidator"
 READER_URI = "//TuneForgeMiner"

@@ -13,15 +13,15 @@ import numpy as np
 from fastapi import FastAPI
 
 from tests.helpers.wallets import make_wallet
-from tuneforge.audio import Audio
-from tuneforge.btauth import sign_request
+from tuneforge.auth.btauth import sign_request
 from tuneforge.chain.local import LocalChain
-from tuneforge.loopback import free_port as free_port  # re-exported for the tests
-from tuneforge.loopback import serve_in_thread
+from tuneforge.core.audio import Audio
+from tuneforge.core.loopback import free_port as free_port  # re-exported for the tests
+from tuneforge.core.loopback import serve_in_thread
+from tuneforge.core.protocol import GENERATE_PATH, HEADER_SPEC_VERSION, INFO_PATH, SPEC_VERSION
+from tuneforge.core.protocol import MusicGenerationSynapse as Synapse
 from tuneforge.miner.app import create_app
 from tuneforge.miner.config import MinerSection, MinerSettings
-from tuneforge.protocol import GENERATE_PATH, HEADER_SPEC_VERSION, INFO_PATH, SPEC_VERSION
-from tuneforge.protocol import MusicGenerationSynapse as Synapse
 
 
 class CountingBackend:

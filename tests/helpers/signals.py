@@ -1,4 +1,4 @@
-"""Deterministic synthesised test signals (tuneforge.audio.Audio) for scoring tests.
+"""Deterministic synthesised test signals (tuneforge.core.audio.Audio) for scoring tests.
 
 Every function is pure and seeded: the same arguments give the same samples, so tests that compare
 an original with a degraded copy compare like with like.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuneforge.audio import Audio
+from tuneforge.core.audio import Audio
 
 NOTE_INDEX = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6,
               "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11}  # fmt: skip

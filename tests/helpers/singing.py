@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.helpers import signals
-from tuneforge.audio import Audio, resample
+from tuneforge.core.audio import Audio, resample
 
 RATE = 32_000
 LYRIC_LINES = (

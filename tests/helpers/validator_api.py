@@ -17,7 +17,7 @@ from tests.helpers.api_server import ServerThread, make_settings
 from tests.helpers.validator_net import ValidatorNet
 from tuneforge.api.app import create_app
 from tuneforge.api.settings import ApiSettings
-from tuneforge.http_limits import uvicorn_limits
+from tuneforge.core.http_limits import uvicorn_limits
 from tuneforge.validator.api_client import ApiClient
 from tuneforge.validator.jobs import JobWorker
 from tuneforge.validator.loop import ValidatorLoop

@@ -20,10 +20,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tests.helpers.wallets import make_wallet
-from tuneforge.audio import Audio, encode_wav
-from tuneforge.btauth import sign_response
+from tuneforge.auth.btauth import sign_response
 from tuneforge.chain.local import LocalChain
-from tuneforge.protocol import (
+from tuneforge.core.audio import Audio, encode_wav
+from tuneforge.core.protocol import (
     GENERATE_PATH,
     HEADER_GENERATION_MS,
     HEADER_MODEL,

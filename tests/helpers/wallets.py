@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bittensor as bt
 
-from tuneforge.wallets import create_wallet
+from tuneforge.core.wallets import create_wallet
 
 
 def make_wallet(tmp_path: Path, name: str) -> bt.Wallet:

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from tuneforge.api.db import Database, changed
 from tuneforge.api.models import Account, ApiKey, utcnow
 from tuneforge.api.settings import PLAN_RATE_LIMITS
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 KEY_PREFIX = "tf_"
 KEY_PATTERN = re.compile(r"^tf_[A-Za-z0-9_\-]{32,128}$")

@@ -38,12 +38,12 @@ from tuneforge.api.storage import AudioStore
 from tuneforge.api.validation_text import describe_all
 from tuneforge.api.votes import VoteService
 from tuneforge.api.webhooks import WebhookPolicy, WebhookSender
+from tuneforge.auth.nonces import nonce_store_from_url
 from tuneforge.chain.base import ChainView
 from tuneforge.chain.metagraph import ChainSource, MetagraphCache
-from tuneforge.config import expand_path
-from tuneforge.errors import TuneForgeError
-from tuneforge.metrics import ClientAllowList, metrics_endpoint, new_registry
-from tuneforge.nonces import nonce_store_from_url
+from tuneforge.core.config import expand_path
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.metrics import ClientAllowList, metrics_endpoint, new_registry
 
 SETTINGS_ENV = "TUNEFORGE_API_SETTINGS_JSON"
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from tuneforge.api.db import changed
 from tuneforge.api.models import AUDIO_FOR_JOB, AudioUpload, utcnow
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 
 class AudioNotYours(TuneForgeError):

@@ -128,7 +128,7 @@ def serve(
 
     from tuneforge.api.app import SETTINGS_ENV
     from tuneforge.api.settings import ApiSettings
-    from tuneforge.http_limits import uvicorn_limits
+    from tuneforge.core.http_limits import uvicorn_limits
 
     base = ApiSettings()
     overrides: dict[str, Any] = {

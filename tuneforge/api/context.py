@@ -12,8 +12,8 @@ from tuneforge.api.ratelimit import RateLimiter
 from tuneforge.api.scores import ScoreService
 from tuneforge.api.settings import ApiSettings
 from tuneforge.api.storage import AudioStore
+from tuneforge.auth.nonces import NonceStore
 from tuneforge.chain.metagraph import MetagraphCache
-from tuneforge.nonces import NonceStore
 from tuneforge.scoring.fingerprint import encoded_limit
 
 # A full batch of the longest fingerprints, plus the JSON around them.

@@ -11,7 +11,7 @@ import re
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 
 class DatabaseConfigError(TuneForgeError):

@@ -19,7 +19,7 @@ from tuneforge.api.accounts import KeyIdentity, authenticate_key
 from tuneforge.api.context import ApiContext
 from tuneforge.api.middleware import RATELIMIT_SCOPE_KEY, client_key
 from tuneforge.api.settings import PLAN_RATE_LIMITS
-from tuneforge.api_hotkey_auth import (
+from tuneforge.auth.hotkey import (
     HEADER_HOTKEY,
     HotkeyAuthError,
     HotkeyClaim,
@@ -27,7 +27,7 @@ from tuneforge.api_hotkey_auth import (
     check_hotkey_headers,
     verify_hotkey_signature,
 )
-from tuneforge.nonces import MemoryNonceStore
+from tuneforge.auth.nonces import MemoryNonceStore
 
 T = TypeVar("T")
 

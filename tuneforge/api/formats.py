@@ -14,7 +14,7 @@ from pathlib import Path
 import soundfile as sf
 
 from tuneforge.api.storage import AudioStore, AudioStoreError
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
 _WRITE = {"flac": ("FLAC", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III")}

@@ -23,7 +23,7 @@ from loguru import logger
 from starlette.exceptions import HTTPException
 
 from tuneforge.api.ratelimit import RateLimiter, RateLimitResult
-from tuneforge.http_limits import MAX_HEADER_BYTES
+from tuneforge.core.http_limits import MAX_HEADER_BYTES
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

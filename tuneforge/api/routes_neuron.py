@@ -26,7 +26,7 @@ from tuneforge.api.scores import (
     MAX_EXPORT_LIMIT,
 )
 from tuneforge.api.storage import StagedUpload
-from tuneforge.publication import (
+from tuneforge.core.publication import (
     API_PREFIX,
     HOTKEY_PATTERN,
     JOB_AUDIO_PATH,

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tuneforge import protocol, publication
-from tuneforge.errors import TuneForgeError
-from tuneforge.publication import TRACK_ID_PATTERN
+from tuneforge.core import protocol, publication
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.publication import TRACK_ID_PATTERN
 from tuneforge.scoring.fingerprint import BadFingerprint
 from tuneforge.scoring.fingerprint import decode as decode_fingerprint
 from tuneforge.scoring.fingerprint import encoded_limit as fingerprint_encoded_limit
@@ -171,7 +171,7 @@ class _TrackDefences(BaseModel):
         return None if value is None else round(value)
 
 
-# The publication contract's models (tuneforge.publication) with the API's defences: the field
+# The publication contract's models (tuneforge.core.publication) with the API's defences: the field
 # list and bounds have one source, shared with the validator that builds these bodies (D51).
 class ScoredTrackFields(_Strict, _TrackDefences, publication.ScoredTrack):
     pass

@@ -22,7 +22,7 @@ from tuneforge.api.models import AUDIO_FOR_ROUND, Round, ScoreResult, utcnow
 from tuneforge.api.schemas import PublishRound
 from tuneforge.api.storage import AudioStore, StagedUpload
 from tuneforge.api.stored import iso
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 EMA_ALPHA = 0.1  # leaderboard EMA of final scores, newest weighted by 10%
 MAX_EXPORT_LIMIT = 500

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from tuneforge.config import ChainSettings, LocalnetSettings, LoggingSettings, TuneForgeSettings
+from tuneforge.core.config import (
+    ChainSettings,
+    LocalnetSettings,
+    LoggingSettings,
+    TuneForgeSettings,
+)
 
 # Requests per sliding minute by plan (API.md "Rate limits").
 PLAN_RATE_LIMITS: dict[str, int] = {"free": 60, "pro": 300, "premier": 1000}
 
 
 def default_database_url() -> str:
-    from tuneforge.config import expand_path
+    from tuneforge.core.config import expand_path
 
     return f"sqlite:///{expand_path('~/.tuneforge/api.db')}"
 
@@ -83,7 +88,7 @@ class ApiSettings(TuneForgeSettings):
     @field_validator("metrics_allow")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        from tuneforge.metrics import parse_networks
+        from tuneforge.core.metrics import parse_networks
 
         parse_networks(value)  # raises with the offending entry
         return value

@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 

@@ -25,7 +25,7 @@ from tuneforge.api.models import (
     utcnow,
 )
 from tuneforge.api.stored import iso
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 MAX_FEED_PAGE = 1000
 

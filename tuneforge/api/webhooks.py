@@ -49,7 +49,7 @@ from tuneforge.api.models import (
     utcnow,
 )
 from tuneforge.api.stored import iso
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 SECRET_PREFIX = "whsec_"
 HEADER_TIMESTAMP = "X-TuneForge-Timestamp"

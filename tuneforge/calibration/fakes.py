@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tuneforge.audio import Audio
 from tuneforge.calibration.heldout import markov_piece
 from tuneforge.calibration.real import TARGET_LUFS, RealPiece, _finish
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 
 RATE = 32_000
 LOOP_SECONDS = 1.5

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tuneforge.audio import Audio, normalize_loudness
 from tuneforge.calibration.midi import DRUM_CHANNEL, NoteEvent, write_smf
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio, normalize_loudness
+from tuneforge.core.protocol import MusicGenerationSynapse
 
 CACHE_ENV = "TUNEFORGE_CALIBRATION_CACHE"
 FADTK_VERSION = "1.1.0"

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tuneforge.audio import Audio
 from tuneforge.calibration.real import RealPiece, _finish
+from tuneforge.core.audio import Audio
 
 NOISE_SNR_DB = 10.0  # white noise this far under the music's RMS
 CLIP_DRIVE_DB = 12.0  # gain before hard clipping at full scale

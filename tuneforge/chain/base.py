@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from tuneforge.chain.base import (
     SetWeightsResult,
 )
 from tuneforge.chain.rules import format_axon, normalize_weights
-from tuneforge.config import DEFAULT_NETUID
+from tuneforge.core.config import DEFAULT_NETUID
 
 T = TypeVar("T")
 

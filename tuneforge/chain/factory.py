@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tuneforge.chain.base import ChainError, ChainErrorCode, ChainView
-from tuneforge.config import expand_path
+from tuneforge.core.config import expand_path
 
 if TYPE_CHECKING:
     import bittensor as bt

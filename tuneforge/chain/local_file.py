@@ -19,7 +19,7 @@ from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainErrorCode
 from tuneforge.chain.rules import format_axon
-from tuneforge.config import DEFAULT_NETUID
+from tuneforge.core.config import DEFAULT_NETUID
 
 SCHEMA_VERSION = 1
 MAX_UIDS = 256  # a real subnet's default max_allowed_uids

@@ -22,7 +22,7 @@ from typing import TypeVar
 from loguru import logger
 
 from tuneforge.chain.base import ChainView, Metagraph, Neuron
-from tuneforge.periodic import Periodic
+from tuneforge.core.periodic import Periodic
 
 ChainSource = ChainView | Callable[[], ChainView]
 T = TypeVar("T")

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from tuneforge.audio import Audio
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.base import GenerationError
 from tuneforge.generation.lyrics import LyricsWriter, fallback_lyrics
 from tuneforge.generation.musicgen import model_failures, resolve_device, resolve_dtype
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.prompt import build_caption
 from tuneforge.generation.settings import GenerationSettings
-from tuneforge.protocol import MusicGenerationSynapse
 
 # What ACE-Step was trained to read as "no vocals" in the lyrics channel.
 INSTRUMENTAL_LYRICS = "[Instrumental]"

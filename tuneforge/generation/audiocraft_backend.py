@@ -10,14 +10,14 @@ import importlib.util
 import threading
 from typing import Any
 
-from tuneforge.audio import Audio
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
 from tuneforge.generation.configs import SAMPLE_RATE
 from tuneforge.generation.musicgen import resolve_device
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.prompt import build_prompt
 from tuneforge.generation.settings import GenerationSettings
-from tuneforge.protocol import MusicGenerationSynapse
 
 
 class AudiocraftBackend:

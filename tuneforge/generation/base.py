@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tuneforge.audio import Audio
-from tuneforge.errors import TuneForgeError
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.protocol import MusicGenerationSynapse
 
 
 class GenerationError(TuneForgeError, RuntimeError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from loguru import logger
 
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.protocol import MusicGenerationSynapse
 
 # A sung line takes roughly 3 s at common tempos; a line longer than this cannot be sung in one
 # breath and is usually prose the model slipped in.

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from tuneforge.audio import Audio
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
 from tuneforge.generation.configs import SAMPLE_RATE
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.prompt import build_prompt
 from tuneforge.generation.settings import GenerationSettings
-from tuneforge.protocol import MusicGenerationSynapse
 
 # MusicGen's delay pattern shifts codebook k by k frames: 3 extra steps give exact length with 4
 # codebooks.

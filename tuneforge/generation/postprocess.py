@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuneforge.audio import Audio, fit_length, normalize_loudness
+from tuneforge.core.audio import Audio, fit_length, normalize_loudness
 from tuneforge.generation.base import GenerationError
 
 # High-pass corner: below hearing, enough to remove DC and sub-sonic drift.

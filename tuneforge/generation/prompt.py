@@ -6,7 +6,7 @@ drums. Chill beat with vinyl crackle": tags first, then the free text.
 
 from __future__ import annotations
 
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.protocol import MusicGenerationSynapse
 
 # Text encoders truncate; keep the whole prompt well inside T5's 512 tokens.
 MAX_PROMPT_CHARS = 900

@@ -6,9 +6,9 @@ A miner may hold MusicGen for instrumentals and ACE-Step for songs; the miner ap
 
 from __future__ import annotations
 
-from tuneforge.audio import Audio
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.base import Backend
-from tuneforge.protocol import MusicGenerationSynapse
 
 
 class RoutedBackend:

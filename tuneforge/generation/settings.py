@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from tuneforge.audio import DEFAULT_TARGET_LUFS, DEFAULT_TRUE_PEAK_DBFS
-from tuneforge.protocol import MAX_DURATION_S, SEED_LIMIT
+from tuneforge.core.audio import DEFAULT_TARGET_LUFS, DEFAULT_TRUE_PEAK_DBFS
+from tuneforge.core.protocol import MAX_DURATION_S, SEED_LIMIT
 
 BackendName = Literal["musicgen", "synth", "audiocraft", "ace-step"]
 # "cuda:N" names one GPU (a miner with --miner.devices runs one replica per device).

@@ -12,11 +12,11 @@ import math
 
 import numpy as np
 
-from tuneforge.audio import Audio
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.generation.configs import SAMPLE_RATE  # the rate MusicGen answers at
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.settings import GenerationSettings
-from tuneforge.protocol import MusicGenerationSynapse
 
 DEFAULT_TEMPO = 100
 DEFAULT_KEY = "C major"

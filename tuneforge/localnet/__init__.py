@@ -1,9 +1,10 @@
 """`tuneforge localnet`: the whole subnet on 127.0.0.1 as real processes (DESIGN.md §8).
 
-A services-floor orchestrator. It starts the roles exactly as operators do — `neurons/miner.py`,
-`neurons/validator.py`, `python -m tuneforge.cli api serve` — each in its own process group with
-its log in the work directory, and reads results only through public interfaces: the LocalChain
-file, `tuneforge validator status --json`, the validator's status endpoint and the API over HTTP.
+A services-floor orchestrator. It starts the roles exactly as operators do —
+`neurons/miner.py`, `neurons/validator.py`, `python -m tuneforge.tools.cli api serve` — each in its
+own process group with its log in the work directory, and reads results only through public
+interfaces: the LocalChain file, `tuneforge validator status --json`, the validator's status
+endpoint and the API over HTTP.
 It never imports a role's insides, so what it shows is what an operator would see.
 
 Every child dies with it: children are stopped (SIGTERM, then SIGKILL after a grace period) on

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tuneforge.api_hotkey_auth import HotkeyAuth, HotkeySigner
+from tuneforge.auth.hotkey import HotkeyAuth, HotkeySigner
 from tuneforge.localnet.options import LocalnetError, WaitTimeout
 
 CUSTOMER_CREDITS = 100

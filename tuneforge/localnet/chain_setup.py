@@ -33,7 +33,7 @@ def register_network(
     """Create (or reopen) the LocalChain at `path` and register a validator and `miners` miners;
     `commit_reveal` switches the subnet to commit-reveal weights (kept off otherwise)."""
     from tuneforge.chain.local import LocalChain
-    from tuneforge.wallets import create_wallet
+    from tuneforge.core.wallets import create_wallet
 
     # An existing chain file (a reused --workdir) keeps its genesis and hence its block
     # numbers; register() below is idempotent, so uids survive restarts.

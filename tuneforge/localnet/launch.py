@@ -52,7 +52,7 @@ def start_api(rt: Runtime) -> None:
     env["TUNEFORGE_WEBHOOK_ALLOW_PRIVATE"] = "true"
     env["TUNEFORGE_VOTES_PER_MINUTE"] = "1000"
     argv = [
-        sys.executable, "-m", "tuneforge.cli", "api", "serve",
+        sys.executable, "-m", "tuneforge.tools.cli", "api", "serve",
         "--host", LOOPBACK, "--port", str(port), "--workers", "1",
         "--database-url", f"sqlite:///{rt.workdir / 'api.db'}",
         "--network", "localnet", "--netuid", str(rt.options.netuid),

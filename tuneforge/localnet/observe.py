@@ -24,9 +24,9 @@ def api_ready(rt: Runtime) -> bool:
 
 def miners_serving(rt: Runtime) -> bool:
     """Every miner published its axon on LocalChain and answers a signed GET /v1/info."""
-    from tuneforge.btauth import BtAuth
+    from tuneforge.auth.btauth import BtAuth
     from tuneforge.chain.local import LocalChain
-    from tuneforge.protocol import HEADER_SPEC_VERSION, INFO_PATH, SPEC_VERSION
+    from tuneforge.core.protocol import HEADER_SPEC_VERSION, INFO_PATH, SPEC_VERSION
 
     with LocalChain(rt.net.chain_path, netuid=rt.options.netuid) as chain:
         axons = {n.hotkey: n.axon for n in chain.metagraph().neurons}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tuneforge.config import DEFAULT_NETUID
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.config import DEFAULT_NETUID
+from tuneforge.core.errors import TuneForgeError
 
 BACKENDS = ("synth", "musicgen")
 LOOPBACK = "127.0.0.1"

@@ -122,7 +122,7 @@ class Runtime:
 
     def tuneforge_cli(self, *args: str, timeout: float = 120.0) -> str:
         """Run a `tuneforge ...` command (a public CLI) and return its stdout."""
-        argv = [sys.executable, "-m", "tuneforge.cli", *args]
+        argv = [sys.executable, "-m", "tuneforge.tools.cli", *args]
         done = subprocess.run(
             argv,
             capture_output=True,

@@ -17,12 +17,12 @@ from loguru import logger
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from tuneforge.btauth import AuthFailure, verify_request
+from tuneforge.auth.btauth import AuthFailure, verify_request
+from tuneforge.auth.nonces import NonceStore
 from tuneforge.chain.base import Neuron
 from tuneforge.chain.metagraph import MetagraphCache
-from tuneforge.errors import TuneForgeError
-from tuneforge.nonces import NonceStore
-from tuneforge.protocol import (
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.protocol import (
     HEADER_SPEC_VERSION,
     MAX_DURATION_S,
     MAX_REQUEST_BYTES,

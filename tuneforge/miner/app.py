@@ -20,19 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tuneforge import __version__
+from tuneforge.auth.nonces import NonceStore, nonce_store_from_url
 from tuneforge.chain.base import ChainView
 from tuneforge.chain.metagraph import MetagraphCache
-from tuneforge.errors import TuneForgeError
-from tuneforge.generation.base import Backend
-from tuneforge.metrics import METRICS_PATH, ClientAllowList, metrics_endpoint
-from tuneforge.miner.admission import Admission, AdmissionPolicy, Refusal
-from tuneforge.miner.config import MinerSettings
-from tuneforge.miner.metrics import SERVED, MinerMetrics
-from tuneforge.miner.service import GenerationService
-from tuneforge.miner.slots import SlotBook
-from tuneforge.miner.work_queue import WorkQueue
-from tuneforge.nonces import NonceStore, nonce_store_from_url
-from tuneforge.protocol import (
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.metrics import METRICS_PATH, ClientAllowList, metrics_endpoint
+from tuneforge.core.protocol import (
     GENERATE_PATH,
     HEADER_SPEC_VERSION,
     INFO_PATH,
@@ -41,6 +34,13 @@ from tuneforge.protocol import (
     SPEC_VERSION,
     MinerInfo,
 )
+from tuneforge.generation.base import Backend
+from tuneforge.miner.admission import Admission, AdmissionPolicy, Refusal
+from tuneforge.miner.config import MinerSettings
+from tuneforge.miner.metrics import SERVED, MinerMetrics
+from tuneforge.miner.service import GenerationService
+from tuneforge.miner.slots import SlotBook
+from tuneforge.miner.work_queue import WorkQueue
 
 
 def create_app(

@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, Field, field_validator
 
-from tuneforge.config import (
+from tuneforge.core.config import (
     DEFAULT_NETUID,
     AxonSettings,
     LocalnetSettings,
@@ -14,8 +14,8 @@ from tuneforge.config import (
     TuneForgeSettings,
     WalletSettings,
 )
+from tuneforge.core.metrics import parse_networks
 from tuneforge.generation.settings import GenerationSettings
-from tuneforge.metrics import parse_networks
 from tuneforge.miner.ip_watch import check_ip_source_spec
 
 # Minimum caller stake when --miner.min_stake is not given. On finney a validator permit

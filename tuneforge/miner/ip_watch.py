@@ -21,8 +21,8 @@ import httpx
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainView
-from tuneforge.errors import TuneForgeError
-from tuneforge.periodic import Periodic
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.periodic import Periodic
 
 URL_PREFIX: Final = "url:"
 CMD_PREFIX: Final = "cmd:"

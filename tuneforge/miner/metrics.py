@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from tuneforge import __version__
 from tuneforge.chain.metagraph import MetagraphCache
+from tuneforge.core.metrics import new_registry
+from tuneforge.core.protocol import SPEC_VERSION
 from tuneforge.generation.base import Backend
-from tuneforge.metrics import new_registry
 from tuneforge.miner.work_queue import WorkQueue
-from tuneforge.protocol import SPEC_VERSION
 
 SERVED: Final = "served"
 # Every status admission or generation can answer (see admission.py and app.py), pre-created at

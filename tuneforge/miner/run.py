@@ -14,10 +14,10 @@ import time
 from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainView
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.logs import configure_logging
 from tuneforge.generation.base import Backend, GenerationError
 from tuneforge.generation.settings import GenerationSettings
-from tuneforge.logs import configure_logging
 from tuneforge.miner.axon import AxonPublisher
 from tuneforge.miner.config import MinerSettings
 from tuneforge.miner.ip_watch import (
@@ -170,9 +170,9 @@ def run(settings: MinerSettings) -> None:
     import uvicorn
 
     from tuneforge.chain.factory import open_chain
-    from tuneforge.http_limits import uvicorn_limits
+    from tuneforge.core.http_limits import uvicorn_limits
+    from tuneforge.core.wallets import load_wallet
     from tuneforge.miner.app import create_app
-    from tuneforge.wallets import load_wallet
 
     configure_logging(settings.logging, "miner.log")
     # The address first: a wrong one is refused before a wallet, chain or model is touched.

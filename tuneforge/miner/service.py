@@ -16,17 +16,10 @@ import bittensor as bt
 from loguru import logger
 from starlette.requests import Request
 
-from tuneforge.audio import AudioError
-from tuneforge.btauth import sign_response
-from tuneforge.errors import TuneForgeError
-from tuneforge.generation.base import Backend, GenerationError, GenerationOutOfMemory
-from tuneforge.generation.router import RoutedBackend
-from tuneforge.miner.admission import Admission, Admitted, Refusal
-from tuneforge.miner.metrics import MinerMetrics
-from tuneforge.miner.slots import SlotBook, SlotExpired
-from tuneforge.miner.wav import encode_pcm16_wav
-from tuneforge.miner.work_queue import QueueClosed, QueueFull, WorkQueue, worker_index
-from tuneforge.protocol import (
+from tuneforge.auth.btauth import sign_response
+from tuneforge.core.audio import AudioError
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.protocol import (
     GENERATE_PATH,
     HEADER_GENERATION_MS,
     HEADER_MODEL,
@@ -37,6 +30,13 @@ from tuneforge.protocol import (
     MusicGenerationSynapse,
     SlotGrant,
 )
+from tuneforge.generation.base import Backend, GenerationError, GenerationOutOfMemory
+from tuneforge.generation.router import RoutedBackend
+from tuneforge.miner.admission import Admission, Admitted, Refusal
+from tuneforge.miner.metrics import MinerMetrics
+from tuneforge.miner.slots import SlotBook, SlotExpired
+from tuneforge.miner.wav import encode_pcm16_wav
+from tuneforge.miner.work_queue import QueueClosed, QueueFull, WorkQueue, worker_index
 
 if TYPE_CHECKING:
     from loguru import Logger

@@ -15,8 +15,8 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuneforge.errors import TuneForgeError
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.protocol import MusicGenerationSynapse
 
 DEFAULT_SLOT_TTL_S = 10.0
 # Tokens a miner keeps at once: bounded by queue + workers in practice; this caps a flood.

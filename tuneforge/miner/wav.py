@@ -1,6 +1,6 @@
 """Fast 16-bit PCM WAV encoding for responses.
 
-Same bytes format as `tuneforge.audio.encode_wav` (canonical 44-byte RIFF header + PCM_16), but
+Same bytes format as `tuneforge.core.audio.encode_wav` (canonical 44-byte RIFF header + PCM_16), but
 ~10x faster: a 15 s 44.1 kHz stereo clip takes ~1 ms here vs ~11 ms through libsndfile's virtual
 I/O, which matters because encoding sits on every response's critical path.
 """
@@ -11,7 +11,7 @@ import struct
 
 import numpy as np
 
-from tuneforge.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Audio, AudioError
+from tuneforge.core.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Audio, AudioError
 
 _PCM_FORMAT = 1
 _BITS = 16

@@ -22,7 +22,7 @@ from typing import Any
 
 from loguru import logger
 
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 _worker = threading.local()
 

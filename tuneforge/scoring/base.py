@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from tuneforge.audio import Audio, WavAudio
-from tuneforge.protocol import MusicGenerationSynapse
-from tuneforge.publication import MAX_EXCLUDED_REASON_CHARS
+from tuneforge.core.audio import Audio, WavAudio
+from tuneforge.core.protocol import MusicGenerationSynapse
+from tuneforge.core.publication import MAX_EXCLUDED_REASON_CHARS
 from tuneforge.scoring.music_features import unscorable_reason
 
 if TYPE_CHECKING:

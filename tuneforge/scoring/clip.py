@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from tuneforge.audio import Audio, checked_audio, resample
+from tuneforge.core.audio import Audio, checked_audio, resample
 
 if TYPE_CHECKING:
     from tuneforge.scoring.neural import Transcript

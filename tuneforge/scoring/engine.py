@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from tuneforge.audio import Audio, WavAudio
+from tuneforge.core.audio import Audio, WavAudio
 from tuneforge.scoring.base import (
     Challenge,
     ClipScore,
@@ -171,7 +171,7 @@ class ScoringEngine:
         """Score one synthetic clip (chords over a click track) so the first real round does not
         pay librosa's numba compilation (~10 s on 2 cores) inside its deadline. Nothing reaches
         the caller's history. Returns the seconds it took."""
-        from tuneforge.protocol import MusicGenerationSynapse
+        from tuneforge.core.protocol import MusicGenerationSynapse
         from tuneforge.scoring.history import InMemoryHistory
 
         rate = 32_000

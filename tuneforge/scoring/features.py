@@ -294,7 +294,7 @@ def dsp_embedding(clip: Clip) -> np.ndarray:
 
 def warm_up() -> None:
     """Pay librosa's numba compilation once (≈6 s cold) before timing anything."""
-    from tuneforge.audio import Audio
+    from tuneforge.core.audio import Audio
     from tuneforge.scoring.signal_quality import loudness, true_peak  # it builds on this module
 
     rng = np.random.default_rng(0)

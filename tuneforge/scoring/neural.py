@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from loguru import logger
 
-from tuneforge.audio import Audio, resample, split_windows
+from tuneforge.core.audio import Audio, resample, split_windows
 from tuneforge.scoring.base import ScorerUnavailable
 from tuneforge.scoring.whisper import (
     WHISPER_RATE,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge.audio import Audio, WavAudio, decoded
+from tuneforge.core.audio import Audio, WavAudio, decoded
 from tuneforge.scoring.base import Challenge
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.fingerprint import fingerprint

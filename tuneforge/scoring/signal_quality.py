@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuneforge.audio import true_peak_dbfs
+from tuneforge.core.audio import true_peak_dbfs
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.features import N_FFT, power_spectrum, rms
 

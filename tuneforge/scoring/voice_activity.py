@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge.audio import Audio, resample
+from tuneforge.core.audio import Audio, resample
 from tuneforge.scoring.clip import Clip
 
 VAD_RATE = 16_000

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge.audio import split_windows
+from tuneforge.core.audio import split_windows
 
 WHISPER_RATE = 16_000
 WHISPER_WINDOW_S = 30.0

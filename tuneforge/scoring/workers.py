@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from loguru import logger
 
-from tuneforge.audio import Audio, WavAudio
+from tuneforge.core.audio import Audio, WavAudio
 from tuneforge.scoring.base import ClipScore, RoundContext
 from tuneforge.scoring.clip import Clip, NeuralFeatures, PeerClip
 from tuneforge.scoring.memory import ClipMemory

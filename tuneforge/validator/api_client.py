@@ -1,5 +1,5 @@
 """The validator's one HTTP client to the TuneForge API: hotkey-signed requests (API.md, method
-2, via tuneforge.api_hotkey_auth), timeouts, and a cap on what is read back."""
+2, via tuneforge.auth.hotkey), timeouts, and a cap on what is read back."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from tuneforge.api_hotkey_auth import HotkeyAuth, HotkeySigner
-from tuneforge.errors import TuneForgeError
-from tuneforge.publication import API_PREFIX
+from tuneforge.auth.hotkey import HotkeyAuth, HotkeySigner
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.publication import API_PREFIX
 
 # API answers are small JSON documents; anything bigger is not an answer we need.
 MAX_RESPONSE_BYTES = 1024 * 1024

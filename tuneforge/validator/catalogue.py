@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 from loguru import logger
 
-from tuneforge.audio import Audio, WavAudio, decoded
+from tuneforge.core.audio import Audio, WavAudio, decoded
 from tuneforge.scoring.base import ClipScore
 
 LOOKUP_URL = "https://api.acoustid.org/v2/lookup"

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuneforge.protocol import SEED_LIMIT, MusicGenerationSynapse
-from tuneforge.publication import content_of
+from tuneforge.core.protocol import SEED_LIMIT, MusicGenerationSynapse
+from tuneforge.core.publication import content_of
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def status(
     ] = False,
 ) -> None:
     """Each miner's EMA, weight and last result (breakdown, reasons); rounds; last weights."""
-    from tuneforge.config import expand_path
+    from tuneforge.core.config import expand_path
 
     if state is None:
         state = workdir / "validator" / "state.db" if workdir else Path(expand_path(DEFAULT_STATE))
@@ -159,10 +159,10 @@ def train_preference(
     Says how many pairs it has and needs while there are too few."""
     import asyncio
 
-    from tuneforge.config import expand_path
+    from tuneforge.core.config import expand_path
+    from tuneforge.core.wallets import WalletError, load_wallet
     from tuneforge.validator.api_client import ApiClient, ApiUnavailable
     from tuneforge.validator.preference_training import train_preference as run_training
-    from tuneforge.wallets import WalletError, load_wallet
 
     try:
         wallet = load_wallet(wallet_name, wallet_hotkey, wallet_path)

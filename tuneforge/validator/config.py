@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from tuneforge.config import (
+from tuneforge.core.config import (
     DEFAULT_NETUID,
     LocalnetSettings,
     LoggingSettings,
     TuneForgeSettings,
     WalletSettings,
 )
-from tuneforge.protocol import DEFAULT_MAX_RESPONSE_BYTES
+from tuneforge.core.protocol import DEFAULT_MAX_RESPONSE_BYTES
 from tuneforge.scoring.workers import default_workers
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from loguru import logger
 
-from tuneforge.audio import Audio, WavAudio
+from tuneforge.core.audio import Audio, WavAudio
 from tuneforge.scoring.base import ClipScore
 from tuneforge.validator.api_client import ApiClient, ApiUnavailable
 from tuneforge.validator.catalogue import CatalogueClient, CatalogueVerdict, apply_catalogue

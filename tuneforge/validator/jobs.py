@@ -20,9 +20,15 @@ from loguru import logger
 from pydantic import ValidationError
 
 from tuneforge.chain.base import Metagraph, Neuron
-from tuneforge.errors import TuneForgeError
-from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
-from tuneforge.publication import JOB_AUDIO, JOB_CLAIM_PATH, JOB_RESULT, job_failure, job_result
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.protocol import MusicGenerationSynapse, request_deadline_s
+from tuneforge.core.publication import (
+    JOB_AUDIO,
+    JOB_CLAIM_PATH,
+    JOB_RESULT,
+    job_failure,
+    job_result,
+)
 from tuneforge.scoring.base import ClipScore
 from tuneforge.validator.api_client import ApiClient, ApiUnavailable
 from tuneforge.validator.challenges import challenge_for_job, job_seed, miner_seed

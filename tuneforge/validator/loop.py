@@ -16,7 +16,7 @@ from loguru import logger
 
 from tuneforge.chain.base import ChainError, ChainErrorCode, ChainView, Metagraph
 from tuneforge.chain.metagraph import MetagraphCache
-from tuneforge.protocol import SPEC_VERSION_KEY
+from tuneforge.core.protocol import SPEC_VERSION_KEY
 from tuneforge.validator.config import ValidatorSettings
 from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.round import RoundReport, RoundRunner

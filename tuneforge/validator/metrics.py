@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from tuneforge.metrics import new_registry
+from tuneforge.core.metrics import new_registry
 
 OUTBOX_KINDS = ("round_result", "track_audio", "job_audio", "job_result")
 # Rounds take seconds (synth) to minutes (MusicGen on many miners).

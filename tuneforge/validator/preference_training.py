@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from loguru import logger
 
-from tuneforge.publication import API_PREFIX
+from tuneforge.core.publication import API_PREFIX
 from tuneforge.scoring import preference_model as pm
 from tuneforge.scoring.weights import preference_share, preference_weight
 from tuneforge.validator.api_client import ApiClient, ApiUnavailable
@@ -212,7 +212,7 @@ def embed(
 ) -> dict[str, np.ndarray]:
     """{sha256: embedding} with this validator's own models, one clip at a time (so no batch
     composition enters); the DSP embedding needs no model (`models` may be None)."""
-    from tuneforge.audio import decode_wav
+    from tuneforge.core.audio import decode_wav
     from tuneforge.scoring.clip import Clip
     from tuneforge.scoring.features import dsp_embedding
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from tuneforge.publication import (
+from tuneforge.core.publication import (
     JOB_AUDIO,
     JOB_AUDIO_PATH,
     JOB_RESULT,

@@ -27,10 +27,10 @@ import httpx
 from bittensor.http_auth import HEADER_HOTKEY, HEADER_SIGNATURE
 from loguru import logger
 
-from tuneforge.audio import AudioError, WavAudio
-from tuneforge.btauth import AuthFailure, BtAuth, SigningKey, verify_response
+from tuneforge.auth.btauth import AuthFailure, BtAuth, SigningKey, verify_response
 from tuneforge.chain.base import Neuron
-from tuneforge.protocol import (
+from tuneforge.core.audio import AudioError, WavAudio
+from tuneforge.core.protocol import (
     GENERATE_PATH,
     HEADER_GENERATION_MS,
     HEADER_MODEL,
@@ -126,7 +126,7 @@ class _Failure(Exception):
 
 
 def classify_audio_error(exc: AudioError) -> str:
-    """Map tuneforge.audio's decoding errors to stable failure codes."""
+    """Map tuneforge.core.audio's decoding errors to stable failure codes."""
     message = str(exc)
     if message.startswith("empty audio body"):
         return EMPTY_BODY

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 from loguru import logger
 
 from tuneforge.chain.base import Metagraph, Neuron
-from tuneforge.protocol import MusicGenerationSynapse, request_deadline_s
-from tuneforge.publication import ROUND_RESULT, TRACK_AUDIO, published_track, round_result
+from tuneforge.core.protocol import MusicGenerationSynapse, request_deadline_s
+from tuneforge.core.publication import ROUND_RESULT, TRACK_AUDIO, published_track, round_result
 from tuneforge.scoring import fingerprint as fp
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoredRound
@@ -36,7 +36,7 @@ from tuneforge.validator.state import MinerRoundResult, OutboxEntry, ValidatorSt
 from tuneforge.validator.tracks import answer_track
 
 if TYPE_CHECKING:
-    from tuneforge.audio import WavAudio
+    from tuneforge.core.audio import WavAudio
     from tuneforge.scoring.shared import Peek
 
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from tuneforge.config import expand_path
-from tuneforge.errors import TuneForgeError
-from tuneforge.heap import release_freed_memory_promptly
-from tuneforge.logs import configure_logging
+from tuneforge.core.config import expand_path
+from tuneforge.core.errors import TuneForgeError
+from tuneforge.core.heap import release_freed_memory_promptly
+from tuneforge.core.logs import configure_logging
 from tuneforge.scoring.weights import CATALOGUE_PENALTY, CHECKS
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
 
@@ -170,10 +170,10 @@ class _Opened:
 def run(settings: ValidatorSettings) -> None:
     """Run rounds until SIGTERM/SIGINT or `max_rounds`; resources are closed on the way out."""
     from tuneforge.chain.factory import open_chain
+    from tuneforge.core.wallets import load_wallet
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.validator.metrics import ValidatorMetrics
     from tuneforge.validator.status import StatusServer
-    from tuneforge.wallets import load_wallet
 
     configure_logging(settings.logging, "validator.log")
     _check_settings(settings)

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
-from tuneforge.metrics import METRICS_PATH, negotiate
-from tuneforge.protocol import SPEC_VERSION_KEY
+from tuneforge.core.metrics import METRICS_PATH, negotiate
+from tuneforge.core.protocol import SPEC_VERSION_KEY
 from tuneforge.validator.state import StateError, ValidatorState
 from tuneforge.validator.weight_rule import DEFAULT_EXPONENT
 

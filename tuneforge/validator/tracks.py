@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from tuneforge.publication import scored_track
+from tuneforge.core.publication import scored_track
 from tuneforge.scoring.base import ClipScore
 from tuneforge.validator.query import QueryOutcome
 

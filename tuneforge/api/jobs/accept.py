@@ -25,8 +25,8 @@ from tuneforge.api.db import Database
 from tuneforge.api.jobs.errors import IdempotencyConflict, InsufficientCredits
 from tuneforge.api.models import JOB_QUEUED, Account, GenerationRequest, IdempotencyKey
 from tuneforge.api.schemas import GenerateRequest
-from tuneforge.protocol import SEED_LIMIT, MusicGenerationSynapse
-from tuneforge.publication import content_of
+from tuneforge.core.protocol import SEED_LIMIT, MusicGenerationSynapse
+from tuneforge.core.publication import content_of
 
 # How long an Idempotency-Key is remembered (the contract's 24 h).
 IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 
 class InsufficientCredits(TuneForgeError):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 SCHEMA_VERSION = 1
 # The memory channels of a history row (embeddings.kind).

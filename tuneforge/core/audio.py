@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000

@@ -9,12 +9,12 @@ from __future__ import annotations
 import typer
 
 from tuneforge.api.cli import app as api_app
-from tuneforge.bench.cli import app as bench_app
-from tuneforge.chain.cli import app as chain_app
-from tuneforge.generate_cli import generate_command
-from tuneforge.localnet_cli import localnet_command
-from tuneforge.scoring.cli import score_command
-from tuneforge.scoring.fad_cli import app as fad_app
+from tuneforge.tools.bench.cli import app as bench_app
+from tuneforge.tools.chain import app as chain_app
+from tuneforge.tools.fad import app as fad_app
+from tuneforge.tools.generate import generate_command
+from tuneforge.tools.localnet import localnet_command
+from tuneforge.tools.score import score_command
 from tuneforge.validator.cli import app as validator_app
 
 app = typer.Typer(
@@ -39,7 +39,7 @@ app.command("localnet", help="Run a whole local TuneForge network.")(localnet_co
 def version() -> None:
     """Print the package and protocol versions."""
     from tuneforge import __version__
-    from tuneforge.protocol import SPEC_VERSION
+    from tuneforge.core.protocol import SPEC_VERSION
 
     typer.echo(f"tuneforge {__version__} (protocol {SPEC_VERSION})")
 

@@ -6,7 +6,7 @@ import sys
 
 from loguru import logger
 
-from tuneforge.config import LoggingSettings, expand_path
+from tuneforge.core.config import LoggingSettings, expand_path
 
 
 def configure_logging(settings: LoggingSettings, filename: str) -> None:

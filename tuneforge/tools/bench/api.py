@@ -27,7 +27,7 @@ async def _measure(
 ) -> dict[str, Any]:
     import httpx
 
-    from tuneforge.api_hotkey_auth import sign_hotkey_headers
+    from tuneforge.auth.hotkey import sign_hotkey_headers
 
     latencies: list[float] = []
     errors = 0
@@ -68,7 +68,7 @@ def _seed_scores(base_url: str, validator: Any, count: int = 20) -> None:
 
     import httpx
 
-    from tuneforge.api_hotkey_auth import sign_hotkey_headers
+    from tuneforge.auth.hotkey import sign_hotkey_headers
 
     results = [
         {
@@ -142,7 +142,7 @@ def command(
             [
                 sys.executable,
                 "-m",
-                "tuneforge.cli",
+                "tuneforge.tools.cli",
                 "api",
                 "serve",
                 "--host",

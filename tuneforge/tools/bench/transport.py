@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from tuneforge.loopback import serve_in_thread
+from tuneforge.core.loopback import serve_in_thread
 
 BASE64_PATH = "/bench/generate-base64"
 CLIP_SECONDS = 15.0
@@ -41,7 +41,7 @@ class _FixedClipBackend:
     def __init__(self) -> None:
         import numpy as np
 
-        from tuneforge.audio import Audio
+        from tuneforge.core.audio import Audio
 
         rng = np.random.default_rng(0)
         t = np.arange(int(CLIP_SECONDS * CLIP_RATE), dtype=np.float32) / CLIP_RATE
@@ -83,13 +83,13 @@ def measure(requests: int = 50, warmup: int = 3) -> dict[str, Any]:
     import httpx
     from loguru import logger
 
-    from tuneforge.btauth import sign_request, verify_response
+    from tuneforge.auth.btauth import sign_request, verify_response
     from tuneforge.chain.local import LocalChain
+    from tuneforge.core.protocol import GENERATE_PATH, HEADER_SPEC_VERSION, SPEC_VERSION
+    from tuneforge.core.protocol import MusicGenerationSynapse as Synapse
+    from tuneforge.core.wallets import create_wallet
     from tuneforge.miner.app import create_app
     from tuneforge.miner.config import MinerSection, MinerSettings
-    from tuneforge.protocol import GENERATE_PATH, HEADER_SPEC_VERSION, SPEC_VERSION
-    from tuneforge.protocol import MusicGenerationSynapse as Synapse
-    from tuneforge.wallets import create_wallet
 
     logger.disable("tuneforge")  # per-request INFO lines would be measured too
     try:

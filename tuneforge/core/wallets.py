@@ -7,8 +7,8 @@ from pathlib import Path
 import bittensor as bt
 from loguru import logger
 
-from tuneforge.config import expand_path
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.config import expand_path
+from tuneforge.core.errors import TuneForgeError
 
 
 class WalletError(TuneForgeError):

@@ -16,7 +16,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tuneforge.errors import TuneForgeError
+from tuneforge.core.errors import TuneForgeError
 
 METRICS_PATH = "/metrics"
 LOOPBACK_ONLY = ("127.0.0.1/32", "::1/128")

@@ -20,9 +20,9 @@ from typing import Any, Protocol, cast
 
 import httpx
 
+from tuneforge.auth.nonces import NonceStore
 from tuneforge.chain.base import Neuron
-from tuneforge.errors import TuneForgeError
-from tuneforge.nonces import NonceStore
+from tuneforge.core.errors import TuneForgeError
 
 HEADER_HOTKEY = "X-Validator-Hotkey"
 HEADER_NONCE = "X-Validator-Nonce"

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tuneforge.protocol import SEED_LIMIT
+from tuneforge.core.protocol import SEED_LIMIT
 
 if TYPE_CHECKING:
-    from tuneforge.audio import Audio
+    from tuneforge.core.audio import Audio
+    from tuneforge.core.protocol import MusicGenerationSynapse
     from tuneforge.generation.settings import GenerationSettings
-    from tuneforge.protocol import MusicGenerationSynapse
 
 
 def generate_command(
@@ -59,9 +59,9 @@ def generate_command(
     """Generate one clip from a prompt and write it as a WAV."""
     from pydantic import ValidationError
 
-    from tuneforge.audio import encode_wav
+    from tuneforge.core.audio import encode_wav
+    from tuneforge.core.protocol import synapse_from_options
     from tuneforge.generation.settings import GenerationSettings
-    from tuneforge.protocol import synapse_from_options
 
     content: dict[str, Any] = dict(
         prompt=prompt,
@@ -116,7 +116,7 @@ def _backend_fields(
 
 def _score(output: Path, content: dict[str, Any], device: str) -> None:
     """Score the written clip against the same request, as `tuneforge score` would."""
-    from tuneforge.scoring.cli import score_command
+    from tuneforge.tools.score import score_command
 
     score_command(
         files=[output],

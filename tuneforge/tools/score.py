@@ -58,8 +58,8 @@ def score_command(
     """Score WAV files against one challenge."""
     from pydantic import ValidationError
 
-    from tuneforge.audio import AudioError, decode_wav
-    from tuneforge.protocol import (
+    from tuneforge.core.audio import AudioError, decode_wav
+    from tuneforge.core.protocol import (
         MAX_DURATION_S,
         MIN_DURATION_S,
         synapse_from_options,

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tuneforge.protocol import MAX_REQUEST_BYTES, MusicGenerationSynapse
+from tuneforge.core.protocol import MAX_REQUEST_BYTES, MusicGenerationSynapse
 
 # -- what a customer chooses ------------------------------------------------------------------
 

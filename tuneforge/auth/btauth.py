@@ -25,8 +25,8 @@ from bittensor import http_auth
 from bittensor.sp_core import Keypair
 from loguru import logger
 
-from tuneforge.errors import TuneForgeError
-from tuneforge.nonces import MemoryNonceStore, NonceStore
+from tuneforge.auth.nonces import MemoryNonceStore, NonceStore
+from tuneforge.core.errors import TuneForgeError
 
 # What may sign: a Wallet (its hotkey is read from disk on every signature) or an unlocked hotkey
 # Keypair such as `wallet.hotkey`, which signs without touching the key file.

@@ -26,7 +26,7 @@ def _frames_of(files: list[Path], embedding: str, model: str | None, device: str
     are one clip embedding per file (CLAP has no frame sequence)."""
     import numpy as np
 
-    from tuneforge.audio import decode_wav
+    from tuneforge.core.audio import decode_wav
     from tuneforge.scoring.clip import Clip
     from tuneforge.scoring.fad import DSP_EMBEDDING, MERT_EMBEDDING, dsp_frame_embeddings
     from tuneforge.scoring.neural import DEFAULT_CLAP, DEFAULT_MERT, NeuralModels
@@ -44,7 +44,7 @@ def _frames_of(files: list[Path], embedding: str, model: str | None, device: str
         else:
             import soundfile as sf
 
-            from tuneforge.audio import Audio
+            from tuneforge.core.audio import Audio
 
             samples, rate = sf.read(path, dtype="float32", always_2d=True)
             audio = Audio(samples.T.copy(), rate)
@@ -134,9 +134,9 @@ def real_corpus(
     """Write the calibration set's REAL clips (fadtk's real generations and the music21 renders)
     of one split as WAVs: the corpus the shipped DSP reference is built from. Never audio this
     repository generates: a reference built from our own synth rewards sounding like it."""
-    from tuneforge.audio import encode_wav
-    from tuneforge.bench.reward import load_pieces
     from tuneforge.calibration.real import CalibrationUnavailable, cache_dir
+    from tuneforge.core.audio import encode_wav
+    from tuneforge.tools.bench.reward import load_pieces
 
     if split not in ("tune", "heldout", "all"):
         raise typer.BadParameter("--split must be tune, heldout or all")

@@ -29,7 +29,7 @@ def command(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (--neural)"),
 ) -> None:
     """CPU seconds per scorer and penalty on a synthesised clip, warm."""
-    from tuneforge.protocol import MusicGenerationSynapse
+    from tuneforge.core.protocol import MusicGenerationSynapse
     from tuneforge.scoring.base import Submission
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.scoring.history import InMemoryHistory
@@ -44,7 +44,7 @@ def command(
     )
     audio = _synth_clip(challenge)
     if neural:
-        from tuneforge.bench import neural as neural_bench
+        from tuneforge.tools.bench import neural as neural_bench
 
         result = neural_bench.run(audio, batch=batch, single=1, device=device)
         if json_out:

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from tuneforge.config import DEFAULT_NETUID
+from tuneforge.core.config import DEFAULT_NETUID
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -58,7 +58,7 @@ def init_command(
     """Create a LocalChain file (an existing one is kept as is)."""
     from tuneforge.chain.base import ChainError
     from tuneforge.chain.local import LocalChain
-    from tuneforge.config import expand_path
+    from tuneforge.core.config import expand_path
 
     try:
         chain = LocalChain.create(
@@ -94,7 +94,7 @@ def register_command(
     """Register (or update) a hotkey on a LocalChain file; prints its uid."""
     from tuneforge.chain.base import ChainError
     from tuneforge.chain.local import LocalChain
-    from tuneforge.config import expand_path
+    from tuneforge.core.config import expand_path
 
     try:
         with LocalChain(expand_path(path), netuid=netuid) as chain:
@@ -144,7 +144,7 @@ def show_command(
     """Show neurons (stake, permit, axon) and the weights each validator set."""
     from tuneforge.chain.base import ChainError
     from tuneforge.chain.local import LocalChain
-    from tuneforge.config import expand_path
+    from tuneforge.core.config import expand_path
 
     try:
         with LocalChain(expand_path(path), netuid=netuid) as chain:

@@ -28,7 +28,7 @@ import typer
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the handler's annotations
 from fastapi.responses import Response
 
-from tuneforge.heap import release_freed_memory_promptly
+from tuneforge.core.heap import release_freed_memory_promptly
 from tuneforge.scoring.workers import default_workers
 
 NETUID = 234
@@ -135,7 +135,7 @@ def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, An
         _render(clips, miners, duration)
         context = multiprocessing.get_context("spawn")
         ready = context.Event()
-        from tuneforge.loopback import free_port
+        from tuneforge.core.loopback import free_port
 
         port = free_port()
         server = context.Process(
@@ -250,7 +250,7 @@ def _wal_size(path: Path) -> int:
 
 def _render(folder: Path, miners: int, duration: float) -> None:
     """One distinct synth clip per miner (its own genre, key, tempo and seed), as WAV files."""
-    from tuneforge.audio import encode_wav
+    from tuneforge.core.audio import encode_wav
     from tuneforge.generation.synth import SynthBackend
     from tuneforge.validator.challenges import make_challenge
 
@@ -275,8 +275,8 @@ def _serve_miners(wallets: str, clips: str, miners: int, port: int, ready: Any) 
     import uvicorn
     from bittensor.http_auth import HEADER_HOTKEY, HEADER_RECEIVER
 
-    from tuneforge.btauth import sign_response
-    from tuneforge.protocol import (
+    from tuneforge.auth.btauth import sign_response
+    from tuneforge.core.protocol import (
         GENERATE_PATH,
         HEADER_GENERATION_MS,
         HEADER_MODEL,
@@ -284,7 +284,7 @@ def _serve_miners(wallets: str, clips: str, miners: int, port: int, ready: Any) 
         HEADER_SPEC_VERSION,
         SPEC_VERSION,
     )
-    from tuneforge.wallets import load_wallet
+    from tuneforge.core.wallets import load_wallet
 
     by_hotkey = {}
     for index in range(miners):

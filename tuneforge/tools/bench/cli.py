@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneforge.bench import api, copies, generation, reward, round, scoring, transport
+from tuneforge.tools.bench import api, copies, generation, reward, round, scoring, transport
 
 app = typer.Typer(no_args_is_help=True)
 app.command("transport", help="Miner round-trip overhead: raw WAV vs base64-in-JSON.")(

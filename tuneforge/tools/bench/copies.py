@@ -64,9 +64,9 @@ def real_pieces(cache_dir: Path | None = None) -> list[BenchPiece]:
     and the rendered public-domain scores, each on its tune / held-out side.
 
     The one place the copy bench reads real music from; CalibrationUnavailable says why not."""
-    from tuneforge.audio import resample
     from tuneforge.calibration.real import cache_dir as default_cache
     from tuneforge.calibration.real import fadtk_pieces, rendered_pieces
+    from tuneforge.core.audio import resample
 
     cache = default_cache(cache_dir)
     pieces = []
@@ -154,10 +154,10 @@ def common_key_and_tempo(pieces: list[BenchPiece]) -> list[tuple[str, np.ndarray
 def one_challenge_pieces(generator: str, row: int, split: str) -> list[tuple[str, np.ndarray]]:
     """SEEDS_PER_CHALLENGE pieces of one CHALLENGES row from `generator` ("synth" or "markov"),
     different seeds only (each split its own seeds)."""
-    from tuneforge.audio import resample
     from tuneforge.calibration.heldout import markov_piece
+    from tuneforge.core.audio import resample
+    from tuneforge.core.protocol import MusicGenerationSynapse
     from tuneforge.generation.synth import SynthBackend
-    from tuneforge.protocol import MusicGenerationSynapse
 
     key, tempo = CHALLENGES[row]
     made = []

@@ -1,0 +1,1 @@
+"""Command lines and benches: the top floor, free to import every other."""
