@@ -9,7 +9,7 @@ Every validator on a real network must run the same active set: a scorer that ca
 here (its module fails to import, its model is missing, its constructor raises) makes the set
 incomplete, and `ScorerSet.require_complete` refuses the start unless the operator explicitly
 allows a degraded validator (localnet, experiments). Exclusion happens here and only here; while
-scoring, a failure scores the clip 0 (engine.py), it never removes a scorer.
+scoring, a failure scores the clip 0 (clip_score.py), it never removes a scorer.
 """
 
 from __future__ import annotations
