@@ -29,3 +29,11 @@ def test_generate_reports_a_model_that_cannot_load_and_a_bad_request(tmp_path: P
     assert "cannot load ACE-Step" in result.output
     bad = CliRunner().invoke(app, ["generate", "--prompt", "x", "--key", "H major"])
     assert bad.exit_code == 2 and "invalid request" in bad.output
+
+
+def test_generate_score_scores_the_written_clip_against_the_same_request(tmp_path: Path) -> None:
+    out = tmp_path / "clip.wav"
+    args = ["generate", "--prompt", "calm piano", "--key", "C major", "--duration", "2"]
+    result = CliRunner().invoke(app, [*args, "--backend", "synth", "-o", out, "--score"])
+    assert result.exit_code == 0, result.output
+    assert f"{out}: final " in result.output and "scored in" in result.output

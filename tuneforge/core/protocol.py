@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -154,30 +155,32 @@ def split_instruments(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def synapse_from_options(
-    *,
-    prompt: str,
-    genre: str | None,
-    mood: str | None,
-    tempo: int | None,
-    key: str | None,
-    instruments: str,
-    vocals: bool,
-    lyrics: str | None,
-    duration: float,
-    seed: int | None = None,
-) -> MusicGenerationSynapse:
-    """The request a command line describes (`tuneforge generate`, `tuneforge score`); raises
-    pydantic's ValidationError for values the protocol refuses. No seed: a random one."""
-    return MusicGenerationSynapse(
-        prompt=prompt,
-        genre=genre,
-        mood=mood,
-        tempo_bpm=tempo,
-        key=key,
-        instruments=split_instruments(instruments),
-        vocals=vocals,
-        lyrics=lyrics,
-        duration_seconds=duration,
-        seed=secrets.randbelow(SEED_LIMIT) if seed is None else seed,
-    )
+@dataclass(frozen=True)
+class RequestOptions:
+    """A request as a command line states it: the flags `tuneforge generate` and `tuneforge
+    score` share, one place that turns them into the protocol's request."""
+
+    prompt: str
+    genre: str | None = None
+    mood: str | None = None
+    tempo: int | None = None
+    key: str | None = None
+    instruments: str = ""  # comma-separated, as typed
+    vocals: bool = False
+    lyrics: str | None = None
+
+    def synapse(self, duration: float, seed: int | None = None) -> MusicGenerationSynapse:
+        """The request for `duration` seconds; raises pydantic's ValidationError for values the
+        protocol refuses. No seed: a random one."""
+        return MusicGenerationSynapse(
+            prompt=self.prompt,
+            genre=self.genre,
+            mood=self.mood,
+            tempo_bpm=self.tempo,
+            key=self.key,
+            instruments=split_instruments(self.instruments),
+            vocals=self.vocals,
+            lyrics=self.lyrics,
+            duration_seconds=duration,
+            seed=secrets.randbelow(SEED_LIMIT) if seed is None else seed,
+        )

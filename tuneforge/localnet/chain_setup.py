@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import bittensor as bt
 
 # Blocks of 0.5 s and a 4-block weights rate limit: weights are set after the first round and
 # again about every round, so a two-round demo shows the rate limit working, not blocking.
@@ -18,7 +21,7 @@ VALIDATOR_STAKE = 10_000.0
 class Registered:
     """Who is on the chain for this run: the validator's wallet and uid, the miners' hotkeys."""
 
-    validator_wallet: Any
+    validator_wallet: bt.Wallet
     validator_uid: int
     miner_hotkeys: list[str]
 

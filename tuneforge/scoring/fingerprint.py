@@ -119,7 +119,8 @@ def _band_matrix(n_fft: int, rate: int) -> np.ndarray:
     for b in range(BANDS):
         if weights[b].sum() == 0:
             weights[b, int(np.argmin(np.abs(freqs - centres[b + 1])))] = 1.0
-    return weights / weights.sum(axis=1, keepdims=True)
+    normalised: np.ndarray = weights / weights.sum(axis=1, keepdims=True)
+    return normalised
 
 
 _BANDS_CACHE: dict[int, np.ndarray] = {}
@@ -142,7 +143,8 @@ def extract(y: np.ndarray, rate: int = ANALYSIS_RATE) -> np.ndarray:
     power = power[:, SMOOTH_HOPS // 2 :: FRAMES_PER_STEP][:, :MAX_FRAMES]
     db = 10.0 * np.log10(power + 1e-12)
     below = np.clip(db.max(initial=-120.0) - db, 0.0, FLOOR_DB)
-    return (np.round(below / DB_STEP) * DB_STEP).astype(np.uint8)
+    cells: np.ndarray = (np.round(below / DB_STEP) * DB_STEP).astype(np.uint8)
+    return cells
 
 
 def fingerprint(clip: Clip) -> np.ndarray:
@@ -331,11 +333,11 @@ class Query:
                 alignment = offsets[w] - variant.starts[w] - variant.first * variant.tempo
                 end = first + WINDOW_FRAMES / variant.tempo
                 hits.append((float(alignment), float(first), float(end), float(per_window[w])))
-            w = int(np.argmax(per_window))
-            if per_window[w] > best.similarity:
-                offset = int(offsets[w]) * STEP_S
+            top = int(np.argmax(per_window))
+            if per_window[top] > best.similarity:
+                offset = int(offsets[top]) * STEP_S
                 best = Match(
-                    float(per_window[w]), 0.0, self.seconds, offset, -variant.semitones,
+                    float(per_window[top]), 0.0, self.seconds, offset, -variant.semitones,
                     variant.tempo,
                 )  # fmt: skip
         inside = _aligned(hits, self.frames)

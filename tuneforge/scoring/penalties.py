@@ -11,7 +11,7 @@ import hashlib
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from tuneforge.scoring.copy_index import CopyIndex, stored_codes
 from tuneforge.scoring.envelope_features import flux_shape
 from tuneforge.scoring.fingerprint import BANDS, fingerprint
 from tuneforge.scoring.weights import duration_multiplier
+
+if TYPE_CHECKING:
+    from tuneforge.scoring.neural import NeuralModels
 
 FINGERPRINT_HISTORY_LIMIT = 500  # earlier clips in the per-round copy index
 # Abrupt cut-offs (envelope_features.FluxShape.decay_peakiness): no real clip of the tuning half
@@ -311,7 +314,7 @@ class FingerprintPenalty(Penalty):
 
     name = "fingerprint_penalty"
 
-    def __init__(self, models: Any = None) -> None:
+    def __init__(self, models: NeuralModels | None = None) -> None:
         super().__init__(models)
         self._lock = threading.Lock()
         # history codes by fingerprint digest: a round re-reads the same history entries

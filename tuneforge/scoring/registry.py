@@ -9,7 +9,7 @@ Every validator on a real network must run the same active set: a scorer that ca
 here (its module fails to import, its model is missing, its constructor raises) makes the set
 incomplete, and `ScorerSet.require_complete` refuses the start unless the operator explicitly
 allows a degraded validator (localnet, experiments). Exclusion happens here and only here; while
-scoring, a failure scores the clip 0 (engine.py), it never removes a scorer.
+scoring, a failure scores the clip 0 (clip_score.py), it never removes a scorer.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -31,6 +31,9 @@ from tuneforge.scoring.weights import (
     CheckSpec,
     preference_inactive_reason,
 )
+
+if TYPE_CHECKING:
+    from tuneforge.scoring.neural import NeuralModels
 
 
 class IncompleteScorerSet(RuntimeError):
@@ -85,14 +88,14 @@ class ScorerSet:
             raise IncompleteScorerSet("; ".join(self.problems()))
 
 
-def _model_status(models: Any, name: str) -> str | None:
+def _model_status(models: NeuralModels | None, name: str) -> str | None:
     """None when model `name` is loaded, else why not."""
     if models is None:
         return "not configured"
     return None if models.has(name) else models.reason(name)
 
 
-def load(spec: CheckSpec, models: Any = None) -> Loaded:
+def load(spec: CheckSpec, models: NeuralModels | None = None) -> Loaded:
     """Import and construct one check; what cannot be set up is excluded with the reason."""
     if not spec.active:
         return Loaded(spec.name, None, spec.inactive, inactive=True)
@@ -114,7 +117,7 @@ def load(spec: CheckSpec, models: Any = None) -> Loaded:
     return Loaded(spec.name, None, reason)
 
 
-def network_spec(spec: CheckSpec, network: str, models: Any = None) -> CheckSpec:
+def network_spec(spec: CheckSpec, network: str, models: NeuralModels | None = None) -> CheckSpec:
     """The row as it holds on `network`: the preference row follows the consensus rule."""
     if spec.name != PREFERENCE:
         return spec
@@ -130,7 +133,7 @@ def network_spec(spec: CheckSpec, network: str, models: Any = None) -> CheckSpec
     return dataclasses.replace(spec, inactive=reason)
 
 
-def load_scorer_set(models: Any = None, network: str = "") -> ScorerSet:
+def load_scorer_set(models: NeuralModels | None = None, network: str = "") -> ScorerSet:
     """Every scorer and penalty of the table as it holds on `network` (no network: the table
     as written), plus the required models this validator lacks."""
     missing = {

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tuneforge.core.protocol import SEED_LIMIT
+from tuneforge.core.protocol import SEED_LIMIT, RequestOptions
 
 if TYPE_CHECKING:
     from tuneforge.core.audio import Audio
@@ -60,22 +60,11 @@ def generate_command(
     from pydantic import ValidationError
 
     from tuneforge.core.audio import encode_wav
-    from tuneforge.core.protocol import synapse_from_options
     from tuneforge.generation.settings import GenerationSettings
 
-    content: dict[str, Any] = dict(
-        prompt=prompt,
-        genre=genre,
-        mood=mood,
-        tempo=tempo,
-        key=key,
-        instruments=instruments,
-        vocals=vocals,
-        lyrics=lyrics,
-        duration=duration,
-    )
+    options = RequestOptions(prompt, genre, mood, tempo, key, instruments, vocals, lyrics)
     try:
-        request = synapse_from_options(**content, seed=seed)
+        request = options.synapse(duration, seed)
         fields = _backend_fields(backend, model, vocal_backend, vocal_model, lyrics_model)
         fields["dtype"] = dtype  # a plain string here: GenerationSettings validates it
         settings = GenerationSettings(**fields, device=device, steps=steps)
@@ -93,7 +82,7 @@ def generate_command(
         f"real-time factor {audio.duration_seconds / timed.generation_s:.2f}x"
     )
     if score:
-        _score(output, content, device)
+        _score(output, options, duration, device)
 
 
 def _backend_fields(
@@ -114,22 +103,11 @@ def _backend_fields(
     return fields
 
 
-def _score(output: Path, content: dict[str, Any], device: str) -> None:
+def _score(output: Path, options: RequestOptions, duration: float, device: str) -> None:
     """Score the written clip against the same request, as `tuneforge score` would."""
-    from tuneforge.tools.score import score_command
+    from tuneforge.tools.score import score_files
 
-    score_command(
-        files=[output],
-        **content,
-        independent=True,
-        json_out=False,
-        clap=None,
-        mert=None,
-        whisper=None,
-        mos=None,
-        preference=None,
-        device=device,
-    )
+    score_files([output], options, duration, device=device, independent=True)
 
 
 @dataclass(frozen=True)

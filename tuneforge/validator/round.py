@@ -36,6 +36,8 @@ from tuneforge.validator.state import MinerRoundResult, OutboxEntry, ValidatorSt
 from tuneforge.validator.tracks import answer_track
 
 if TYPE_CHECKING:
+    from loguru import Logger
+
     from tuneforge.core.audio import WavAudio
     from tuneforge.scoring.shared import Peek
 
@@ -254,20 +256,7 @@ class RoundRunner:
             {(o.uid, o.hotkey): s.final_score for o, s in zip(outcomes, scores, strict=True)},
             neuron_settings.alpha,
         )
-        results = [
-            MinerRoundResult(
-                uid=o.uid,
-                hotkey=o.hotkey,
-                final_score=s.final_score,
-                result={
-                    **s.to_dict(),
-                    "round": round_number,
-                    "challenge_id": challenge.challenge_id,
-                    "query": {**o.facts(), "seed": seeds[o.hotkey]},
-                },
-            )
-            for o, s in zip(outcomes, scores, strict=True)
-        ]
+        results = _round_results(round_number, challenge, outcomes, scores, seeds)
         round_id = str(uuid.UUID(bytes=hashlib.sha256(b"round-id|" + seed).digest()[:16]))
         outbox = self._publications(
             round_id, metagraph.block, challenge, outcomes, scores, fingerprints
@@ -286,15 +275,7 @@ class RoundRunner:
         self.metrics.rounds.inc()
         self.metrics.round_seconds.observe(seconds)
         self.metrics.set_emas(self.state.miners.emas())
-        for o, s in zip(outcomes, scores, strict=True):
-            log.info(
-                "uid {} {} final {:.3f} ema {:.3f}{}",
-                o.uid,
-                o.hotkey[:8],
-                s.final_score,
-                emas[(o.uid, o.hotkey)],
-                f" ({o.error})" if o.error else "",
-            )
+        _log_scores(log, outcomes, scores, emas)
         log.info("round {} done in {:.1f}s", round_number, seconds)
         return RoundReport(round_number, challenge, outcomes, scores, emas, seconds)
 
@@ -334,3 +315,44 @@ class RoundRunner:
         # The round goes first: audio uploads refer to its track ids.
         round_payload = round_result(round_id, block, challenge, tracks)
         return [(ROUND_RESULT, round_payload, None, group), *items]
+
+
+def _round_results(
+    round_number: int,
+    challenge: MusicGenerationSynapse,
+    outcomes: list[QueryOutcome],
+    scores: list[ClipScore],
+    seeds: Mapping[str, int],
+) -> list[MinerRoundResult]:
+    """What the state keeps of each miner's answer this round: its score and how it was asked."""
+    return [
+        MinerRoundResult(
+            uid=o.uid,
+            hotkey=o.hotkey,
+            final_score=s.final_score,
+            result={
+                **s.to_dict(),
+                "round": round_number,
+                "challenge_id": challenge.challenge_id,
+                "query": {**o.facts(), "seed": seeds[o.hotkey]},
+            },
+        )
+        for o, s in zip(outcomes, scores, strict=True)
+    ]
+
+
+def _log_scores(
+    log: Logger,
+    outcomes: list[QueryOutcome],
+    scores: list[ClipScore],
+    emas: Mapping[tuple[int, str], float],
+) -> None:
+    for o, s in zip(outcomes, scores, strict=True):
+        log.info(
+            "uid {} {} final {:.3f} ema {:.3f}{}",
+            o.uid,
+            o.hotkey[:8],
+            s.final_score,
+            emas[(o.uid, o.hotkey)],
+            f" ({o.error})" if o.error else "",
+        )

@@ -6,7 +6,7 @@ import asyncio
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -18,6 +18,9 @@ from tuneforge.scoring.weights import CATALOGUE_PENALTY, CHECKS
 from tuneforge.validator.config import ScoringModelSettings, ValidatorSettings
 
 if TYPE_CHECKING:
+    import bittensor as bt
+
+    from tuneforge.auth.hotkey import HotkeySigner
     from tuneforge.chain.base import ChainView
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.scoring.neural import NeuralModels
@@ -155,7 +158,7 @@ class _Opened:
     """What `run` opened before the event loop starts (and closes on the way out)."""
 
     settings: ValidatorSettings
-    wallet: Any
+    wallet: bt.Wallet  # signs btauth/1 requests to miners, and the API's hotkey auth
     state: ValidatorState
     engine: ScoringEngine
     chain: ChainView
@@ -278,7 +281,7 @@ async def _main(opened: _Opened) -> None:
             await api.aclose()
 
 
-def _api_client(settings: ValidatorSettings, wallet: Any) -> ApiClient | None:
+def _api_client(settings: ValidatorSettings, wallet: HotkeySigner) -> ApiClient | None:
     """The API client when publishing, serving jobs or checking copies needs one."""
     from tuneforge.validator.api_client import ApiClient
 
