@@ -211,3 +211,18 @@ def test_pieces_written_for_one_challenge_do_not_name_each_other() -> None:
         excerpt = matrix[:, 5 : 5 + 64]  # ≈ 12 s, off the stored frames' grid by 5
         assert index.search(excerpt, exclude=frozenset({key})) == [], f"seed {key}"
         assert [f.key for f in index.search(excerpt)][:1] == [key]  # its own source is found
+
+
+def test_the_bench_cuts_short_queries_and_pools_one_challenge_groups() -> None:
+    """One-challenge pieces are also searched with SHORT_QUERY_S excerpts (a short answer's
+    coverage rule differs); each group's flags add up into one rate."""
+    from tuneforge.bench.copies import RATE, SHORT_QUERY_S, _pooled, disguise
+
+    y = np.random.default_rng(5).standard_normal(RATE * 15).astype(np.float32)
+    excerpt = disguise("offset", y, y, np.random.default_rng(1), SHORT_QUERY_S)
+    assert len(excerpt) == int(SHORT_QUERY_S * RATE)
+    groups = [
+        {"flagged": 1, "of": 6, "pairs": ["a ~ b"]},
+        {"flagged": 0, "of": 6, "pairs": []},
+    ]
+    assert _pooled(groups) == {"flagged": 1, "of": 12, "rate": 0.0833, "pairs": ["a ~ b"]}  # type: ignore[arg-type]

@@ -16,7 +16,8 @@ indexed whole; queries are QUERY_S excerpts of a disguised copy:
   every render moved to C major / A minor at 100 bpm (librosa pitch shift and time stretch)
   against the others moved alike; and, per challenge (one key, tempo and genre), pieces of
   different seeds from the `synth` backend and from `calibration.heldout.markov_piece` against
-  the other seeds of the same generator.
+  the other seeds of the same generator — with QUERY_S excerpts, and apart (`short_queries`)
+  with SHORT_QUERY_S ones, the length of a short answer, whose coverage rule differs (D59).
 
 Latency: `index_size` synthetic tracks (random window codes) plus the real ones, then a batch of
 256 real queries through `CopyIndex.search` (what `POST /fingerprints/match` runs per batch).
@@ -40,6 +41,7 @@ from tuneforge.scoring.copy_index import CopyIndex, stored_codes
 RATE = ANALYSIS_RATE
 PIECE_S = 15.0  # the calibration renders' length (fadtk clips are 10 s)
 QUERY_S = 12.0
+SHORT_QUERY_S = 10.0  # a 10 s answer (fadtk's clips' length): its copy check has fewer windows
 SHARED_CORRELATION = 0.7  # waveform correlation that only the same notes at the same time reach
 DISGUISES = ("offset", "tempo+5%", "tempo-5%", "pitch+1", "pitch-1", "noise20dB", "eq", "splice")
 COMMON_TEMPO = 100.0  # renders are all moved to this tempo and to C major / A minor
@@ -81,13 +83,19 @@ def real_pieces(cache_dir: Path | None = None) -> list[BenchPiece]:
 # ---- disguises ---------------------------------------------------------------------------
 
 
-def disguise(kind: str, y: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A QUERY_S excerpt of `y` disguised as `kind` (`other` is the splice's second source)."""
+def disguise(
+    kind: str,
+    y: np.ndarray,
+    other: np.ndarray,
+    rng: np.random.Generator,
+    seconds: float = QUERY_S,
+) -> np.ndarray:
+    """A `seconds` excerpt of `y` disguised as `kind` (`other` is the splice's second source)."""
     import librosa
     from scipy.signal import butter, sosfilt
 
     start = int(rng.uniform(0.5, 3.0) * RATE)  # never aligned with the stored frames
-    n = int(QUERY_S * RATE)
+    n = int(seconds * RATE)
     if kind == "splice":
         half = n // 2
         return np.concatenate([y[start : start + half], other[start : start + half]])
@@ -208,14 +216,17 @@ def catch_rates(
 
 
 def false_positives(
-    named_audio: list[tuple[str, np.ndarray]], rng: np.random.Generator
+    named_audio: list[tuple[str, np.ndarray]],
+    rng: np.random.Generator,
+    seconds: float = QUERY_S,
 ) -> dict[str, object]:
-    """An excerpt of each piece searched in an index of all of them but itself; a piece named
-    that plays the excerpt's own notes is set aside as shared material, not counted."""
+    """A `seconds` excerpt of each piece searched in an index of all of them but itself; a
+    piece named that plays the excerpt's own notes is set aside as shared material, not
+    counted."""
     index = index_of([fp.extract(y) for _, y in named_audio])
     flagged, shared = [], []
     for key, (name, y) in enumerate(named_audio):
-        excerpt = disguise("offset", y, y, rng)
+        excerpt = disguise("offset", y, y, rng, seconds)
         query = fp.extract(excerpt)
         excluded = {key}
         while found := index.search(query, exclude=frozenset(excluded)):
@@ -229,22 +240,30 @@ def false_positives(
 
 
 def same_key_tempo(pieces: list[BenchPiece], split: str, rng: np.random.Generator) -> dict:
-    """False positives among distinct pieces that share key and tempo (see the docstring)."""
+    """False positives among distinct pieces that share key and tempo (see the docstring);
+    the one-challenge pieces also with SHORT_QUERY_S excerpts (`short_queries`, its own total)."""
     cases: dict[str, dict[str, object]] = {"real_common": false_positives(
         common_key_and_tempo(pieces), rng
     )}  # fmt: skip
+    short: dict[str, dict[str, object]] = {}
+    short_rng = np.random.default_rng(59)  # its own draws: the 12 s cases keep theirs
     for generator in ("synth", "markov"):
-        groups = [
-            false_positives(one_challenge_pieces(generator, row, split), rng)
-            for row in range(len(CHALLENGES))
-        ]
-        flagged = sum(int(g["flagged"]) for g in groups)  # type: ignore[call-overload]
-        of = sum(int(g["of"]) for g in groups)  # type: ignore[call-overload]
-        pairs = [p for g in groups for p in g["pairs"]]  # type: ignore[attr-defined]
-        cases[generator] = _rate(flagged, of) | {"pairs": pairs}
-    flagged = sum(int(c["flagged"]) for c in cases.values())  # type: ignore[call-overload]
-    of = sum(int(c["of"]) for c in cases.values())  # type: ignore[call-overload]
-    return _rate(flagged, of) | {"cases": cases}
+        made = [one_challenge_pieces(generator, row, split) for row in range(len(CHALLENGES))]
+        cases[generator] = _pooled([false_positives(group, rng) for group in made])
+        short[generator] = _pooled(
+            [false_positives(group, short_rng, SHORT_QUERY_S) for group in made]
+        )
+    return _pooled(list(cases.values())) | {
+        "cases": cases,
+        "short_queries": _pooled(list(short.values())) | {"seconds": SHORT_QUERY_S, "cases": short},
+    }
+
+
+def _pooled(groups: list[dict[str, object]]) -> dict[str, object]:
+    """One rate over several `false_positives` results, their flagged pairs listed."""
+    flagged = sum(int(g["flagged"]) for g in groups)  # type: ignore[call-overload]
+    of = sum(int(g["of"]) for g in groups)  # type: ignore[call-overload]
+    return _rate(flagged, of) | {"pairs": [p for g in groups for p in g["pairs"]]}  # type: ignore[attr-defined]
 
 
 def _rate(count: int, of: int) -> dict[str, object]:
@@ -267,6 +286,10 @@ def measure(
     progress(f"{split} false positives: {distinct['flagged']}/{distinct['of']}")
     alike = same_key_tempo(chosen, split, rng)
     progress(f"{split} same key and tempo: {alike['flagged']}/{alike['of']}")
+    short = alike["short_queries"]
+    progress(
+        f"{split} one challenge, {SHORT_QUERY_S:.0f} s queries: {short['flagged']}/{short['of']}"
+    )
     report = {
         "pieces": len(chosen),
         "query_seconds": QUERY_S,
@@ -346,6 +369,8 @@ def command(
         for name in ("false_positives", "same_key_tempo"):
             row = result[name]  # type: ignore[index]
             typer.echo(f"{split:>8} {name}  {row['flagged']}/{row['of']} ({row['rate']:.1%})")
+        row = result["same_key_tempo"]["short_queries"]  # type: ignore[index]
+        typer.echo(f"{split:>8} one challenge, {SHORT_QUERY_S:.0f} s  {row['flagged']}/{row['of']}")
     idx = report["index"]
     typer.echo(
         f"index: {idx['tracks']} tracks, 256 queries in {idx['batch_seconds']} s"  # type: ignore[index]
