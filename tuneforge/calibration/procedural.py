@@ -72,8 +72,9 @@ def pluck(freq: float, seconds: float, rng: np.random.Generator, bright: float =
     for start in range(period + 1, n + period + 1, period):
         stop = min(start + period, n + period + 1)
         width = stop - start
-        out[start:stop] = damping * 0.5 * (out[start - period : start - period + width]
-                                           + out[start - period - 1 : start - period - 1 + width])  # fmt: skip
+        back = start - period
+        pair = out[back : back + width] + out[back - 1 : back - 1 + width]
+        out[start:stop] = damping * 0.5 * pair
     sound = out[1 : n + 1]
     fade = min(len(sound), int(0.03 * RATE))
     sound[len(sound) - fade :] *= np.linspace(1.0, 0.0, fade)
@@ -89,7 +90,7 @@ def fm_bell(freq: float, seconds: float, rng: np.random.Generator) -> np.ndarray
 
 
 def pad_voice(freq: float, seconds: float, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """A sustained chord tone: three detuned additive copies (or drawbar organ sines), slow swell."""
+    """A sustained chord tone: three detuned additive copies (or drawbar organ sines)."""
     t = np.arange(int(seconds * RATE)) / RATE
     wave = np.zeros_like(t)
     if kind == "organ":
@@ -247,7 +248,10 @@ def _room(dry: np.ndarray, style: Style, rng: np.random.Generator) -> np.ndarray
 
 
 def _master(mix: np.ndarray) -> np.ndarray:
-    """Bus glue: a soft clip of the peaks after a level that puts the loud notes near it."""
+    """Bus glue: a 20 Hz high-pass (plucks leave DC), then a soft clip of the peaks after a
+    level that puts the loud notes near it."""
+    pole = np.exp(-2 * np.pi * 20.0 / RATE)
+    mix = lfilter([1.0, -1.0], [1.0, -pole], mix, axis=1)
     peak = float(np.max(np.abs(mix))) or 1.0
     return np.tanh(1.4 * mix / peak) / np.tanh(1.4)
 
