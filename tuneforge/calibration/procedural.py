@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.random import Generator
 from scipy.signal import fftconvolve, lfilter
 
 from tuneforge.audio import Audio
@@ -25,6 +26,7 @@ PROGRESSIONS = {
     False: ((0, 5, 3, 4), (0, 4, 5, 3), (0, 3, 4, 4), (5, 3, 0, 4)),
     True: ((0, 5, 2, 6), (0, 3, 6, 2), (0, 5, 3, 4), (0, 3, 4, 0)),
 }
+Note = tuple[float, float, int]  # (start beat, length in beats, MIDI pitch)
 QUIET_GENRES = ("classical", "ambient", "orchestral", "cinematic", "choral", "baroque")
 
 
@@ -265,14 +267,18 @@ def _swung(beat: float, swing: float) -> float:
     return float(whole + (swing if abs(beat - whole - 0.5) < 1e-6 else beat - whole))
 
 
-def _play_pads(out: np.ndarray, chords: list[list[int]], spb: float, style: Style, rng) -> None:
+def _play_pads(
+    out: np.ndarray, chords: list[list[int]], spb: float, style: Style, rng: Generator
+) -> None:
     for bar, chord in enumerate(chords):
         for i, note in enumerate(chord):
             sound = pad_voice(_hz(note), 4 * spb + 0.5, style.pad, rng)
             _add(out, sound, bar * 4 * spb + rng.uniform(0, 0.02), 0.16, (-0.5, 0.1, 0.5)[i])
 
 
-def _play_bass(out: np.ndarray, chords: list[list[int]], spb: float, style: Style, rng) -> None:
+def _play_bass(
+    out: np.ndarray, chords: list[list[int]], spb: float, style: Style, rng: Generator
+) -> None:
     pattern = ((0.0, 1.5, 0), (1.5, 0.5, 0), (2.0, 1.0, 7), (3.0, 1.0, 12))
     for bar, chord in enumerate(chords):
         root = 36 + (chord[0] - 36) % 12
@@ -284,7 +290,9 @@ def _play_bass(out: np.ndarray, chords: list[list[int]], spb: float, style: Styl
             _add(out, sound, at, rng.uniform(0.5, 0.65), 0.0)
 
 
-def _play_lead(out: np.ndarray, notes, spb: float, style: Style, rng) -> None:
+def _play_lead(
+    out: np.ndarray, notes: list[Note], spb: float, style: Style, rng: Generator
+) -> None:
     for beat, length, pitch in notes:
         seconds = length * spb + 0.6
         voice = pluck(_hz(pitch), seconds, rng, 0.3) if style.lead == "pluck" else None
@@ -293,7 +301,7 @@ def _play_lead(out: np.ndarray, notes, spb: float, style: Style, rng) -> None:
         _add(out, sound, at, rng.uniform(0.35, 0.5), 0.2)
 
 
-def _play_drums(out: np.ndarray, bars: int, spb: float, style: Style, rng) -> None:
+def _play_drums(out: np.ndarray, bars: int, spb: float, style: Style, rng: Generator) -> None:
     kit = {"k": [kick(rng) for _ in range(3)], "s": [snare(rng) for _ in range(3)],
            "h": [hat(rng) for _ in range(4)], "o": [hat(rng, True)]}  # fmt: skip
     for bar in range(bars):
