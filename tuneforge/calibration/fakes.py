@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tuneforge.calibration.heldout import markov_piece
+from tuneforge.calibration.procedural import VARIANT, procedural_piece
 from tuneforge.calibration.real import TARGET_LUFS, RealPiece, _finish
 from tuneforge.core.audio import Audio
 from tuneforge.core.protocol import MusicGenerationSynapse
@@ -127,6 +128,18 @@ def heldout_generator(piece: RealPiece) -> Audio:
     return _finish(audio.samples, audio.sample_rate)
 
 
+def procedural(piece: RealPiece) -> Audio:
+    """A careful rule-based piece (procedural.py): plucked strings, pads on a voice-led
+    progression, a bass line, a phrased melody, swung drums, a room."""
+    return procedural_piece(piece.challenge)
+
+
+def procedural_variant(piece: RealPiece) -> Audio:
+    """The same generator with other choices (FM lead, organ pad, no room, straight time): the
+    stand-in for a rule-based generator nobody tuned against."""
+    return procedural_piece(piece.challenge, VARIANT)
+
+
 # Kinds measured on the tune split and reported on both; HELDOUT_KINDS only ever on held-out.
 FAKES: dict[str, Callable[[RealPiece], Audio]] = {
     "synth": synth,
@@ -136,6 +149,8 @@ FAKES: dict[str, Callable[[RealPiece], Audio]] = {
     "loop": loop,
     "reversed": reversed_clip,
     "clicks": clicks,
+    "procedural": procedural,
+    "procedural_variant": procedural_variant,
     "heldout_generator": heldout_generator,
 }
 HELDOUT_KINDS = ("heldout_generator",)
