@@ -216,7 +216,7 @@ def test_pieces_written_for_one_challenge_do_not_name_each_other() -> None:
 def test_the_bench_cuts_short_queries_and_pools_one_challenge_groups() -> None:
     """One-challenge pieces are also searched with SHORT_QUERY_S excerpts (a short answer's
     coverage rule differs); each group's flags add up into one rate."""
-    from tuneforge.bench.copies import RATE, SHORT_QUERY_S, _pooled, disguise
+    from tuneforge.tools.bench.copies import RATE, SHORT_QUERY_S, _pooled, disguise
 
     y = np.random.default_rng(5).standard_normal(RATE * 15).astype(np.float32)
     excerpt = disguise("offset", y, y, np.random.default_rng(1), SHORT_QUERY_S)

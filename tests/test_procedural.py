@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tuneforge.calibration.procedural import VARIANT, procedural_piece, progression, voice_lead
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.features import tempo_bpm
 from tuneforge.scoring.harmony_features import key_estimate

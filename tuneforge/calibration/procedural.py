@@ -16,8 +16,8 @@ import numpy as np
 from numpy.random import Generator
 from scipy.signal import fftconvolve, lfilter
 
-from tuneforge.audio import Audio
-from tuneforge.protocol import MusicGenerationSynapse
+from tuneforge.core.audio import Audio
+from tuneforge.core.protocol import MusicGenerationSynapse
 
 RATE = 32_000
 SCALES = {False: (0, 2, 4, 5, 7, 9, 11), True: (0, 2, 3, 5, 7, 8, 10)}
