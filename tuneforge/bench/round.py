@@ -5,9 +5,10 @@ signed by that miner's own wallet) and answer at once with a clip rendered befor
 starts, one distinct clip per miner: the figures are the validator's (query, decode, scoring,
 the state transaction), not generation's. Each miner sends the same clip every round, so from
 the second round on every answer is (rightly) caught as a replay of its own earlier clip; that
-changes a penalty, not the work. Reported per round: wall time, CPU seconds of the
-validator process and of its scoring workers, peak RSS of the validator and its workers together
-(PSS, sampled every 0.1 s from /proc), and how much the state file and its history grew.
+changes a penalty, not the work. Reported per round: wall time, CPU seconds of the validator
+process and of its scoring workers, peak memory of the validator and its workers together and of
+each side alone (PSS, sampled every 0.1 s from /proc), and how much the state file and its
+history grew.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def command(
         typer.echo(
             f"  round {r['round']}: wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s "
             f"(validator {r['cpu_validator_s']:.1f} + workers {r['cpu_workers_s']:.1f}), "
-            f"peak PSS {r['peak_pss_mb']:.0f} MB, history +{r['history_growth_kb']:.0f} KB, "
+            f"peak PSS {r['peak_pss_mb']:.0f} MB (validator {r['peak_pss_validator_mb']:.0f}, "
+            f"workers {r['peak_pss_workers_mb']:.0f}), history +{r['history_growth_kb']:.0f} KB, "
             f"state file +{r['state_growth_kb']:.0f} KB"
         )
     typer.echo(
@@ -68,17 +70,21 @@ def command(
 
 @dataclass
 class _Sampler:
-    """Peak resident memory of this process and its children (the scoring workers)."""
+    """Peak resident memory of this process and its children (the scoring workers): of both
+    together, and of each side alone (their peaks need not fall at the same moment)."""
 
-    pids: Any
+    workers: Any  # () -> the scoring workers' pids
     peak: int = 0
+    peak_validator: int = 0
+    peak_workers: int = 0
     _stop: threading.Event | None = None
 
-    def _rss(self) -> int:
+    @staticmethod
+    def _pss(pids: list[int]) -> int:
         """Sum of the processes' PSS: pages shared between them (libraries, the interpreter)
         are counted once in total, not once per worker as a sum of RSS would."""
         total = 0
-        for pid in self.pids():
+        for pid in pids:
             try:
                 with open(f"/proc/{pid}/smaps_rollup") as handle:
                     for line in handle:
@@ -89,14 +95,20 @@ class _Sampler:
                 continue  # a worker that just exited
         return total
 
+    def _sample(self) -> None:
+        validator, workers = self._pss([os.getpid()]), self._pss(self.workers())
+        self.peak = max(self.peak, validator + workers)
+        self.peak_validator = max(self.peak_validator, validator)
+        self.peak_workers = max(self.peak_workers, workers)
+
     def __enter__(self) -> _Sampler:
-        self.peak = self._rss()
+        self._sample()
         self._stop = threading.Event()
         stop = self._stop
 
         def sample() -> None:
             while not stop.wait(0.1):
-                self.peak = max(self.peak, self._rss())
+                self._sample()
 
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()
@@ -210,7 +222,7 @@ async def _rounds(
             workers_before = {pid: _cpu_seconds(pid) for pid in worker_pids()}
             me_before = time.process_time()
             started = time.perf_counter()
-            with _Sampler(lambda: [os.getpid(), *worker_pids()]) as sampler:
+            with _Sampler(worker_pids) as sampler:
                 report = await runner.run_round(metagraph)
             wall = time.perf_counter() - started
             me = time.process_time() - me_before
@@ -229,6 +241,8 @@ async def _rounds(
                     "cpu_validator_s": round(me, 2),
                     "cpu_workers_s": round(workers, 2),
                     "peak_pss_mb": round(sampler.peak / 2**20, 1),
+                    "peak_pss_validator_mb": round(sampler.peak_validator / 2**20, 1),
+                    "peak_pss_workers_mb": round(sampler.peak_workers / 2**20, 1),
                     "history_growth_kb": round(
                         (sum(state.history.stored_bytes().values()) - history_before) / 1024, 1
                     ),
