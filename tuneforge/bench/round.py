@@ -44,9 +44,15 @@ def command(
     ),
     rounds: int = typer.Option(2, "--rounds", help="rounds measured (after one warm-up round)"),
     json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
+    clips: Path | None = typer.Option(
+        None,
+        "--clips",
+        help="folder of the miners' clips: rendered there once, reused by later runs "
+        "(default: rendered afresh in a temporary folder)",
+    ),
 ) -> None:
-    """Validator round cost: wall, CPU, peak RSS and state growth per round."""
-    report = run(miners, duration, workers, rounds)
+    """Validator round cost: wall, CPU, peak PSS and state growth per round."""
+    report = run(miners, duration, workers, rounds, clips)
     if json_out:
         typer.echo(json.dumps(report))
         return
@@ -129,7 +135,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, Any]:
+def run(
+    miners: int, duration: float, workers: int, rounds: int, clips: Path | None = None
+) -> dict[str, Any]:
     from tuneforge.localnet.chain_setup import register_network
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.validator.config import NeuronSettings, ValidatorSettings
@@ -143,7 +151,7 @@ def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, An
         root = Path(tmp)
         chain_path, wallets = root / "chain.db", str(root / "wallets")
         registered = register_network(chain_path, NETUID, wallets, miners)
-        clips = root / "clips"
+        clips = clips or root / "clips"
         _render(clips, miners, duration)
         context = multiprocessing.get_context("spawn")
         ready = context.Event()
@@ -263,17 +271,29 @@ def _wal_size(path: Path) -> int:
 
 
 def _render(folder: Path, miners: int, duration: float) -> None:
-    """One distinct synth clip per miner (its own genre, key, tempo and seed), as WAV files."""
+    """One distinct synth clip per miner (its own genre, key, tempo and seed), as WAV files;
+    a clip already in `folder` for this duration is kept (rendering 64 takes minutes)."""
     from tuneforge.audio import encode_wav
     from tuneforge.generation.synth import SynthBackend
     from tuneforge.validator.challenges import make_challenge
 
-    folder.mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     backend = SynthBackend()
     for index in range(miners):
+        path = folder / f"{index}.wav"
+        if path.exists() and abs(_seconds(path) - duration) < 0.01:
+            continue
         seed = hashlib.sha256(f"bench-{index}".encode()).digest()
         challenge = make_challenge(seed, duration, duration)
-        (folder / f"{index}.wav").write_bytes(encode_wav(backend.generate(challenge)))
+        partial = path.with_suffix(".part")
+        partial.write_bytes(encode_wav(backend.generate(challenge)))
+        partial.replace(path)  # a run stopped mid-write leaves no clip that looks whole
+
+
+def _seconds(path: Path) -> float:
+    import soundfile
+
+    return float(soundfile.info(str(path)).duration)
 
 
 def _announce(chain_path: Path, hotkeys: list[str], port: int) -> None:
