@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import signal
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import signals
-from tuneforge.core.audio import Audio
+from tuneforge.core.audio import Audio, WavAudio, encode_wav
 from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import ClipScore, Submission
 from tuneforge.scoring.engine import ScoredRound, ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory
 from tuneforge.scoring.shared import Peek
+from tuneforge.validator.spool import RoundSpool, SpooledWav
 
 CHALLENGE = MusicGenerationSynapse(
     prompt="calm piano", genre="pop", tempo_bpm=100, key="C major", duration_seconds=6.0
@@ -38,6 +41,31 @@ def _round(seconds: float = 6.0) -> list[Submission]:
         Submission("hk-short", Audio(a.samples[:, :800], a.sample_rate), generation_ms=1.0),
         Submission("hk-noise", signals.white_noise(seconds=seconds), generation_ms=3000.0),
     ]
+
+
+def _encoded(submissions: list[Submission]) -> list[Submission]:
+    """The answers as a validator receives them: checked WAV bytes (float: the same samples)."""
+    out = []
+    for s in submissions:
+        if isinstance(s.audio, Audio):
+            wav = encode_wav(s.audio, subtype="FLOAT")
+            audio = WavAudio.checked(wav, max_bytes=2**25, max_seconds=60.0)
+            s = Submission(s.miner_hotkey, audio, s.generation_ms, s.error)
+        out.append(s)
+    return out
+
+
+def _spooled(submissions: list[Submission], spool: RoundSpool) -> list[Submission]:
+    """The same answers as a round holds them: their bytes in the round's spool, not here."""
+    out = []
+    for index, s in enumerate(submissions):
+        if isinstance(s.audio, WavAudio):
+            kept = spool.keep(index, s.audio)
+            assert isinstance(kept, SpooledWav) and kept.wav == b""
+            assert len(pickle.dumps(kept)) < 1024  # a worker's task carries a path, not bytes
+            s = Submission(s.miner_hotkey, kept, s.generation_ms, s.error)
+        out.append(s)
+    return out
 
 
 def _comparable(score: ClipScore) -> dict[str, object]:
@@ -73,7 +101,7 @@ def _start(engine: ScoringEngine, submissions: list[Submission]) -> dict[int, Fu
     return started
 
 
-def test_two_worker_processes_score_a_round_exactly_like_one_process() -> None:
+def test_two_worker_processes_score_a_round_exactly_like_one_process(tmp_path: Path) -> None:
     history = InMemoryHistory()
     # An earlier round fills the history: diversity, the FAD window and the copy index read it.
     earlier = ScoringEngine.create(history).score_round(CHALLENGE, _round())
@@ -94,6 +122,13 @@ def test_two_worker_processes_score_a_round_exactly_like_one_process() -> None:
         streamed_here = in_process.score(CHALLENGE, submissions, _start(in_process, submissions))
         in_process.close()
         again = parallel_engine.score(CHALLENGE, submissions)  # workers keep no round state
+        # Answers whose bytes wait in the round's spool: the workers read them from there.
+        encoded = _encoded(submissions)
+        serial_wav = serial_engine.score(CHALLENGE, encoded)
+        with RoundSpool(tmp_path) as spool:
+            spooled = _spooled(encoded, spool)
+            from_spool = parallel_engine.score(CHALLENGE, spooled, _start(parallel_engine, spooled))
+        assert list(tmp_path.iterdir()) == []  # the round's folder went with it
         # A worker that dies (killed for memory, a native crash) fails that round only.
         os.kill(parallel_engine.worker_pids()[0], signal.SIGKILL)
         with pytest.raises(BrokenProcessPool):
@@ -106,6 +141,7 @@ def test_two_worker_processes_score_a_round_exactly_like_one_process() -> None:
     _assert_same(serial, streamed_here)
     _assert_same(serial, again)
     _assert_same(serial, recovered)
+    _assert_same(serial_wav, from_spool)
     copied = serial.scores[2]
     assert copied.penalties["fingerprint_penalty"] == 0.0  # the round's copy is caught in workers
     assert serial.scores[4].error == "timeout" and "shorter than" in (serial.scores[5].error or "")

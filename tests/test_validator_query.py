@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from tuneforge.chain.local import LocalChain
 from tuneforge.core.audio import WavAudio
 from tuneforge.validator.challenges import make_challenge, round_seed
 from tuneforge.validator.query import MAX_CONCURRENT_CHECKS, MinerClient, QueryOutcome
+from tuneforge.validator.spool import RoundSpool, SpooledWav, answer_bytes
 
 LIMIT = 16 * 1024 * 1024  # above the 9.6 MB ten-minute WAV, so that one fails on length
 
@@ -128,12 +129,12 @@ async def test_answers_are_handed_on_as_they_arrive_and_checked_two_at_a_time(ne
     challenge = make_challenge(round_seed("v", 3, b"k"), 2, 2)
     check, running, most = client._check, [0], [0]
 
-    def counted(wav: bytes) -> WavAudio:
+    def counted(wav: bytes, keep: Callable[[WavAudio], WavAudio] | None) -> WavAudio:
         running[0] += 1
         most[0] = max(most[0], running[0])
         try:
             time.sleep(0.05)  # long enough for the answers to overlap here
-            return check(wav)
+            return check(wav, keep)
         finally:
             running[0] -= 1
 
@@ -150,3 +151,27 @@ async def test_answers_are_handed_on_as_they_arrive_and_checked_two_at_a_time(ne
     assert sorted(i for i, _ in handed) == [0, 1, 2, 3, 4]  # never the failed answer
     assert all(outcomes[i] is o for i, o in handed)
     assert 1 <= most[0] <= MAX_CONCURRENT_CHECKS
+
+
+async def test_a_round_keeps_its_answers_in_its_spool_not_in_memory(
+    net: Net, tmp_path: Path
+) -> None:
+    """With `keep` (a round's spool) a checked answer's bytes go to disk in its checking thread;
+    the outcome holds where they are, and they read back as the miner signed them."""
+    client = MinerClient(net.validator, max_response_bytes=LIMIT, max_audio_seconds=90.0)
+    challenge = make_challenge(round_seed("v", 4, b"k"), 2, 2)
+    neurons = [net.neuron("error_500"), net.neuron("good")]
+    try:
+        with RoundSpool(tmp_path) as spool:
+            outcomes = await client.query_many(neurons, challenge, 10.0, keep=spool.keep)
+            failed, answer = outcomes
+            assert failed.audio is None and not list(spool.folder.glob("0.*"))
+            assert isinstance(answer.audio, SpooledWav) and answer.wav is None
+            assert answer.audio.wav == b"" and answer.audio.path == str(spool.folder / "1.wav")
+            data = answer_bytes(answer.audio)
+            assert len(data) == answer.bytes_read and data[:4] == b"RIFF"
+            assert answer.audio.decode().num_samples == answer.audio.num_samples
+    finally:
+        await client.aclose()
+    with pytest.raises(FileNotFoundError):  # the round is over: its answers are gone
+        answer.audio.read()

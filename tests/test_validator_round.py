@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,20 +16,28 @@ from tests.helpers.validator_fake_miners import (
     register_fake_miners,
 )
 from tests.helpers.validator_net import make_validator_net, run_one_round
-from tuneforge.chain.base import Metagraph
-from tuneforge.core.audio import decode_wav
+from tuneforge.chain.base import Metagraph, Neuron
+from tuneforge.core.audio import WavAudio, decode_wav
 from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.scoring.base import Submission
 from tuneforge.scoring.engine import ScoringEngine
 from tuneforge.scoring.history import InMemoryHistory
 from tuneforge.validator.round import RoundReport
+from tuneforge.validator.spool import spool_root
 
 pytestmark = pytest.mark.slow
 
 LIMIT = 12 * 1024 * 1024  # above the 9.6 MB ten-minute WAV: that one must fail on its length
 
 
-def _one_round(tmp_path: Path, behaviours: list[str], **neuron: object) -> RoundReport:
+def _one_round(
+    tmp_path: Path,
+    behaviours: list[str],
+    answers: dict[str, bytes] | None = None,
+    **neuron: object,
+) -> RoundReport:
+    """One round; `answers` gets each checked answer's bytes by hotkey (the round itself keeps
+    them only in its spool, removed with the round)."""
     net = make_validator_net(tmp_path)
     miners = make_fake_miners(tmp_path, behaviours)
     miners.timeout_s = 4.0
@@ -44,6 +53,19 @@ def _one_round(tmp_path: Path, behaviours: list[str], **neuron: object) -> Round
             return reports[-1]
 
         loop.runner.run_round = keep  # type: ignore[method-assign]
+        query_many = client.query_many
+
+        async def recording(neurons: list[Neuron], *args: Any, **kwargs: Any) -> Any:
+            spooled = kwargs.pop("keep")
+
+            def kept(index: int, audio: WavAudio) -> WavAudio:
+                if answers is not None:
+                    answers[neurons[index].hotkey] = audio.wav
+                return spooled(index, audio)  # type: ignore[no-any-return]
+
+            return await query_many(neurons, *args, keep=kept, **kwargs)
+
+        client.query_many = recording  # type: ignore[method-assign]
 
         run_one_round(loop, client)
         state.close()
@@ -52,6 +74,10 @@ def _one_round(tmp_path: Path, behaviours: list[str], **neuron: object) -> Round
     # What the loop keeps between rounds holds no audio.
     assert all(o.audio is None and o.wav is None for o in loop.last_report.outcomes)
     assert loop.last_report.scores == report.scores
+    # The round's spooled answers went with it.
+    spool = spool_root(settings.neuron.state_path)
+    assert spool.is_dir() and list(spool.iterdir()) == []
+    assert all(o.wav is None for o in report.outcomes)
     return report
 
 
@@ -80,10 +106,10 @@ def test_a_round_with_misbehaving_miners_completes_with_reasons(tmp_path: Path) 
 def test_an_echoed_challenge_cannot_change_what_a_miner_is_scored_against(
     tmp_path: Path,
 ) -> None:
-    report = _one_round(tmp_path, ["echo"])
+    answers: dict[str, bytes] = {}
+    report = _one_round(tmp_path, ["echo"], answers)
     [outcome], [score] = report.outcomes, report.scores
-    assert outcome.wav is not None
-    audio = decode_wav(outcome.wav)
+    audio = decode_wav(answers[outcome.hotkey])
     submission = [Submission(outcome.hotkey, audio, outcome.elapsed_ms)]
     # The same audio scored afresh against the validator's own challenge: the same number.
     own = ScoringEngine.create(InMemoryHistory(), None).score_round(report.challenge, submission)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -73,6 +74,10 @@ _MAX_HEADER_CHARS = 128
 # such arrays at once in the validator on two cores, where two threads check as fast.
 MAX_CONCURRENT_CHECKS = 2
 
+# Where a checked answer goes instead of staying in memory: (its index in the round, the
+# checked answer) -> the answer as it is kept (a round spools it to disk: validator/spool.py).
+Keeper = Callable[[int, WavAudio], WavAudio]
+
 
 @dataclass
 class QueryOutcome:
@@ -80,9 +85,10 @@ class QueryOutcome:
 
     uid: int
     hotkey: str
-    # The checked answer, kept encoded until it is scored (its bytes are `wav`).
+    # The checked answer, kept encoded until it is scored (its bytes are `wav`, or in the
+    # round's spool when the round keeps them there: `spool.answer_bytes`).
     audio: WavAudio | None = None
-    wav: bytes | None = None  # the raw signed bytes (published with the result)
+    wav: bytes | None = None  # the raw signed bytes (published with the result), if held here
     code: str | None = None  # None on success, else one of the failure codes above
     reason: str | None = None
     status: int | None = None
@@ -202,10 +208,13 @@ class MinerClient:
         deadline_s: float,
         seeds: Mapping[str, int] | None = None,
         on_answer: Callable[[int, QueryOutcome], None] | None = None,
+        keep: Keeper | None = None,
     ) -> list[QueryOutcome]:
         """Query every neuron concurrently (each with its seed from `seeds`, by hotkey, when
         given); outcomes come back in the same order. `on_answer(index, outcome)` is called on
-        the event loop as each checked answer arrives (a round starts scoring it then)."""
+        the event loop as each checked answer arrives (a round starts scoring it then).
+        `keep(index, answer)`: where each checked answer goes (in its checking thread); the
+        outcome then holds what it returns and no `wav` of its own."""
         seeds = seeds or {}
 
         def body(neuron: Neuron) -> bytes:
@@ -213,14 +222,21 @@ class MinerClient:
             return challenge.model_copy(update={"seed": seed}).model_dump_json().encode()
 
         async def one(index: int, neuron: Neuron) -> QueryOutcome:
-            outcome = await self.query(neuron, body(neuron), deadline_s)
+            kept = None if keep is None else partial(keep, index)
+            outcome = await self.query(neuron, body(neuron), deadline_s, kept)
             if on_answer is not None and outcome.ok:
                 on_answer(index, outcome)
             return outcome
 
         return list(await asyncio.gather(*(one(i, n) for i, n in enumerate(neurons))))
 
-    async def query(self, neuron: Neuron, body: bytes, deadline_s: float) -> QueryOutcome:
+    async def query(
+        self,
+        neuron: Neuron,
+        body: bytes,
+        deadline_s: float,
+        keep: Callable[[WavAudio], WavAudio] | None = None,
+    ) -> QueryOutcome:
         outcome = QueryOutcome(uid=neuron.uid, hotkey=neuron.hotkey)
         started = time.perf_counter()
         timed_from = started
@@ -241,7 +257,9 @@ class MinerClient:
             # the samples are decoded again where the clip is scored. Timing ended above: a
             # wait for a checking thread is not the miner's time.
             async with self._checks:
-                outcome.audio = await asyncio.to_thread(self._check, outcome.wav or b"")
+                outcome.audio = await asyncio.to_thread(self._check, outcome.wav or b"", keep)
+            if keep is not None:
+                outcome.wav = None  # kept where `keep` put it; this copy would last the round
         except (TimeoutError, httpx.TimeoutException):
             outcome.code, outcome.reason = TIMEOUT, f"no complete answer within {deadline_s:.1f} s"
         except _Failure as failure:
@@ -379,10 +397,11 @@ class MinerClient:
             code = WRONG_SIGNER if getattr(exc, "kind", "") == "wrong_signer" else BAD_SIGNATURE
             raise _Failure(code, exc.reason) from None
 
-    def _check(self, wav: bytes) -> WavAudio:
+    def _check(self, wav: bytes, keep: Callable[[WavAudio], WavAudio] | None) -> WavAudio:
         try:
-            return WavAudio.checked(
+            audio = WavAudio.checked(
                 wav, max_bytes=self.max_response_bytes, max_seconds=self.max_audio_seconds
             )
         except AudioError as exc:
             raise _Failure(classify_audio_error(exc), str(exc)) from None
+        return audio if keep is None else keep(audio)

@@ -32,6 +32,7 @@ from tuneforge.validator.ema import update_ema
 from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.publisher import round_group
 from tuneforge.validator.query import MinerClient, QueryOutcome
+from tuneforge.validator.spool import RoundSpool, answer_bytes, clear_stale, spool_root
 from tuneforge.validator.state import MinerRoundResult, OutboxEntry, ValidatorState
 from tuneforge.validator.tracks import answer_track
 
@@ -144,6 +145,9 @@ class RoundRunner:
         # The network copy check; without one every clip is checked locally only (and says so).
         self.copies = copies or CopyChecker(None)
         self._secret = state.meta.secret()
+        # Each round's answers wait on disk until it is committed (validator/spool.py).
+        self._spool_root = spool_root(state.path)
+        clear_stale(self._spool_root)
 
     @property
     def secret(self) -> bytes:
@@ -211,7 +215,13 @@ class RoundRunner:
         return scores, [v.fingerprint for v in verdicts], scored.memory
 
     async def run_round(self, metagraph: Metagraph) -> RoundReport | None:
-        """Run the next round; None when there is nobody to query (nothing is counted)."""
+        """Run the next round; None when there is nobody to query (nothing is counted). Its
+        answers are spooled to disk for the round, then removed (the report's answers can no
+        longer be read)."""
+        with RoundSpool(self._spool_root) as spool:
+            return await self._run_round(metagraph, spool)
+
+    async def _run_round(self, metagraph: Metagraph, spool: RoundSpool) -> RoundReport | None:
         neuron_settings = self.settings.neuron
         round_number = self.state.rounds.completed() + 1
         started = time.time()
@@ -244,7 +254,7 @@ class RoundRunner:
         first = FirstPasses(self.scorer)
         try:
             outcomes = await self.client.query_many(
-                miners, challenge, deadline, seeds, on_answer=first.arrived
+                miners, challenge, deadline, seeds, on_answer=first.arrived, keep=spool.keep
             )
             scores, fingerprints, memory = await self.score_with_memory(
                 challenge, outcomes, "round", first.started
@@ -296,8 +306,10 @@ class RoundRunner:
         items: list[OutboxEntry] = []
         tracks = []
         for outcome, score, encoded in zip(outcomes, scores, fingerprints, strict=True):
-            if outcome.audio is None or outcome.wav is None:
+            if outcome.audio is None:
                 continue
+            # Read back from the round's spool, one answer at a time.
+            outcome = dataclasses.replace(outcome, wav=answer_bytes(outcome.audio))
             trk = track_id(round_id, outcome.hotkey)
             track = published_track(trk, answer_track(outcome, score, encoded))
             digest = track["audio_sha256"]

@@ -5,9 +5,10 @@ signed by that miner's own wallet) and answer at once with a clip rendered befor
 starts, one distinct clip per miner: the figures are the validator's (query, decode, scoring,
 the state transaction), not generation's. Each miner sends the same clip every round, so from
 the second round on every answer is (rightly) caught as a replay of its own earlier clip; that
-changes a penalty, not the work. Reported per round: wall time, CPU seconds of the
-validator process and of its scoring workers, peak RSS of the validator and its workers together
-(PSS, sampled every 0.1 s from /proc), and how much the state file and its history grew.
+changes a penalty, not the work. Reported per round: wall time, CPU seconds of the validator
+process and of its scoring workers, peak memory of the validator and its workers together and of
+each side alone (PSS, sampled every 0.1 s from /proc), and how much the state file and its
+history grew.
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ def command(
     ),
     rounds: int = typer.Option(2, "--rounds", help="rounds measured (after one warm-up round)"),
     json_out: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
+    clips: Path | None = typer.Option(
+        None,
+        "--clips",
+        help="folder of the miners' clips: rendered there once, reused by later runs "
+        "(default: rendered afresh in a temporary folder)",
+    ),
 ) -> None:
-    """Validator round cost: wall, CPU, peak RSS and state growth per round."""
-    report = run(miners, duration, workers, rounds)
+    """Validator round cost: wall, CPU, peak PSS and state growth per round."""
+    report = run(miners, duration, workers, rounds, clips)
     if json_out:
         typer.echo(json.dumps(report))
         return
@@ -57,7 +64,8 @@ def command(
         typer.echo(
             f"  round {r['round']}: wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s "
             f"(validator {r['cpu_validator_s']:.1f} + workers {r['cpu_workers_s']:.1f}), "
-            f"peak PSS {r['peak_pss_mb']:.0f} MB, history +{r['history_growth_kb']:.0f} KB, "
+            f"peak PSS {r['peak_pss_mb']:.0f} MB (validator {r['peak_pss_validator_mb']:.0f}, "
+            f"workers {r['peak_pss_workers_mb']:.0f}), history +{r['history_growth_kb']:.0f} KB, "
             f"state file +{r['state_growth_kb']:.0f} KB"
         )
     typer.echo(
@@ -68,17 +76,21 @@ def command(
 
 @dataclass
 class _Sampler:
-    """Peak resident memory of this process and its children (the scoring workers)."""
+    """Peak resident memory of this process and its children (the scoring workers): of both
+    together, and of each side alone (their peaks need not fall at the same moment)."""
 
-    pids: Any
+    workers: Any  # () -> the scoring workers' pids
     peak: int = 0
+    peak_validator: int = 0
+    peak_workers: int = 0
     _stop: threading.Event | None = None
 
-    def _rss(self) -> int:
+    @staticmethod
+    def _pss(pids: list[int]) -> int:
         """Sum of the processes' PSS: pages shared between them (libraries, the interpreter)
         are counted once in total, not once per worker as a sum of RSS would."""
         total = 0
-        for pid in self.pids():
+        for pid in pids:
             try:
                 with open(f"/proc/{pid}/smaps_rollup") as handle:
                     for line in handle:
@@ -89,14 +101,20 @@ class _Sampler:
                 continue  # a worker that just exited
         return total
 
+    def _sample(self) -> None:
+        validator, workers = self._pss([os.getpid()]), self._pss(self.workers())
+        self.peak = max(self.peak, validator + workers)
+        self.peak_validator = max(self.peak_validator, validator)
+        self.peak_workers = max(self.peak_workers, workers)
+
     def __enter__(self) -> _Sampler:
-        self.peak = self._rss()
+        self._sample()
         self._stop = threading.Event()
         stop = self._stop
 
         def sample() -> None:
             while not stop.wait(0.1):
-                self.peak = max(self.peak, self._rss())
+                self._sample()
 
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()
@@ -117,7 +135,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, Any]:
+def run(
+    miners: int, duration: float, workers: int, rounds: int, clips: Path | None = None
+) -> dict[str, Any]:
     from tuneforge.localnet.chain_setup import register_network
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.validator.config import NeuronSettings, ValidatorSettings
@@ -131,7 +151,7 @@ def run(miners: int, duration: float, workers: int, rounds: int) -> dict[str, An
         root = Path(tmp)
         chain_path, wallets = root / "chain.db", str(root / "wallets")
         registered = register_network(chain_path, NETUID, wallets, miners)
-        clips = root / "clips"
+        clips = clips or root / "clips"
         _render(clips, miners, duration)
         context = multiprocessing.get_context("spawn")
         ready = context.Event()
@@ -210,7 +230,7 @@ async def _rounds(
             workers_before = {pid: _cpu_seconds(pid) for pid in worker_pids()}
             me_before = time.process_time()
             started = time.perf_counter()
-            with _Sampler(lambda: [os.getpid(), *worker_pids()]) as sampler:
+            with _Sampler(worker_pids) as sampler:
                 report = await runner.run_round(metagraph)
             wall = time.perf_counter() - started
             me = time.process_time() - me_before
@@ -229,6 +249,8 @@ async def _rounds(
                     "cpu_validator_s": round(me, 2),
                     "cpu_workers_s": round(workers, 2),
                     "peak_pss_mb": round(sampler.peak / 2**20, 1),
+                    "peak_pss_validator_mb": round(sampler.peak_validator / 2**20, 1),
+                    "peak_pss_workers_mb": round(sampler.peak_workers / 2**20, 1),
                     "history_growth_kb": round(
                         (sum(state.history.stored_bytes().values()) - history_before) / 1024, 1
                     ),
@@ -249,17 +271,29 @@ def _wal_size(path: Path) -> int:
 
 
 def _render(folder: Path, miners: int, duration: float) -> None:
-    """One distinct synth clip per miner (its own genre, key, tempo and seed), as WAV files."""
+    """One distinct synth clip per miner (its own genre, key, tempo and seed), as WAV files;
+    a clip already in `folder` for this duration is kept (rendering 64 takes minutes)."""
     from tuneforge.core.audio import encode_wav
     from tuneforge.generation.synth import SynthBackend
     from tuneforge.validator.challenges import make_challenge
 
-    folder.mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     backend = SynthBackend()
     for index in range(miners):
+        path = folder / f"{index}.wav"
+        if path.exists() and abs(_seconds(path) - duration) < 0.01:
+            continue
         seed = hashlib.sha256(f"bench-{index}".encode()).digest()
         challenge = make_challenge(seed, duration, duration)
-        (folder / f"{index}.wav").write_bytes(encode_wav(backend.generate(challenge)))
+        partial = path.with_suffix(".part")
+        partial.write_bytes(encode_wav(backend.generate(challenge)))
+        partial.replace(path)  # a run stopped mid-write leaves no clip that looks whole
+
+
+def _seconds(path: Path) -> float:
+    import soundfile
+
+    return float(soundfile.info(str(path)).duration)
 
 
 def _announce(chain_path: Path, hotkeys: list[str], port: int) -> None:
