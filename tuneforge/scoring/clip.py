@@ -12,7 +12,7 @@ import numpy as np
 from tuneforge.core.audio import Audio, checked_audio, resample
 
 if TYPE_CHECKING:
-    from tuneforge.scoring.neural import Transcript
+    from tuneforge.scoring.whisper import Transcript
 
 ANALYSIS_RATE = 22_050  # every DSP feature is computed on mono audio at this rate
 

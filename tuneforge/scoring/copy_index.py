@@ -86,7 +86,10 @@ def window_projections(normalised: np.ndarray, hop: int) -> tuple[np.ndarray, np
 
 
 def to_codes(projections: np.ndarray) -> np.ndarray:
-    return ((projections > 0).astype(np.uint64) * _BIT_WEIGHTS).sum(axis=1, dtype=np.uint64)
+    result: np.ndarray = ((projections > 0).astype(np.uint64) * _BIT_WEIGHTS).sum(
+        axis=1, dtype=np.uint64
+    )
+    return result
 
 
 def stored_codes(matrix: np.ndarray) -> np.ndarray:

@@ -106,7 +106,8 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
 
 def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
     eig, vec = linalg.eigh((cov + cov.T) / 2.0)
-    return (vec * np.sqrt(np.clip(eig, 0.0, None))) @ vec.T
+    result: np.ndarray = (vec * np.sqrt(np.clip(eig, 0.0, None))) @ vec.T
+    return result
 
 
 def statistics(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -193,12 +194,12 @@ def dsp_frame_embeddings(y: np.ndarray, sr: int) -> np.ndarray:
     tilt -= tilt.mean(axis=1, keepdims=True)
     log_power = np.log10(power + 1e-10)
     freqs = np.fft.rfftfreq(DSP_N_FFT, 1.0 / sr)
-    contrast = []
+    contrast_bands = []
     for lo, hi in zip(_OCTAVE_EDGES[:-1], _OCTAVE_EDGES[1:], strict=True):
         band = np.sort(log_power[:, (freqs >= lo) & (freqs < hi)], axis=1)
         k = max(1, band.shape[1] // 10)
-        contrast.append(band[:, -k:].mean(axis=1) - band[:, :k].mean(axis=1))
-    contrast = np.stack(contrast, axis=1)
+        contrast_bands.append(band[:, -k:].mean(axis=1) - band[:, :k].mean(axis=1))
+    contrast = np.stack(contrast_bands, axis=1)
     chroma = power @ librosa.filters.chroma(sr=sr, n_fft=DSP_N_FFT).T
     chroma /= chroma.sum(axis=1, keepdims=True) + 1e-12
     geometric = np.exp(np.mean(np.log(power + 1e-12), axis=1))

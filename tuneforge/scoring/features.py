@@ -46,9 +46,10 @@ def stft_magnitude(clip: Clip) -> np.ndarray:
     def compute(c: Clip) -> np.ndarray:
         import librosa
 
-        return np.abs(librosa.stft(padded_signal(c), n_fft=N_FFT, hop_length=HOP)).astype(
-            np.float32
-        )
+        result: np.ndarray = np.abs(
+            librosa.stft(padded_signal(c), n_fft=N_FFT, hop_length=HOP)
+        ).astype(np.float32)
+        return result
 
     return clip.feature(compute)
 
@@ -135,7 +136,8 @@ def change_envelope(clip: Clip) -> np.ndarray:
         import librosa
 
         falling = librosa.onset.onset_strength(S=-log_mel(c), sr=c.sr, hop_length=HOP)
-        return onset_envelope(c) + falling
+        result: np.ndarray = onset_envelope(c) + falling
+        return result
 
     return clip.feature(compute)
 
@@ -208,7 +210,10 @@ def rms(clip: Clip) -> np.ndarray:
     def compute(c: Clip) -> np.ndarray:
         import librosa
 
-        return librosa.feature.rms(S=stft_magnitude(c), frame_length=N_FFT, hop_length=HOP)[0]
+        result: np.ndarray = librosa.feature.rms(
+            S=stft_magnitude(c), frame_length=N_FFT, hop_length=HOP
+        )[0]
+        return result
 
     return clip.feature(compute)
 
@@ -218,7 +223,8 @@ def spectral_centroid(clip: Clip) -> np.ndarray:
 
     def compute(c: Clip) -> np.ndarray:
         mag = stft_magnitude(c)
-        return (fft_frequencies(c) @ mag) / np.maximum(mag.sum(axis=0), EPS)
+        result: np.ndarray = (fft_frequencies(c) @ mag) / np.maximum(mag.sum(axis=0), EPS)
+        return result
 
     return clip.feature(compute)
 
@@ -231,7 +237,8 @@ def spectral_bandwidth(clip: Clip) -> np.ndarray:
         freqs = fft_frequencies(c)[:, None]
         norm = mag / np.maximum(mag.sum(axis=0, keepdims=True), EPS)
         deviation = (freqs - spectral_centroid(c)[None, :]) ** 2
-        return np.sqrt(np.sum(norm * deviation, axis=0))
+        result: np.ndarray = np.sqrt(np.sum(norm * deviation, axis=0))
+        return result
 
     return clip.feature(compute)
 
@@ -241,7 +248,8 @@ def spectral_flatness(clip: Clip) -> np.ndarray:
 
     def compute(c: Clip) -> np.ndarray:
         power = np.maximum(power_spectrum(c), EPS)
-        return np.exp(np.mean(np.log(power), axis=0)) / np.mean(power, axis=0)
+        result: np.ndarray = np.exp(np.mean(np.log(power), axis=0)) / np.mean(power, axis=0)
+        return result
 
     return clip.feature(compute)
 
@@ -287,7 +295,8 @@ def dsp_embedding(clip: Clip) -> np.ndarray:
         ]
         vector = np.nan_to_num(np.concatenate(parts)).astype(np.float32)
         norm = float(np.linalg.norm(vector))
-        return vector / norm if norm > 0 else vector
+        result: np.ndarray = vector / norm if norm > 0 else vector
+        return result
 
     return clip.feature(compute)
 

@@ -23,6 +23,9 @@ class StandardisedMlp(nn.Module):
     """Standardise the embedding (mean/std buffers set by training), one GELU hidden layer, one
     output: the body of both trained heads, so their checkpoints share one key layout."""
 
+    input_mean: torch.Tensor  # buffers: saved and moved with the weights
+    input_std: torch.Tensor
+
     def __init__(self, input_dim: int, hidden_dim: int) -> None:
         super().__init__()
         self.register_buffer("input_mean", torch.zeros(input_dim))
@@ -33,7 +36,8 @@ class StandardisedMlp(nn.Module):
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """The unbounded output for each row of `x` [N, input_dim]."""
-        return self.net((x - self.input_mean) / self.input_std)[:, 0]
+        out: torch.Tensor = self.net((x - self.input_mean) / self.input_std)[:, 0]
+        return out
 
 
 @contextmanager

@@ -116,7 +116,8 @@ def _profiles() -> np.ndarray:
     rows += [np.roll(MINOR_PROFILE, t) for t in range(12)]
     matrix = np.array(rows)
     matrix = matrix - matrix.mean(axis=1, keepdims=True)
-    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    result: np.ndarray = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    return result
 
 
 KEY_PROFILES = _profiles()
@@ -139,7 +140,8 @@ def bass_correlations(chroma: np.ndarray) -> np.ndarray:
         return np.zeros(24)
     profiles = BASS_PROFILES - BASS_PROFILES.mean(axis=1, keepdims=True)
     profiles /= np.linalg.norm(profiles, axis=1, keepdims=True)
-    return profiles @ (centred / norm)
+    result: np.ndarray = profiles @ (centred / norm)
+    return result
 
 
 def key_correlations(chroma: np.ndarray) -> np.ndarray:
@@ -153,7 +155,8 @@ def key_correlations(chroma: np.ndarray) -> np.ndarray:
     safe = np.where(norms > 1e-9, norms, 1.0)
     corr = KEY_PROFILES @ (centred / safe)
     corr[:, (norms[0] <= 1e-9)] = 0.0
-    return corr[:, 0] if single else corr
+    result: np.ndarray = corr[:, 0] if single else corr
+    return result
 
 
 @dataclass(frozen=True)

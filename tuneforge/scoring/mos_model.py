@@ -59,7 +59,8 @@ class MosHead(StandardisedMlp):
                 f"expected embeddings [N, {self.config.input_dim}], got {list(x.shape)}"
             )
         with torch.inference_mode():
-            return self(torch.from_numpy(x)).numpy().astype(np.float64)
+            result: np.ndarray = self(torch.from_numpy(x)).numpy().astype(np.float64)
+            return result
 
     def save_pretrained(self, directory: str | Path) -> Path:
         return save_head(directory, self, self.config)
@@ -110,7 +111,7 @@ def train(
         for _ in range(epochs):
             optimiser.zero_grad()
             loss = nn.functional.mse_loss(head(xf), yf)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             optimiser.step()
     head.eval()
     predicted = head.predict(x[test])

@@ -153,7 +153,8 @@ def onset_autocorrelation(clip: Clip, changes: bool = False) -> np.ndarray:
         acf = np.fft.irfft(np.abs(spectrum) ** 2)[: len(centred)]
         if acf[0] <= EPS:
             return np.zeros(0)
-        return acf / acf[0] * len(centred) / (len(centred) - np.arange(len(centred)))
+        result: np.ndarray = acf / acf[0] * len(centred) / (len(centred) - np.arange(len(centred)))
+        return result
 
     return clip.feature(compute, changes)
 

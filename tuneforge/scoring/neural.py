@@ -127,13 +127,16 @@ class NeuralModels:
 
         self._clap_processor = ClapProcessor.from_pretrained(source)
         model = ClapModel.from_pretrained(source, dtype=self.dtype)
-        self._clap = model.to(self.device).eval()
+        # transformers types `to` through a decorator that mypy reads as taking the model.
+        self._clap = model.to(self.device).eval()  # type: ignore[arg-type]
 
     def _load_mert(self, source: str) -> None:
         from transformers import AutoFeatureExtractor, AutoModel
 
         # MERT ships remote code; a local HubertModel directory loads through the same call.
-        self._mert_processor = AutoFeatureExtractor.from_pretrained(source, trust_remote_code=True)
+        self._mert_processor = AutoFeatureExtractor.from_pretrained(  # type: ignore[no-untyped-call]
+            source, trust_remote_code=True
+        )
         model = AutoModel.from_pretrained(source, trust_remote_code=True, dtype=self.dtype)
         if not hasattr(model, "encoder") or not hasattr(model.encoder, "layers"):
             raise ModelLoadError(f"{type(model).__name__} has no encoder.layers to hook")
@@ -184,13 +187,14 @@ class NeuralModels:
             if self.mos_head is not None:
                 source = self.mos_head.config.embedding
                 ready = [
-                    c
+                    (c, e)
                     for c in clips
-                    if c.neural.embedding(source) is not None and c.neural.mos is None
+                    if (e := c.neural.embedding(source)) is not None and c.neural.mos is None
                 ]
                 if ready:
-                    stacked = np.stack([c.neural.embedding(source) for c in ready])
-                    for clip, rating in zip(ready, self.mos_head.predict(stacked), strict=True):
+                    stacked = np.stack([e for _, e in ready])
+                    ratings = self.mos_head.predict(stacked)
+                    for (clip, _), rating in zip(ready, ratings, strict=True):
                         clip.neural.mos = float(rating)
 
     def _clap_audio_embeddings(self, clips: list[Clip]) -> list[np.ndarray]:
@@ -324,7 +328,10 @@ def _mono_at(clip: Clip, rate: int) -> np.ndarray:
     analysis copy, so 48 kHz models see the full band)."""
 
     def compute(c: Clip, rate: int) -> np.ndarray:
-        return resample(Audio(c.original.mono(), c.original.sample_rate), rate).samples[0]
+        result: np.ndarray = resample(
+            Audio(c.original.mono(), c.original.sample_rate), rate
+        ).samples[0]
+        return result
 
     return clip.feature(compute, rate)
 

@@ -84,11 +84,13 @@ class PreferenceModel:
                 f"expected embeddings [N, {self.config.input_dim}], got {list(x.shape)}"
             )
         with torch.inference_mode():
-            return self.utility_net(torch.from_numpy(x)).numpy().astype(np.float64)
+            result: np.ndarray = self.utility_net(torch.from_numpy(x)).numpy().astype(np.float64)
+            return result
 
     def prob_preferred(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """P(row of `a` is preferred over the same row of `b`)."""
-        return 1.0 / (1.0 + np.exp(-(self.utility(a) - self.utility(b))))
+        result: np.ndarray = 1.0 / (1.0 + np.exp(-(self.utility(a) - self.utility(b))))
+        return result
 
     def score(self, embeddings: np.ndarray) -> np.ndarray:
         """[0, 1]: the probability of beating a typical training clip (utility at the mean)."""
@@ -147,7 +149,7 @@ def train(
             optimiser.zero_grad()
             margin = utility(xa) - utility(xb)
             loss = nn.functional.binary_cross_entropy_with_logits(margin, target)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             optimiser.step()
     model = PreferenceModel(config, utility)
     predicted = model.utility(a[test]) > model.utility(b[test])

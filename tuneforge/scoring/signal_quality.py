@@ -53,7 +53,8 @@ def _window_loudness(weighted: np.ndarray, rate: int, window_s: float, hop_s: fl
     )
     energy = (cumulative[:, starts + window] - cumulative[:, starts]) / max(window, 1)
     with np.errstate(divide="ignore"):
-        return -0.691 + 10.0 * np.log10(np.maximum(energy.sum(axis=0), 1e-20))
+        result: np.ndarray = -0.691 + 10.0 * np.log10(np.maximum(energy.sum(axis=0), 1e-20))
+        return result
 
 
 def loudness(clip: Clip) -> Loudness:

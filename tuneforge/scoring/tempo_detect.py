@@ -59,7 +59,8 @@ def _mean_power_spectrum(envelope: np.ndarray, window: int, n_fft: int, hop: int
     keep = energy[:, 0] > 0
     if not np.any(keep):
         return np.zeros(n_fft // 2 + 1)
-    return (power[keep] / energy[keep]).mean(axis=0)
+    result: np.ndarray = (power[keep] / energy[keep]).mean(axis=0)
+    return result
 
 
 def _autocorrelation(power: np.ndarray, upsampling: int) -> np.ndarray:
@@ -67,14 +68,16 @@ def _autocorrelation(power: np.ndarray, upsampling: int) -> np.ndarray:
     the one-sided power spectrum, zero-padded (band-limited interpolation between whole lags)."""
     n_fft = 2 * (len(power) - 1)
     acf = np.fft.irfft(power, n=n_fft * upsampling)[: n_fft * upsampling // 2]
-    return acf / max(acf[0], 1e-12)
+    result: np.ndarray = acf / max(acf[0], 1e-12)
+    return result
 
 
 def _metrical(readings: list[np.ndarray]) -> np.ndarray:
     """Weighted sum over the metrical levels (beat, two beats, bar of 3 or 4)."""
     beat_w, pair_w, bar_w = METRICAL_WEIGHTS
     beat, pair, triple, quadruple = readings
-    return beat_w * beat + pair_w * pair + bar_w * np.maximum(triple, quadruple)
+    result: np.ndarray = beat_w * beat + pair_w * pair + bar_w * np.maximum(triple, quadruple)
+    return result
 
 
 def _subharmonic_salience(power: np.ndarray, period: np.ndarray, window: int) -> np.ndarray:
@@ -90,7 +93,8 @@ def _subharmonic_salience(power: np.ndarray, period: np.ndarray, window: int) ->
         lag = period * multiple
         value = np.interp(lag * LAG_UPSAMPLING, np.arange(len(acf)), acf)
         readings.append(np.where(lag < window, value, 0.0))
-    return np.maximum(_metrical(readings), 0.0)
+    result: np.ndarray = np.maximum(_metrical(readings), 0.0)
+    return result
 
 
 def _harmonic_salience(power: np.ndarray, rate_bins: np.ndarray) -> np.ndarray:
@@ -123,7 +127,8 @@ def _salience(
     subharmonic = _subharmonic_salience(power, 60.0 * frame_rate / candidates, window)
     harmonic = _harmonic_salience(power, candidates / 60.0 / (frame_rate / n_fft))
     prior = np.exp(-0.5 * (np.log2(candidates / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_STD) ** 2)
-    return subharmonic * harmonic * prior
+    result: np.ndarray = subharmonic * harmonic * prior
+    return result
 
 
 def tempo_salience_curve(envelope: np.ndarray, frame_rate: float) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +149,8 @@ def pulse_strengths(
     magnitude = np.sqrt(power)
     magnitude = magnitude / max(float(magnitude[1:].max()), 1e-12)
     bins = np.array(multiples) * bpm / 60.0 / (frame_rate / n_fft)
-    return np.interp(bins, np.arange(len(magnitude)), magnitude, 0, 0)
+    result: np.ndarray = np.interp(bins, np.arange(len(magnitude)), magnitude, 0, 0)
+    return result
 
 
 def compound_reading(beat_bpm: float, strengths: np.ndarray) -> float:

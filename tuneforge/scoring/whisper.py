@@ -55,7 +55,8 @@ class WhisperReader:
 
         processor = WhisperProcessor.from_pretrained(source)
         model = WhisperForConditionalGeneration.from_pretrained(source, dtype=dtype)
-        return cls(model.to(device).eval(), processor, device, dtype)
+        # transformers types `to` through a decorator that mypy reads as taking the model.
+        return cls(model.to(device).eval(), processor, device, dtype)  # type: ignore[arg-type]
 
     def token_id(self, *names: str) -> int | None:
         tokenizer = self.processor.tokenizer

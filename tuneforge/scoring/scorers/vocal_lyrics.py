@@ -19,7 +19,8 @@ from tuneforge.scoring.neural import require_model
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
-    from tuneforge.scoring.neural import NeuralModels, Transcript
+    from tuneforge.scoring.neural import NeuralModels
+    from tuneforge.scoring.whisper import Transcript
 
 _TAGS = re.compile(r"\[[^\]]*\]|\([^)]*\)|♪")
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
