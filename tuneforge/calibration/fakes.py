@@ -11,10 +11,10 @@ import numpy as np
 from tuneforge.calibration.heldout import markov_piece
 from tuneforge.calibration.procedural import VARIANT, procedural_piece
 from tuneforge.calibration.real import TARGET_LUFS, RealPiece, _finish
-from tuneforge.core.audio import Audio
+from tuneforge.core.audio import COMMON_RATE, Audio
 from tuneforge.core.protocol import MusicGenerationSynapse
 
-RATE = 32_000
+RATE = COMMON_RATE
 LOOP_SECONDS = 1.5
 DEFAULT_TEMPO = 100.0
 MAJOR = (0, 2, 4, 5, 7, 9, 11)

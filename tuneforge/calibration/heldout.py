@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuneforge.core.audio import Audio
+from tuneforge.core.audio import COMMON_RATE, Audio
 from tuneforge.core.protocol import MusicGenerationSynapse
 
-RATE = 32_000
+RATE = COMMON_RATE
 SCALES = {False: (0, 2, 4, 5, 7, 9, 11), True: (0, 2, 3, 5, 7, 8, 10)}
 # Diatonic chord transitions (scale degree -> likely next degrees), the common-practice kind.
 NEXT_CHORD = {0: (3, 4, 5, 1), 1: (4, 6), 2: (5, 3), 3: (4, 0, 1), 4: (0, 5), 5: (1, 3, 4),

@@ -16,10 +16,10 @@ import numpy as np
 from numpy.random import Generator
 from scipy.signal import fftconvolve, lfilter
 
-from tuneforge.core.audio import Audio
+from tuneforge.core.audio import COMMON_RATE, Audio
 from tuneforge.core.protocol import MusicGenerationSynapse
 
-RATE = 32_000
+RATE = COMMON_RATE
 SCALES = {False: (0, 2, 4, 5, 7, 9, 11), True: (0, 2, 3, 5, 7, 8, 10)}
 # Progressions as scale degrees (0 = tonic), four bars each, the pop and film staples.
 PROGRESSIONS = {

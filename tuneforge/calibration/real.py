@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.calibration.midi import DRUM_CHANNEL, NoteEvent, write_smf
-from tuneforge.core.audio import Audio, normalize_loudness
+from tuneforge.core.audio import COMMON_RATE, Audio, normalize_loudness
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.core.protocol import MusicGenerationSynapse
 
 CACHE_ENV = "TUNEFORGE_CALIBRATION_CACHE"
@@ -29,13 +30,16 @@ FADTK_VERSION = "1.1.0"
 FADTK_WHEEL = f"fadtk-{FADTK_VERSION}-py3-none-any.whl"
 FADTK_SHA256 = "69002a10478a82bb7452521c0d8a4fbaefd6eb423f991edac5c26d9ad5628adc"
 SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
-RENDER_RATE = 32_000
+RENDER_RATE = COMMON_RATE
 TARGET_LUFS = -14.0  # every clip of the set, real or fake, is delivered at this loudness
 RENDER_VERSION = "r2"  # part of the cache key: bump when rendering changes
 
 
-class CalibrationUnavailable(RuntimeError):
+class CalibrationUnavailable(TuneForgeError, RuntimeError):
     """A calibration source (fadtk wheel, fluidsynth, soundfont, music21) cannot be had."""
+
+    status = 503
+    code = "calibration_unavailable"
 
 
 @dataclass(frozen=True)

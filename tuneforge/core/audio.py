@@ -18,6 +18,9 @@ MAX_SAMPLE_RATE = 48_000
 MAX_CHANNELS = 2
 DEFAULT_MAX_SECONDS = 120.0
 DEFAULT_TARGET_LUFS = -14.0
+# MusicGen's EnCodec rate: what most miners answer at, and the rate the calibration set and the
+# benches make their audio at.
+COMMON_RATE = 32_000
 DEFAULT_TRUE_PEAK_DBFS = -1.0
 # A float WAV may legitimately overshoot full scale a little (inter-sample peaks, a hot master);
 # beyond +24 dBFS it is not audio but an attack on the numerics (|x| ~ 1e20 overflows squares).

@@ -12,7 +12,7 @@ from typing import Any
 
 from tuneforge.core.audio import Audio
 from tuneforge.core.protocol import MusicGenerationSynapse
-from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
+from tuneforge.generation.base import GenerationError, GenerationOutOfMemory, LockedLoad
 from tuneforge.generation.configs import SAMPLE_RATE
 from tuneforge.generation.musicgen import resolve_device
 from tuneforge.generation.postprocess import finish
@@ -20,7 +20,7 @@ from tuneforge.generation.prompt import build_prompt
 from tuneforge.generation.settings import GenerationSettings
 
 
-class AudiocraftBackend:
+class AudiocraftBackend(LockedLoad):
     name = "audiocraft"
     sings = False
 
@@ -37,14 +37,7 @@ class AudiocraftBackend:
         self._lock = threading.Lock()
         self._model: Any = None
 
-    def load(self) -> None:
-        """Load the model now (miners call this at start-up, before serving)."""
-        with self._lock:
-            self._load_locked()
-
-    def _load_locked(self) -> None:
-        if self._model is not None:
-            return
+    def _load_model(self) -> None:
         from audiocraft.models import MusicGen
 
         self._model = MusicGen.get_pretrained(

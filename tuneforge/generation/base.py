@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import threading
+from typing import Any, Protocol
 
 from tuneforge.core.audio import Audio
 from tuneforge.core.errors import TuneForgeError
@@ -37,3 +38,23 @@ class Backend(Protocol):
     def generate(self, request: MusicGenerationSynapse) -> Audio:
         """Blocking generation (called from a worker thread, never the event loop)."""
         ...
+
+
+class LockedLoad:
+    """`load()` under the lock generation holds, so no request meets a half-loaded model; the
+    model is loaded once, by the backend's `_load_model`."""
+
+    _lock: threading.Lock
+    _model: Any
+
+    def load(self) -> None:
+        """Load the model now (miners call this at start-up, before serving)."""
+        with self._lock:
+            self._load_locked()
+
+    def _load_locked(self) -> None:
+        if self._model is None:
+            self._load_model()
+
+    def _load_model(self) -> None:
+        raise NotImplementedError

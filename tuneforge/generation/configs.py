@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from tuneforge.core.audio import COMMON_RATE
+
 ConfigName = Literal["tiny", "small", "medium"]
 
 # EnCodec 32 kHz: hop 8*5*4*4 = 640 samples -> 50 frames/s; 2.2 kbps / (50 Hz * 11 bits) = 4
 # codebooks of 2048 entries.
-SAMPLE_RATE = 32_000
+SAMPLE_RATE = COMMON_RATE
 FRAME_RATE = 50
 NUM_CODEBOOKS = 4
 CODEBOOK_SIZE = 2048

@@ -19,7 +19,7 @@ from loguru import logger
 
 from tuneforge.core.audio import Audio
 from tuneforge.core.protocol import MusicGenerationSynapse
-from tuneforge.generation.base import GenerationError, GenerationOutOfMemory
+from tuneforge.generation.base import GenerationError, GenerationOutOfMemory, LockedLoad
 from tuneforge.generation.configs import SAMPLE_RATE
 from tuneforge.generation.postprocess import finish
 from tuneforge.generation.prompt import build_prompt
@@ -97,7 +97,7 @@ def crossfade_append(audio: np.ndarray, continuation: np.ndarray, overlap: int) 
     return np.concatenate([audio[:, :-overlap], blended, continuation[:, overlap:]], axis=1)
 
 
-class MusicGenBackend:
+class MusicGenBackend(LockedLoad):
     name = "musicgen"
     sings = False
 
@@ -117,14 +117,8 @@ class MusicGenBackend:
     def loaded(self) -> bool:
         return self._model is not None
 
-    def load(self) -> None:
-        """Load model and processor now (miners call this at start-up, before serving)."""
-        with self._lock:
-            self._load_locked()
-
-    def _load_locked(self) -> None:
-        if self._model is not None:
-            return
+    def _load_model(self) -> None:
+        """The model and its processor (`from_pretrained`: a hub id or a local directory)."""
         import torch
         from transformers import AutoConfig, AutoProcessor, MusicgenForConditionalGeneration
 

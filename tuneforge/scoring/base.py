@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from tuneforge.core.audio import Audio, WavAudio
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.core.protocol import MusicGenerationSynapse
 from tuneforge.core.publication import MAX_EXCLUDED_REASON_CHARS
 from tuneforge.scoring.music_features import unscorable_reason
@@ -24,10 +25,13 @@ if TYPE_CHECKING:
 Challenge = MusicGenerationSynapse
 
 
-class ScorerUnavailable(RuntimeError):
+class ScorerUnavailable(TuneForgeError, RuntimeError):
     """A scorer cannot be set up on this validator (model missing, dependency absent). Raised at
     start-up it excludes the scorer for every clip (and the validator refuses to start on a real
     network); raised while measuring one clip it scores that clip 0 like any other failure."""
+
+    status = 503
+    code = "scorer_unavailable"
 
 
 @dataclass
@@ -90,6 +94,23 @@ class Scorer(ABC):
 
 class Penalty(Scorer, ABC):
     """A scorer whose value multiplies the composite (`final = composite × Π penalties`)."""
+
+
+class HeadScorer(Scorer, ABC):
+    """A scorer that reads a trained head over the loaded models. The models are checked when its
+    row is built (a validator without them excludes the row at start-up) and again each round
+    (the round may carry the models a batched pass loaded)."""
+
+    def __init__(self, models: NeuralModels | None = None) -> None:
+        self.models = self.checked(models)
+
+    @staticmethod
+    @abstractmethod
+    def checked(models: NeuralModels | None) -> NeuralModels:
+        """`models` when the head can run on them; else ScorerUnavailable with why not."""
+
+    def round_models(self, context: RoundContext) -> NeuralModels:
+        return self.checked(context.models or self.models)
 
 
 class HistoryView(Protocol):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from loguru import logger
 
-from tuneforge.core.audio import Audio, WavAudio
+from tuneforge.core.audio import COMMON_RATE, Audio, WavAudio
 from tuneforge.scoring.base import (
     Challenge,
     ClipScore,
@@ -163,7 +163,7 @@ class ScoringEngine:
         from tuneforge.core.protocol import MusicGenerationSynapse
         from tuneforge.scoring.history import InMemoryHistory
 
-        rate = 32_000
+        rate = COMMON_RATE
         t = np.arange(int(seconds * rate)) / rate
         chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.18, 329.63)) / 3
         clicks = (np.mod(t, 0.5) < 0.01) * np.sin(2 * np.pi * 1000.0 * t)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import linalg
 
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.scoring.base import Challenge, Penalty, RoundContext, ScoreResult
 
 if TYPE_CHECKING:
@@ -42,8 +43,11 @@ DSP_N_FFT, DSP_HOP, DSP_BLOCK, DSP_MELS = 2048, 512, 21, 32
 _OCTAVE_EDGES = (100, 200, 400, 800, 1600, 3200, 6400, 11025)
 
 
-class FadError(ValueError):
+class FadError(TuneForgeError, ValueError):
     """Statistics that cannot be compared (shape mismatch, unreadable reference)."""
+
+    status = 500
+    code = "fad_failed"
 
 
 @dataclass(frozen=True)

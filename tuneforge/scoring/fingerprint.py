@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.scoring.clip import ANALYSIS_RATE, Clip
 
 N_FFT = 4096
@@ -73,8 +74,11 @@ SEGMENT_HOP = 16  # ... every ≈ 3 s (see query_pieces)
 ALIGNMENT_SLACK = 3  # frames: a copy 5% off in tempo drifts ≈ 3 frames over a 12 s query
 
 
-class BadFingerprint(ValueError):
+class BadFingerprint(TuneForgeError, ValueError):
     """Bytes that are not a fingerprint of this format (hostile or corrupt input)."""
+
+    status = 400
+    code = "bad_fingerprint"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuneforge.core.errors import TuneForgeError
+
 PITCH_CLASSES = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5,
                  "F#": 6, "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10,
                  "B": 11}  # fmt: skip
@@ -39,8 +41,11 @@ RELATION_CREDIT = {
 _KEY_PATTERN = re.compile(r"^\s*([A-Ga-g])([#b]?)\s*(major|minor|maj|min|m)?\s*$", re.IGNORECASE)
 
 
-class KeyParseError(ValueError):
+class KeyParseError(TuneForgeError, ValueError):
     """A key string that is not like "A minor" / "F# major"."""
+
+    status = 400
+    code = "bad_key"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.scoring.head_checkpoint import (
     StandardisedMlp,
     read_head,
@@ -27,8 +28,11 @@ MOS_MIN, MOS_MAX = 1.0, 5.0
 EMBEDDINGS = ("clap_embedding", "mert_embedding")
 
 
-class MosModelError(ValueError):
+class MosModelError(TuneForgeError, ValueError):
     """A MOS checkpoint or training set that cannot be used."""
+
+    status = 500
+    code = "mos_model_invalid"
 
 
 @dataclass

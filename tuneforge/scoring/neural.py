@@ -26,6 +26,7 @@ import numpy as np
 from loguru import logger
 
 from tuneforge.core.audio import Audio, resample, split_windows
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.scoring.base import ScorerUnavailable
 from tuneforge.scoring.whisper import (
     WHISPER_RATE,
@@ -54,8 +55,11 @@ BATCH_SIZE = 8
 MODEL_NAMES = ("clap", "mert", "whisper", "mos", "preference")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(TuneForgeError, RuntimeError):
     """A configured neural model could not be loaded (the message names it and says why)."""
+
+    status = 503
+    code = "model_load_failed"
 
 
 def resolve_device(device: str) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.scoring.head_checkpoint import (
     StandardisedMlp,
     read_head,
@@ -39,8 +40,11 @@ def usable_pair_count(available: int) -> int:
     return usable if usable >= MIN_PAIRS else 0
 
 
-class PreferenceModelError(ValueError):
+class PreferenceModelError(TuneForgeError, ValueError):
     """A preference checkpoint or training set that cannot be used."""
+
+    status = 500
+    code = "preference_model_invalid"
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.scoring.base import Scorer, ScorerUnavailable
 from tuneforge.scoring.weights import (
     CHECKS,
@@ -36,8 +37,11 @@ if TYPE_CHECKING:
     from tuneforge.scoring.neural import NeuralModels
 
 
-class IncompleteScorerSet(RuntimeError):
+class IncompleteScorerSet(TuneForgeError, RuntimeError):
     """This validator cannot run the network's whole active scorer set; the message says what."""
+
+    status = 503
+    code = "incomplete_scorer_set"
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tuneforge.core.audio import Audio, resample
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.scoring.clip import Clip
 
 VAD_RATE = 16_000
@@ -24,8 +25,11 @@ VOICE_PROBABILITY = 0.5
 VOCAL_PRESENT_FRACTION = 0.08  # of the clip: below this, isolated blips are not "vocals"
 
 
-class VoiceDetectorUnavailable(RuntimeError):
+class VoiceDetectorUnavailable(TuneForgeError, RuntimeError):
     """silero-vad or onnxruntime is missing or its model cannot be loaded."""
+
+    status = 503
+    code = "voice_detector_unavailable"
 
 
 _vad_session: Any = None

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from tuneforge.core.audio import split_windows
+from tuneforge.core.errors import TuneForgeError
 
 WHISPER_RATE = 16_000
 WHISPER_WINDOW_S = 30.0
@@ -17,8 +18,11 @@ WHISPER_MAX_NEW_TOKENS = 120  # ~4 words/s of lyrics over a 30 s window
 WHISPER_BATCH = 8  # 30 s windows decoded at once
 
 
-class WhisperTokenError(RuntimeError):
+class WhisperTokenError(TuneForgeError, RuntimeError):
     """The tokenizer lacks the special tokens decoding starts and stops on."""
+
+    status = 500
+    code = "whisper_token_missing"
 
 
 @dataclass(frozen=True)

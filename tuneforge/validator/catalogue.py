@@ -31,6 +31,7 @@ import numpy as np
 from loguru import logger
 
 from tuneforge.core.audio import Audio, WavAudio, decoded
+from tuneforge.core.errors import TuneForgeError
 from tuneforge.scoring.base import ClipScore
 
 LOOKUP_URL = "https://api.acoustid.org/v2/lookup"
@@ -43,8 +44,11 @@ PENALTY = "catalogue_penalty"
 _TEXT = re.compile(r"[^\w\s\-.,:;'&()/!?+#]", re.UNICODE)
 
 
-class CatalogueUnavailable(RuntimeError):
+class CatalogueUnavailable(TuneForgeError, RuntimeError):
     """The lookup could not be made or read (network, status, malformed answer)."""
+
+    status = 503
+    code = "catalogue_unavailable"
 
 
 @dataclass(frozen=True)

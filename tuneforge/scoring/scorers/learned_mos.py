@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.base import (
+    Challenge,
+    HeadScorer,
+    RoundContext,
+    ScoreResult,
+    ScorerUnavailable,
+)
 from tuneforge.scoring.mos_model import MOS_MAX, MOS_MIN
 from tuneforge.scoring.neural import ensure_feature, require_model
 
@@ -16,25 +22,22 @@ if TYPE_CHECKING:
 _SOURCE = {"clap_embedding": "clap", "mert_embedding": "mert"}
 
 
-class LearnedMosScorer(Scorer):
+class LearnedMosScorer(HeadScorer):
     name = "learned_mos"
 
-    def __init__(self, models: NeuralModels | None = None) -> None:
-        self.models = _check(models)
+    @staticmethod
+    def checked(models: NeuralModels | None) -> NeuralModels:
+        models = require_model(models, "mos")
+        assert models.mos_head is not None
+        source = _SOURCE.get(models.mos_head.config.embedding, "")
+        if not models.has(source):
+            raise ScorerUnavailable(f"MOS head reads {source} embeddings: {models.reason(source)}")
+        return models
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        models = _check(context.models or self.models)
+        models = self.round_models(context)
         mos = float(ensure_feature(models, clip, context.clips, lambda c: c.neural.mos))
         value = (mos - MOS_MIN) / (MOS_MAX - MOS_MIN)
         return ScoreResult(value, details={"mos": round(mos, 3)})
-
-
-def _check(models: NeuralModels | None) -> NeuralModels:
-    models = require_model(models, "mos")
-    assert models.mos_head is not None
-    source = _SOURCE.get(models.mos_head.config.embedding, "")
-    if not models.has(source):
-        raise ScorerUnavailable(f"MOS head reads {source} embeddings: {models.reason(source)}")
-    return models

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult, ScorerUnavailable
+from tuneforge.scoring.base import (
+    Challenge,
+    HeadScorer,
+    RoundContext,
+    ScoreResult,
+    ScorerUnavailable,
+)
 from tuneforge.scoring.features import dsp_embedding
 from tuneforge.scoring.neural import ensure_feature
 
@@ -23,16 +29,26 @@ if TYPE_CHECKING:
 _SOURCE = {"clap_embedding": "clap", "mert_embedding": "mert", "dsp_embedding": ""}
 
 
-class PreferenceScorer(Scorer):
+class PreferenceScorer(HeadScorer):
     name = "preference"
 
-    def __init__(self, models: NeuralModels | None = None) -> None:
-        self.models = _check(models)
+    @staticmethod
+    def checked(models: NeuralModels | None) -> NeuralModels:
+        if models is None or models.preference is None:
+            raise ScorerUnavailable("not trained")
+        if models.preference.heldout_accuracy is None:
+            raise ScorerUnavailable("not trained")
+        source = _SOURCE.get(models.preference.embedding)
+        if source is None:
+            raise ScorerUnavailable(f"unknown preference embedding {models.preference.embedding!r}")
+        if source and not models.has(source):
+            raise ScorerUnavailable(f"preference head reads {source} embeddings: not loaded")
+        return models
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
     ) -> ScoreResult:
-        models = _check(context.models or self.models)
+        models = self.round_models(context)
         model = models.preference
         assert model is not None
         if model.embedding == "dsp_embedding":
@@ -44,14 +60,3 @@ class PreferenceScorer(Scorer):
         embedding = np.asarray(prepared, dtype=np.float32)
         value = float(model.score(embedding[None, :])[0])
         return ScoreResult(value, details={"heldout_accuracy": model.heldout_accuracy})
-
-
-def _check(models: NeuralModels | None) -> NeuralModels:
-    if models is None or models.preference is None or models.preference.heldout_accuracy is None:
-        raise ScorerUnavailable("not trained")
-    source = _SOURCE.get(models.preference.embedding)
-    if source is None:
-        raise ScorerUnavailable(f"unknown preference embedding {models.preference.embedding!r}")
-    if source and not models.has(source):
-        raise ScorerUnavailable(f"preference head reads {source} embeddings: not loaded")
-    return models

@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from tuneforge.core.audio import COMMON_RATE
+
 
 def _percentile(values: list[float], q: float) -> float:
     if not values:
@@ -82,7 +84,7 @@ def _seed_scores(base_url: str, validator: Any, count: int = 20) -> None:
             "generation_ms": 1000,
             "audio_sha256": hashlib.sha256(str(i).encode()).hexdigest(),
             "duration_seconds": 10.0,
-            "sample_rate": 32000,
+            "sample_rate": COMMON_RATE,
         }
         for i in range(count)
     ]

@@ -29,6 +29,7 @@ import typer
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the handler's annotations
 from fastapi.responses import Response
 
+from tuneforge.core.audio import COMMON_RATE
 from tuneforge.core.heap import release_freed_memory_promptly
 from tuneforge.scoring.workers import default_workers
 
@@ -338,7 +339,7 @@ def _serve_miners(wallets: str, clips: str, miners: int, port: int, ready: Any) 
             HEADER_SPEC_VERSION: SPEC_VERSION,
             HEADER_MODEL: "bench/pre-rendered",
             HEADER_GENERATION_MS: "1",
-            HEADER_SAMPLE_RATE: "32000",
+            HEADER_SAMPLE_RATE: str(COMMON_RATE),
             **sign_response(
                 wallet, "POST", GENERATE_PATH, wav, request.headers.get(HEADER_HOTKEY, "")
             ),
