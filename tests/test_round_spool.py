@@ -13,7 +13,6 @@ from tuneforge.core.audio import Audio, WavAudio, encode_wav
 from tuneforge.validator.spool import (
     RoundSpool,
     SpooledWav,
-    answer_bytes,
     clear_stale,
     spool_root,
 )
@@ -32,7 +31,7 @@ def test_a_spooled_answer_holds_no_bytes_and_reads_back_what_was_signed(tmp_path
         kept = spool.keep(3, answer)
         assert isinstance(kept, SpooledWav) and kept.wav == b""
         assert Path(kept.path) == spool.folder / "3.wav" and spool.folder.parent == tmp_path
-        assert answer_bytes(kept) == answer.wav and answer_bytes(answer) == answer.wav
+        assert kept.read() == answer.wav and answer.read() == answer.wav
         assert (kept.sample_rate, kept.channels, kept.num_samples) == (32_000, 2, 32_000)
         assert kept.duration_seconds == answer.duration_seconds
         assert np.array_equal(kept.decode().samples, answer.decode().samples)

@@ -25,7 +25,7 @@ from tuneforge.chain.local import LocalChain
 from tuneforge.core.audio import WavAudio
 from tuneforge.validator.challenges import make_challenge, round_seed
 from tuneforge.validator.query import MAX_CONCURRENT_CHECKS, MinerClient, QueryOutcome
-from tuneforge.validator.spool import RoundSpool, SpooledWav, answer_bytes
+from tuneforge.validator.spool import RoundSpool, SpooledWav
 
 LIMIT = 16 * 1024 * 1024  # above the 9.6 MB ten-minute WAV, so that one fails on length
 
@@ -168,7 +168,7 @@ async def test_a_round_keeps_its_answers_in_its_spool_not_in_memory(
             assert failed.audio is None and not list(spool.folder.glob("0.*"))
             assert isinstance(answer.audio, SpooledWav) and answer.wav is None
             assert answer.audio.wav == b"" and answer.audio.path == str(spool.folder / "1.wav")
-            data = answer_bytes(answer.audio)
+            data = answer.audio.read()
             assert len(data) == answer.bytes_read and data[:4] == b"RIFF"
             assert answer.audio.decode().num_samples == answer.audio.num_samples
     finally:

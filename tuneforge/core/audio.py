@@ -139,8 +139,12 @@ class WavAudio:
     def duration_seconds(self) -> float:
         return self.num_samples / float(self.sample_rate)
 
+    def read(self) -> bytes:
+        """The answer's bytes as the miner signed them (a spooled answer reads them back)."""
+        return self.wav
+
     def decode(self) -> Audio:
-        return decode_wav(self.wav, max_bytes=self.max_bytes, max_seconds=self.max_seconds)
+        return decode_wav(self.read(), max_bytes=self.max_bytes, max_seconds=self.max_seconds)
 
 
 def decoded(audio: Audio | WavAudio) -> Audio:

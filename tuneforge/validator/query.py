@@ -80,7 +80,7 @@ class QueryOutcome:
     uid: int
     hotkey: str
     # The checked answer, kept encoded until it is scored (its bytes are `wav`, or in the
-    # round's spool when the round keeps them there: `spool.answer_bytes`).
+    # round's spool when the round keeps them there: `WavAudio.read`).
     audio: WavAudio | None = None
     wav: bytes | None = None  # the raw signed bytes (published with the result), if held here
     code: str | None = None  # None on success, else one of the failure codes above

@@ -32,7 +32,7 @@ from tuneforge.validator.ema import update_ema
 from tuneforge.validator.metrics import ValidatorMetrics
 from tuneforge.validator.publisher import round_group
 from tuneforge.validator.query import MinerClient, QueryOutcome
-from tuneforge.validator.spool import RoundSpool, answer_bytes, clear_stale, spool_root
+from tuneforge.validator.spool import RoundSpool, clear_stale, spool_root
 from tuneforge.validator.state import MinerRoundResult, OutboxEntry, ValidatorState
 from tuneforge.validator.tracks import answer_track
 
@@ -309,7 +309,7 @@ class RoundRunner:
             if outcome.audio is None:
                 continue
             # Read back from the round's spool, one answer at a time.
-            outcome = dataclasses.replace(outcome, wav=answer_bytes(outcome.audio))
+            outcome = dataclasses.replace(outcome, wav=outcome.audio.read())
             trk = track_id(round_id, outcome.hotkey)
             track = published_track(trk, answer_track(outcome, score, encoded))
             digest = track["audio_sha256"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from tuneforge.core.audio import Audio, WavAudio, decode_wav
+from tuneforge.core.audio import WavAudio
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,7 @@ class SpooledWav(WavAudio):
     path: str = ""
 
     def read(self) -> bytes:
-        """The answer's bytes as the miner signed them."""
         return Path(self.path).read_bytes()
-
-    def decode(self) -> Audio:
-        return decode_wav(self.read(), max_bytes=self.max_bytes, max_seconds=self.max_seconds)
-
-
-def answer_bytes(audio: WavAudio) -> bytes:
-    """The bytes of a checked answer, read back from the spool if it is there."""
-    return audio.read() if isinstance(audio, SpooledWav) else audio.wav
 
 
 def spool_root(state_path: str | Path) -> Path:

@@ -34,9 +34,11 @@ class PreferenceScorer(HeadScorer):
 
     @staticmethod
     def checked(models: NeuralModels | None) -> NeuralModels:
-        if models is None or models.preference is None:
-            raise ScorerUnavailable("not trained")
-        if models.preference.heldout_accuracy is None:
+        if (
+            models is None
+            or models.preference is None
+            or models.preference.heldout_accuracy is None
+        ):
             raise ScorerUnavailable("not trained")
         source = _SOURCE.get(models.preference.embedding)
         if source is None:
