@@ -216,3 +216,27 @@ def test_a_signal_only_scorer_never_imports_torch() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_scoring_process_runs_blas_on_one_thread() -> None:
+    """Parallel scoring is one process per core: OpenBLAS threads beside it only spin (D65)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from threadpoolctl import threadpool_info\n"
+        "from tuneforge.scoring.engine import ScoringEngine\n"
+        "from tuneforge.scoring.history import InMemoryHistory\n"
+        "ScoringEngine.create(InMemoryHistory(), None)\n"
+        "print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))\n"
+    )
+    environment = {**os.environ, "OPENBLAS_NUM_THREADS": "4"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env=environment,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[1]"

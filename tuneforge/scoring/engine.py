@@ -35,6 +35,7 @@ from tuneforge.scoring.base import (
     Submission,
 )
 from tuneforge.scoring.batched_round import decode_for_models, score_in_process
+from tuneforge.scoring.blas import use_one_blas_thread
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.clip_score import Outcome, composite_score, memory_of, score_checks
 from tuneforge.scoring.history import SnapshotHistory
@@ -87,6 +88,7 @@ class ScoringEngine:
         clock: Callable[[], float] = time.perf_counter,
         workers: int = 1,
     ) -> None:
+        use_one_blas_thread()  # parallel by processes, not BLAS threads (D65)
         self.history = history
         self.models = models
         self.scorer_set = scorer_set
