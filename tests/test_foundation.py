@@ -13,11 +13,13 @@ from pydantic import ValidationError
 from tuneforge.core.audio import (
     Audio,
     AudioError,
+    WavAudio,
     decode_wav,
     encode_wav,
     fit_length,
     integrated_lufs,
     normalize_loudness,
+    normalized_samples,
     resample,
     true_peak_dbfs,
 )
@@ -111,10 +113,46 @@ def test_hostile_wav_bytes_get_clear_errors() -> None:
     for data, expected in cases.items():
         with pytest.raises(AudioError, match=expected):
             decode_wav(data)
+        with pytest.raises(AudioError, match=expected):  # the validator's check of an answer
+            WavAudio.checked(data, max_bytes=1 << 24, max_seconds=60.0)
     with pytest.raises(AudioError, match="limit"):
         decode_wav(good, max_bytes=1000)
     with pytest.raises(AudioError, match="limit"):
         decode_wav(good, max_seconds=1.0)
+
+
+def test_an_integer_pcm_answer_is_checked_without_decoding_its_samples(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every 16-bit sample is a finite value in range: the header and the data chunk are all
+    there is to check (float WAVs, which can carry NaN, are still decoded: the test above)."""
+    import tuneforge.core.audio as audio_module
+
+    wav = encode_wav(_tone(channels=2))
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an integer PCM answer was decoded to be checked")
+
+    monkeypatch.setattr(audio_module, "decode_wav", no_decoding)
+    checked = WavAudio.checked(wav, max_bytes=1 << 24, max_seconds=60.0)
+    assert (checked.sample_rate, checked.channels) == (32_000, 2)
+    assert checked.num_samples == _tone(channels=2).num_samples
+
+
+def test_normalised_samples_keep_their_values_and_refuse_nan_inf_and_huge() -> None:
+    rng = np.random.default_rng(3)
+    for scale in (0.3, 2.0):
+        for dtype in (np.float32, np.float64):
+            samples = (rng.standard_normal((2, 500)) * scale).astype(dtype)
+            got = normalized_samples(samples.T.copy().T)  # not C-ordered, as decoded
+            want = np.clip(samples.astype(np.float64), -1.0, 1.0).astype(np.float32)
+            assert got.dtype == np.float32 and got.flags.c_contiguous
+            assert np.array_equal(got, want)
+    for bad, reason in ((np.nan, "NaN"), (-np.inf, "infinite"), (17.0, "out of range")):
+        samples = np.zeros((1, 10), dtype=np.float32)
+        samples[0, 4] = bad
+        with pytest.raises(AudioError, match=reason):
+            normalized_samples(samples)
 
 
 def test_header_claiming_more_frames_than_present_is_truncated() -> None:

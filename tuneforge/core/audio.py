@@ -72,14 +72,26 @@ def encode_wav(audio: Audio, subtype: str = "PCM_16") -> bytes:
     return buffer.getvalue()
 
 
-def decode_wav(
-    data: bytes,
-    *,
-    max_bytes: int = 32 * 1024 * 1024,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    min_seconds: float = 0.0,
-) -> Audio:
-    """Decode untrusted WAV bytes, checking size, format, rate, channels, length, finiteness."""
+# Integer PCM: every byte pattern decodes to a finite sample in [-1, 1), so once the header and
+# the data chunk are checked, reading the samples can find nothing more wrong with them.
+_INTEGER_PCM = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32"})
+
+
+@dataclass(frozen=True)
+class WavHeader:
+    """What a checked WAV header says: rate, channels, frames and libsndfile's subtype."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    subtype: str
+
+
+def check_wav_header(
+    data: bytes, *, max_bytes: int = 32 * 1024 * 1024, max_seconds: float = DEFAULT_MAX_SECONDS
+) -> WavHeader:
+    """Everything `decode_wav` checks before it reads the samples: size, container, rate,
+    channels, length and a complete data chunk. Raises AudioError."""
     if not data:
         raise AudioError("empty audio body")
     if len(data) > max_bytes:
@@ -88,26 +100,40 @@ def decode_wav(
         raise AudioError("not a RIFF/WAVE file")
     _check_data_chunk_complete(data)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as handle:
-            if handle.format != "WAV":
-                raise AudioError(f"unsupported container {handle.format}")
-            rate, channels, frames = handle.samplerate, handle.channels, handle.frames
-            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-                raise AudioError(
-                    f"sample rate {rate} Hz outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
-                )
-            if not 1 <= channels <= MAX_CHANNELS:
-                raise AudioError(f"{channels} channels, expected 1 or 2")
-            if frames / rate > max_seconds:
-                raise AudioError(f"audio is {frames / rate:.1f} s, limit is {max_seconds:.1f} s")
-            samples = handle.read(dtype="float32", always_2d=True)
-    except AudioError:
-        raise
+        info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioError(f"unreadable WAV: {exc}") from exc
-    if samples.shape[0] < frames:
-        raise AudioError(f"truncated WAV: header says {frames} frames, got {samples.shape[0]}")
-    audio = Audio(normalized_samples(samples.T), rate)
+    if info.format != "WAV":
+        raise AudioError(f"unsupported container {info.format}")
+    rate, channels, frames = int(info.samplerate), int(info.channels), int(info.frames)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"sample rate {rate} Hz outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"{channels} channels, expected 1 or 2")
+    if frames / rate > max_seconds:
+        raise AudioError(f"audio is {frames / rate:.1f} s, limit is {max_seconds:.1f} s")
+    return WavHeader(rate, channels, frames, str(info.subtype))
+
+
+def decode_wav(
+    data: bytes,
+    *,
+    max_bytes: int = 32 * 1024 * 1024,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    min_seconds: float = 0.0,
+) -> Audio:
+    """Decode untrusted WAV bytes, checking size, format, rate, channels, length, finiteness."""
+    header = check_wav_header(data, max_bytes=max_bytes, max_seconds=max_seconds)
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
+            samples = handle.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"unreadable WAV: {exc}") from exc
+    if samples.shape[0] < header.frames:
+        raise AudioError(
+            f"truncated WAV: header says {header.frames} frames, got {samples.shape[0]}"
+        )
+    audio = Audio(normalized_samples(samples.T), header.sample_rate)
     if audio.duration_seconds < min_seconds:
         raise AudioError(f"audio is {audio.duration_seconds:.2f} s, minimum is {min_seconds} s")
     return audio
@@ -128,8 +154,15 @@ class WavAudio:
 
     @classmethod
     def checked(cls, wav: bytes, *, max_bytes: int, max_seconds: float) -> WavAudio:
-        """Decode once to check everything `decode_wav` checks, keep only the bytes and facts.
-        Raises AudioError as `decode_wav` does."""
+        """Check everything `decode_wav` checks, keep only the bytes and facts. Integer PCM is
+        checked from its header and data chunk alone (its samples cannot be out of range, and
+        the validator decoded every answer only to find that); float PCM and anything else is
+        decoded once. Raises AudioError as `decode_wav` does."""
+        header = check_wav_header(wav, max_bytes=max_bytes, max_seconds=max_seconds)
+        if header.subtype in _INTEGER_PCM:
+            return cls(
+                wav, header.sample_rate, header.channels, header.frames, max_bytes, max_seconds
+            )
         audio = decode_wav(wav, max_bytes=max_bytes, max_seconds=max_seconds)
         return cls(
             wav, audio.sample_rate, audio.channels, audio.num_samples, max_bytes, max_seconds
@@ -155,14 +188,25 @@ def decoded(audio: Audio | WavAudio) -> Audio:
 def normalized_samples(samples: np.ndarray) -> np.ndarray:
     """Range-check untrusted samples once, at the boundary: finite, at most MAX_ABS_SAMPLE, then
     clipped to [-1, 1] as any player's converter would (the artifact penalty hears the clipping).
-    Everything downstream may then assume bounded float32."""
-    samples = np.asarray(samples, dtype=np.float64)
-    if not np.all(np.isfinite(samples)):
+    Everything downstream may then assume bounded, C-ordered float32.
+
+    float32 input is checked in float32 (its min and max carry any NaN or inf) and copied only
+    when it must change: a decoded 30 s stereo clip took 27 ms through float64, now 2-3 ms, with
+    the same values (D65)."""
+    samples = np.asarray(samples)
+    if samples.dtype != np.float32:
+        samples = samples.astype(np.float64)
+    if samples.size == 0:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    low, high = float(samples.min()), float(samples.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise AudioError("audio contains NaN or infinite samples")
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    peak = max(high, -low)
     if peak > MAX_ABS_SAMPLE:
         raise AudioError(f"sample values out of range (peak {peak:.3g}, limit {MAX_ABS_SAMPLE:g})")
-    return np.clip(samples, -1.0, 1.0).astype(np.float32)
+    if peak > 1.0:
+        samples = np.clip(samples, -1.0, 1.0)
+    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 def checked_audio(audio: Audio) -> Audio:
