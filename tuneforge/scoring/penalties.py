@@ -14,6 +14,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.fft
 
 from tuneforge.scoring import features, signal_quality
 from tuneforge.scoring.base import Challenge, Penalty, RoundContext, ScoreResult
@@ -100,9 +101,12 @@ def loop_correlation(clip: Clip) -> tuple[float, float]:
         if hi <= lo:
             return 0.0, 0.0
         y = y - y.mean()
-        size = 1 << int(np.ceil(np.log2(2 * n)))
-        spectrum = np.fft.rfft(y, size)
-        auto = np.fft.irfft(spectrum * np.conj(spectrum), size)[:n]
+        # Lags below `hi` need only n + hi points of padding to come out of the circular
+        # correlation unwrapped; a size with small prime factors, not the next power of two
+        # above 2n, is 4x faster on a 30 s clip (D65).
+        size = scipy.fft.next_fast_len(n + hi, real=True)
+        spectrum = scipy.fft.rfft(y, size)
+        auto = scipy.fft.irfft(spectrum * np.conj(spectrum), size)[:hi]
         energy = np.concatenate([[0.0], np.cumsum(y * y)])
         lags = np.arange(lo, hi)
         head = energy[n - lags]  # energy of y[0 : n - lag]
@@ -145,20 +149,26 @@ def click_count(clip: Clip) -> int:
         if len(y) < 64 or not np.all(np.isfinite(y)):
             return 0
         energy = np.diff(y, n=2) ** 2
-        cumulative = np.concatenate([[0.0], np.cumsum(energy)])
         n = len(energy)
-
-        def mean(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
-            start, stop = np.clip(start, 0, n), np.clip(stop, 0, n)
-            means: np.ndarray = (cumulative[stop] - cumulative[start]) / np.maximum(stop - start, 1)
-            return means
-
         half = max(1, int(CLICK_WINDOW_S * rate / 2))
         near, far = (max(half + 1, int(s * rate)) for s in CLICK_CONTEXT_S)
-        index = np.arange(n)
-        burst = mean(index - half, index + half + 1)
-        before = mean(index - far, index - near)
-        after = mean(index + near, index + far)
+        # Running sums and positions, padded with their end values so that a window shifted
+        # past either end is a slice that stops at the edge (slices, not gathers: D65).
+        pad = far
+        cumulative = np.concatenate([np.zeros(pad + 1), np.cumsum(energy)])
+        cumulative = np.concatenate([cumulative, np.full(pad, cumulative[-1])])
+        position = np.clip(np.arange(-pad, n + pad + 1), 0, n)
+
+        def mean(start: int, stop: int) -> np.ndarray:
+            """Mean energy over [i + start, i + stop) for every i, clipped to the clip."""
+            low, high = slice(pad + start, pad + start + n), slice(pad + stop, pad + stop + n)
+            count = np.maximum(position[high] - position[low], 1)
+            means: np.ndarray = (cumulative[high] - cumulative[low]) / count
+            return means
+
+        burst = mean(-half, half + 1)
+        before = mean(-far, -near)
+        after = mean(near, far)
         level = float(np.mean(energy)) + 1e-12
         floor = 1e-4 * level  # digital silence around a click
         hits = np.flatnonzero(
