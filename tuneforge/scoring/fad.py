@@ -196,13 +196,14 @@ def dsp_frame_embeddings(y: np.ndarray, sr: int) -> np.ndarray:
     tilt_fb = librosa.filters.mel(sr=sr, n_fft=DSP_N_FFT, n_mels=4, fmin=30.0)
     tilt = np.log10(power @ tilt_fb.T + 1e-6)
     tilt -= tilt.mean(axis=1, keepdims=True)
-    log_power = np.log10(power + 1e-10)
     freqs = np.fft.rfftfreq(DSP_N_FFT, 1.0 / sr)
     contrast_bands = []
     for lo, hi in zip(_OCTAVE_EDGES[:-1], _OCTAVE_EDGES[1:], strict=True):
-        band = np.sort(log_power[:, (freqs >= lo) & (freqs < hi)], axis=1)
+        # the log is monotonic: sort the powers, take the logs of the ends only (D65)
+        band = np.sort(power[:, (freqs >= lo) & (freqs < hi)], axis=1)
         k = max(1, band.shape[1] // 10)
-        contrast_bands.append(band[:, -k:].mean(axis=1) - band[:, :k].mean(axis=1))
+        peaks, valleys = np.log10(band[:, -k:] + 1e-10), np.log10(band[:, :k] + 1e-10)
+        contrast_bands.append(peaks.mean(axis=1) - valleys.mean(axis=1))
     contrast = np.stack(contrast_bands, axis=1)
     chroma = power @ librosa.filters.chroma(sr=sr, n_fft=DSP_N_FFT).T
     chroma /= chroma.sum(axis=1, keepdims=True) + 1e-12
