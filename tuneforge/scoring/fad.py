@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import linalg
 
 from tuneforge.core.errors import TuneForgeError
@@ -191,8 +193,9 @@ def dsp_frame_embeddings(y: np.ndarray, sr: int) -> np.ndarray:
     if len(y) < DSP_N_FFT:
         y = np.pad(y, (0, DSP_N_FFT - len(y)))
     n_frames = 1 + (len(y) - DSP_N_FFT) // DSP_HOP
-    index = np.arange(DSP_N_FFT)[None, :] + DSP_HOP * np.arange(n_frames)[:, None]
-    power = np.abs(np.fft.rfft(y[index] * np.hanning(DSP_N_FFT), axis=1)) ** 2  # [T, F]
+    frames = sliding_window_view(y, DSP_N_FFT)[::DSP_HOP] * np.hanning(DSP_N_FFT)
+    spectrum = scipy.fft.rfft(frames, axis=1)
+    power = spectrum.real**2 + spectrum.imag**2  # [T, F]; scipy's FFT: 87 -> 41 ms (D65)
     tilt_fb = librosa.filters.mel(sr=sr, n_fft=DSP_N_FFT, n_mels=4, fmin=30.0)
     tilt = np.log10(power @ tilt_fb.T + 1e-6)
     tilt -= tilt.mean(axis=1, keepdims=True)

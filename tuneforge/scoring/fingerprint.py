@@ -71,6 +71,7 @@ MAX_NEEDED_SHARE = 0.7  # a short query needs this share at most
 MIN_ACTIVE_FRAMES = WINDOW_FRAMES  # less sounding audio than one window cannot be judged
 SEGMENT_FRAMES = 32  # ≈ 6 s pieces of a query are also normalised on their own ...
 SEGMENT_HOP = 16  # ... every ≈ 3 s (see query_pieces)
+SPECTRUM_GRID = 32  # frames: FFT sizes of the comparison are multiples of this
 ALIGNMENT_SLACK = 3  # frames: a copy 5% off in tempo drifts ≈ 3 frames over a 12 s query
 
 
@@ -342,7 +343,9 @@ class Query:
             return best
         if n_ref < WINDOW_FRAMES or len(self.windows) == 0:
             return best
-        size = 1 << int(np.ceil(np.log2(n_ref + WINDOW_FRAMES)))
+        # The lags read (window start + k < n_ref) never wrap once the FFT spans the reference;
+        # sizes on a grid of SPECTRUM_GRID keep the windows' cached spectra few (D65).
+        size = -(-n_ref // SPECTRUM_GRID) * SPECTRUM_GRID
         ref_spec = np.fft.rfft(reference.frames, size, axis=1)  # [band, frequency]
         # cross[w, k] = Σ_band Σ_t W[band, t] · R[band, t + k]: over the window's sounding
         # frames, the mean frame correlation

@@ -127,6 +127,24 @@ CLIP_LEVEL_TOLERANCE = 1e-3  # "at the peak": within 0.1 % of the channel's larg
 CLIP_FLAT_TOLERANCE = 1e-5  # "flat": neighbours differ by less than this share of the peak
 
 
+def stereo_image(clip: Clip) -> dict[str, float]:
+    """L/R correlation, side/mid energy ratio and mono-downmix energy retention of the original
+    stereo pair (once per clip: `production` and `mix_separation` both read it)."""
+
+    def compute(c: Clip) -> dict[str, float]:
+        left = c.original.samples[0].astype(np.float64)
+        right = c.original.samples[1].astype(np.float64)
+        mid, side = (left + right) / 2.0, (left - right) / 2.0
+        energy_lr = (np.sum(left**2) + np.sum(right**2)) / 2.0
+        denominator = np.sqrt(np.sum(left**2) * np.sum(right**2))
+        correlation = float(np.sum(left * right) / denominator) if denominator > 0 else 1.0
+        side_mid = float(np.sum(side**2) / max(np.sum(mid**2), 1e-20))
+        retention = float(np.sum(mid**2) / max(energy_lr, 1e-20))  # 1 mono, 0.5 uncorrelated
+        return {"correlation": correlation, "side_mid_ratio": side_mid, "mono_retention": retention}
+
+    return clip.feature(compute)
+
+
 def clipping_fraction(clip: Clip) -> float:
     """Fraction of the original's samples that sit in flat runs (>= 3 samples) at the channel's
     own peak magnitude: hard clipping at whatever level the clipped signal was later scaled to.

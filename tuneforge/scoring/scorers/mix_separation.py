@@ -15,6 +15,7 @@ import numpy as np
 from tuneforge.scoring import features
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.music_features import ramp
+from tuneforge.scoring.signal_quality import stereo_image
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
@@ -44,18 +45,6 @@ def band_shares(power: np.ndarray, freqs: np.ndarray) -> np.ndarray:
         ]
     )
     return shares / max(float(shares.sum()), 1e-20)
-
-
-def stereo_image(samples: np.ndarray) -> dict[str, float]:
-    """L/R correlation, side/mid energy ratio and mono-downmix energy retention of [2, n]."""
-    left, right = samples[0].astype(np.float64), samples[1].astype(np.float64)
-    mid, side = (left + right) / 2.0, (left - right) / 2.0
-    energy_lr = (np.sum(left**2) + np.sum(right**2)) / 2.0
-    denominator = np.sqrt(np.sum(left**2) * np.sum(right**2))
-    correlation = float(np.sum(left * right) / denominator) if denominator > 0 else 1.0
-    side_mid = float(np.sum(side**2) / max(np.sum(mid**2), 1e-20))
-    retention = float(np.sum(mid**2) / max(energy_lr, 1e-20))  # 1 mono, 0.5 uncorrelated
-    return {"correlation": correlation, "side_mid_ratio": side_mid, "mono_retention": retention}
 
 
 def stereo_credit(image: dict[str, float]) -> float:
@@ -97,7 +86,7 @@ class MixSeparationScorer(Scorer):
         }
         notes = []
         if clip.original.channels == 2:
-            image = stereo_image(clip.original.samples)
+            image = stereo_image(clip)
             parts["stereo"] = stereo_credit(image)
             details.update({k: round(v, 3) for k, v in image.items()})
         else:

@@ -75,17 +75,6 @@ def spectral_tilt_db_per_octave(clip: Clip) -> float:
     return float(slope)
 
 
-def stereo_image(clip: Clip) -> tuple[float, float]:
-    """(L/R correlation, side-to-mid energy ratio) of the original stereo pair."""
-    left, right = clip.original.samples[0].astype(np.float64), clip.original.samples[1]
-    right = right.astype(np.float64)
-    denominator = float(np.sqrt(np.sum(left**2) * np.sum(right**2)))
-    correlation = float(np.sum(left * right) / denominator) if denominator > 0 else 1.0
-    mid, side = (left + right) / 2.0, (left - right) / 2.0
-    side_ratio = float(np.sum(side**2) / max(float(np.sum(mid**2)), 1e-20))
-    return correlation, side_ratio
-
-
 class ProductionScorer(Scorer):
     """Weighted mean: loudness vs genre target 0.35, dynamics (PLR) 0.25, spectral balance 0.25,
     clean noise floor 0.2, stereo image 0.15 (stereo clips only; mono clips reweight the rest)."""
@@ -132,7 +121,8 @@ class ProductionScorer(Scorer):
         if balance_score < 1:
             complaints.append(f"spectral tilt {tilt:.1f} dB/octave")
         if clip.original.channels == 2:
-            correlation, side_ratio = stereo_image(clip)
+            image = signal_quality.stereo_image(clip)
+            correlation, side_ratio = image["correlation"], image["side_mid_ratio"]
             # out of phase (< 0) collapses in mono; ~1 is mono in two channels (fine, not wide)
             stereo_score = _band(correlation, -0.2, 0.3, 0.97, 1.5) if correlation < 0.97 else 0.8
             parts["stereo"] = (stereo_score, 0.15)

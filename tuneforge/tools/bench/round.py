@@ -4,12 +4,12 @@ The miners live in a separate process (one HTTP server answering for every hotke
 signed by that miner's own wallet) and answer at once with a clip rendered before the bench
 starts, one distinct clip per miner: the figures are the validator's (query, decode, scoring,
 the state transaction), not generation's. Each miner sends the same clip every round, so from
-the second round on every answer is (rightly) caught as a replay of its own earlier clip: the copy
-check then verifies a real match, its costlier case. Reported per round: wall time, CPU seconds of the validator
-process and of its scoring workers, peak memory of the validator and its workers together and of
-each side alone (PSS, sampled every second from /proc, and the sum of the processes' own peak
-RSS, which the kernel counts between samples), and how much the state file and its
-history grew.
+the second round on every answer is (rightly) caught as a replay of its own earlier clip: the
+copy check then verifies a real match, its costlier case. Reported per round: wall time, CPU
+seconds of the validator process and of its scoring workers, peak memory of the validator and
+its workers together and of each side alone (PSS, sampled every second from /proc, and the sum
+of the processes' own peak RSS, which the kernel counts between samples), and how much the
+state file and its history grew.
 """
 
 from __future__ import annotations
