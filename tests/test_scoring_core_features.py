@@ -69,3 +69,36 @@ def test_floor_snr_orders_clean_noisy_and_noise(piece: Audio) -> None:
     noisy = signal_quality.floor_snr_db(Clip(signals.with_noise(piece, 10)))
     noise = signal_quality.floor_snr_db(Clip(signals.white_noise(5)))
     assert clean > 40 > noisy > 15 > noise
+
+
+@pytest.mark.parametrize(
+    ("length", "nperseg"), [(96_000, 4096), (5_000, 4096), (17, 17), (100, 33)]
+)
+def test_welch_psd_is_scipys_welch(length: int, nperseg: int) -> None:
+    """The bandwidth check's long-term spectrum, computed on a strided view, is scipy's Welch."""
+    from scipy.signal import welch
+
+    signal = np.random.default_rng(length).standard_normal(length) + 0.25
+    want_freqs, want = welch(signal, fs=32_000, nperseg=nperseg)
+    freqs, psd = signal_quality.welch_psd(signal, 32_000, nperseg)
+    assert np.array_equal(freqs, want_freqs)
+    np.testing.assert_allclose(psd, want, rtol=1e-10, atol=1e-12 * float(want.max()))
+
+
+def test_true_peak_is_the_peak_of_the_whole_oversampled_signal() -> None:
+    """Blocks skipped by the bound never hold the peak: the value is scipy's, exactly, on a
+    quiet signal with one loud burst, on a limited loud one and on a near-Nyquist pattern."""
+    from scipy.signal import resample_poly
+
+    from tuneforge.core.audio import true_peak_dbfs
+
+    rng = np.random.default_rng(11)
+    n = 32_000 * 6
+    quiet = rng.standard_normal((2, n)).astype(np.float32) * 0.01
+    quiet[1, n // 2 : n // 2 + 300] = 0.9 * np.sin(np.arange(300) * 2.9).astype(np.float32)
+    loud = np.clip(rng.standard_normal((2, n)) * 0.5, -0.8, 0.8).astype(np.float32)
+    pattern = np.tile(np.array([0.0, 0.7, 0.0, -0.7], dtype=np.float32), n // 4)[None] * 0.99
+    pattern[0, : n // 3] *= 0.2
+    for samples in (quiet, loud, pattern):
+        want = 20.0 * np.log10(float(np.max(np.abs(resample_poly(samples, 4, 1, axis=1)))))
+        assert true_peak_dbfs(Audio(samples, 32_000)) == want

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
 
 from tuneforge.core.audio import true_peak_dbfs
 from tuneforge.scoring.clip import Clip
@@ -110,16 +112,33 @@ def original_spectrum(clip: Clip) -> OriginalSpectrum:
     analysis resampling cuts everything above 11 kHz."""
 
     def compute(c: Clip) -> OriginalSpectrum:
-        from scipy.signal import welch
-
         mono = c.original.mono().astype(np.float64)
         rate = c.original.sample_rate
         if len(mono) < 16:
             mono = np.concatenate([mono, np.zeros(16 - len(mono))])
-        freqs, psd = welch(mono, fs=rate, nperseg=min(4096, len(mono)))
+        freqs, psd = welch_psd(mono, rate, nperseg=min(4096, len(mono)))
         return OriginalSpectrum(freqs, 10.0 * np.log10(np.maximum(psd, 1e-20)))
 
     return clip.feature(compute)
+
+
+def welch_psd(signal: np.ndarray, rate: int, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
+    """`scipy.signal.welch(signal, rate, nperseg=nperseg)` with its defaults (periodic Hann,
+    half overlap, each segment's mean removed, one-sided density), computed on a strided view
+    in one FFT call: the same PSD to ~1e-15, in 37 ms instead of 88 for 30 s at 32 kHz (D65)."""
+    from scipy.signal import get_window
+
+    step = nperseg - nperseg // 2
+    segments = sliding_window_view(signal, nperseg)[::step]
+    segments = segments - segments.mean(axis=1, keepdims=True)
+    window = get_window("hann", nperseg)
+    spectrum = scipy.fft.rfft(segments * window, axis=1)
+    psd = (spectrum.real**2 + spectrum.imag**2).mean(axis=0) / (rate * float(np.sum(window**2)))
+    if nperseg % 2:
+        psd[1:] *= 2.0  # every bin but DC stands for its negative twin too
+    else:
+        psd[1:-1] *= 2.0  # ... and Nyquist has none
+    return np.fft.rfftfreq(nperseg, 1.0 / rate), psd
 
 
 MIN_CLIP_RUN = 3  # samples in a row on one flat level: single peaks are legal
