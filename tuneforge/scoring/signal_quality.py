@@ -29,30 +29,33 @@ class Loudness:
     loudness_range_lu: float  # EBU Tech 3342 LRA: 95th - 10th percentile of gated short-term
 
 
-def _k_weighted(samples: np.ndarray, rate: int) -> np.ndarray:
-    """BS.1770 K-weighting (pyloudnorm's two biquads) of [channels, n] float64."""
+def _k_weighted_energy(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Running sum of the squared BS.1770 K-weighted signal (pyloudnorm's two biquads) of
+    [channels, n] float64: [channels, n + 1], from 0. Both window lengths read this one sum."""
     import pyloudnorm
 
     meter = pyloudnorm.Meter(rate)
-    out = np.empty_like(samples)
+    weighted = np.empty_like(samples)
     for channel in range(samples.shape[0]):
         data = samples[channel]
         for stage in meter._filters.values():  # the meter's own filter coefficients
             data = stage.apply_filter(data)
-        out[channel] = data
-    return out
+        weighted[channel] = data
+    return np.concatenate(
+        [np.zeros((weighted.shape[0], 1)), np.cumsum(weighted**2, axis=1)], axis=1
+    )
 
 
-def _window_loudness(weighted: np.ndarray, rate: int, window_s: float, hop_s: float) -> np.ndarray:
-    """Loudness (LUFS) of each window of the K-weighted signal, channels summed with gain 1."""
-    n = weighted.shape[1]
+def _window_loudness(
+    cumulative: np.ndarray, rate: int, window_s: float, hop_s: float
+) -> np.ndarray:
+    """Loudness (LUFS) of each window of the K-weighted signal, channels summed with gain 1,
+    from its running energy (`_k_weighted_energy`)."""
+    n = cumulative.shape[1] - 1
     window, hop = int(window_s * rate), int(hop_s * rate)
     if n < window:
         window = n
     starts = np.arange(0, n - window + 1, max(1, hop))
-    cumulative = np.concatenate(
-        [np.zeros((weighted.shape[0], 1)), np.cumsum(weighted**2, axis=1)], axis=1
-    )
     energy = (cumulative[:, starts + window] - cumulative[:, starts]) / max(window, 1)
     with np.errstate(divide="ignore"):
         result: np.ndarray = -0.691 + 10.0 * np.log10(np.maximum(energy.sum(axis=0), 1e-20))
@@ -67,8 +70,8 @@ def loudness(clip: Clip) -> Loudness:
         rate = audio.sample_rate
         if audio.num_samples < int(0.4 * rate):
             return Loudness(SILENCE_LUFS, np.array([SILENCE_LUFS]), 0.0)
-        weighted = _k_weighted(audio.samples.astype(np.float64), rate)
-        blocks = _window_loudness(weighted, rate, 0.4, 0.1)  # BS.1770 gating blocks
+        energy = _k_weighted_energy(audio.samples.astype(np.float64), rate)
+        blocks = _window_loudness(energy, rate, 0.4, 0.1)  # BS.1770 gating blocks
         gated = blocks[blocks > SILENCE_LUFS]
         integrated = SILENCE_LUFS
         if len(gated):
@@ -76,7 +79,7 @@ def loudness(clip: Clip) -> Loudness:
             gated = gated[gated > relative]
             integrated = max(SILENCE_LUFS, _mean_power_lufs(gated)) if len(gated) else integrated
         short = np.maximum(
-            _window_loudness(weighted, rate, SHORT_TERM_WINDOW_S, SHORT_TERM_HOP_S), SILENCE_LUFS
+            _window_loudness(energy, rate, SHORT_TERM_WINDOW_S, SHORT_TERM_HOP_S), SILENCE_LUFS
         )
         audible = short[short > max(SILENCE_LUFS, integrated - 20.0)]
         lra = float(np.percentile(audible, 95) - np.percentile(audible, 10)) if len(audible) else 0
