@@ -18,6 +18,8 @@ def test_bench_round_queries_every_miner_and_reports_cost_and_state_growth() -> 
     [measured] = report["rounds"]
     assert measured["round"] == 2 and measured["answered"] == 2
     assert measured["wall_s"] > 0 and measured["cpu_s"] > 0 and measured["peak_pss_mb"] > 0
+    # the kernel's peak RSS of the round is at least what the sampler saw of the same process
+    assert measured["peak_rss_validator_mb"] >= 0.9 * measured["peak_pss_validator_mb"] > 0
     assert measured["history_growth_kb"] > 0  # each answer left its memory in the state
     # each miner sends its own clip again: a replay of the first round, caught by the history
     assert measured["copies_flagged"] == 2

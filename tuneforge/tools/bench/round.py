@@ -97,17 +97,7 @@ class _Sampler:
     def _pss(pids: list[int]) -> int:
         """Sum of the processes' PSS: pages shared between them (libraries, the interpreter)
         are counted once in total, not once per worker as a sum of RSS would."""
-        total = 0
-        for pid in pids:
-            try:
-                with open(f"/proc/{pid}/smaps_rollup") as handle:
-                    for line in handle:
-                        if line.startswith("Pss:"):
-                            total += int(line.split()[1]) * 1024
-                            break
-            except OSError:
-                continue  # a worker that just exited
-        return total
+        return _summed_proc_kb(pids, "smaps_rollup", "Pss:")
 
     def _sample(self) -> None:
         validator, workers = self._pss([os.getpid()]), self._pss(self.workers())
@@ -147,12 +137,18 @@ def _reset_peak_rss(pids: list[int]) -> None:
 def _peak_rss(pids: list[int]) -> int:
     """Sum of the processes' peak RSS (VmHWM) in bytes: an upper bound on their joint peak,
     since shared pages count once per process and the peaks need not coincide."""
+    return _summed_proc_kb(pids, "status", "VmHWM:")
+
+
+def _summed_proc_kb(pids: list[int], file: str, field: str) -> int:
+    """Sum over the processes of a kB `field` of /proc/<pid>/`file`, in bytes (a process that
+    just exited counts 0)."""
     total = 0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/status") as handle:
+            with open(f"/proc/{pid}/{file}") as handle:
                 for line in handle:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field):
                         total += int(line.split()[1]) * 1024
                         break
         except OSError:
