@@ -159,22 +159,25 @@ def click_count(clip: Clip) -> int:
         cumulative = np.concatenate([cumulative, np.full(pad, cumulative[-1])])
         position = np.clip(np.arange(-pad, n + pad + 1), 0, n)
 
-        def mean(start: int, stop: int) -> np.ndarray:
-            """Mean energy over [i + start, i + stop) for every i, clipped to the clip."""
-            low, high = slice(pad + start, pad + start + n), slice(pad + stop, pad + stop + n)
+        def mean(start: int, stop: int, at: np.ndarray | None = None) -> np.ndarray:
+            """Mean energy over [i + start, i + stop) for each i in `at` (every i: None),
+            clipped to the clip."""
+            if at is None:
+                low: slice | np.ndarray = slice(pad + start, pad + start + n)
+                high: slice | np.ndarray = slice(pad + stop, pad + stop + n)
+            else:
+                low, high = at + (pad + start), at + (pad + stop)
             count = np.maximum(position[high] - position[low], 1)
             means: np.ndarray = (cumulative[high] - cumulative[low]) / count
             return means
 
-        burst = mean(-half, half + 1)
-        before = mean(-far, -near)
-        after = mean(near, far)
         level = float(np.mean(energy)) + 1e-12
         floor = 1e-4 * level  # digital silence around a click
-        hits = np.flatnonzero(
-            (burst > CLICK_RATIO * (np.maximum(before, after) + floor))
-            & (burst > CLICK_LEVEL * level)
-        )
+        burst = mean(-half, half + 1)
+        # only bursts loud enough to be heard need their surroundings (a few of n)
+        loud = np.flatnonzero(burst > CLICK_LEVEL * level)
+        before, after = mean(-far, -near, loud), mean(near, far, loud)
+        hits = loud[burst[loud] > CLICK_RATIO * (np.maximum(before, after) + floor)]
         hits = hits[(hits >= far) & (hits < n - far)]  # both surroundings must exist
         if len(hits) == 0:
             return 0
