@@ -262,27 +262,26 @@ def true_peak_dbfs(audio: Audio, oversample: int = 4) -> float:
     n = samples.shape[1]
     if n == 0:
         return -np.inf
-    peak = _oversampled_peak(samples, 0, n, oversample) if n <= 4 * _PEAK_BLOCK else 0.0
-    if n > 4 * _PEAK_BLOCK:
-        blocks = -(-n // _PEAK_BLOCK)
-        padded = np.zeros((samples.shape[0], blocks * _PEAK_BLOCK), dtype=samples.dtype)
-        padded[:, :n] = np.abs(samples)
-        block_max = padded.reshape(samples.shape[0], blocks, _PEAK_BLOCK).max(axis=(0, 2))
-        reach = block_max.copy()  # a block's filter also reads its neighbours' edges
-        reach[1:] = np.maximum(reach[1:], block_max[:-1])
-        reach[:-1] = np.maximum(reach[:-1], block_max[1:])
-        bound = reach.astype(np.float64) * _tap_sum(oversample) * (1.0 + 1e-6)
-        loudest = int(np.argmax(block_max))
-        peak = _oversampled_peak(
-            samples, loudest * _PEAK_BLOCK, min(n, (loudest + 1) * _PEAK_BLOCK), oversample
-        )
-        needed = np.flatnonzero(bound > peak)
-        if len(needed):
-            # consecutive blocks in one call
-            runs = np.split(needed, np.flatnonzero(np.diff(needed) > 1) + 1)
-            for run in runs:
-                start, stop = int(run[0]) * _PEAK_BLOCK, min(n, (int(run[-1]) + 1) * _PEAK_BLOCK)
-                peak = max(peak, _oversampled_peak(samples, start, stop, oversample))
+    if n <= 4 * _PEAK_BLOCK:
+        peak = _oversampled_peak(samples, 0, n, oversample)
+        return 20.0 * np.log10(peak) if peak > 0 else -np.inf
+    blocks = -(-n // _PEAK_BLOCK)
+    padded = np.zeros((samples.shape[0], blocks * _PEAK_BLOCK), dtype=samples.dtype)
+    padded[:, :n] = np.abs(samples)
+    block_max = padded.reshape(samples.shape[0], blocks, _PEAK_BLOCK).max(axis=(0, 2))
+    reach = block_max.copy()  # a block's filter also reads its neighbours' edges
+    reach[1:] = np.maximum(reach[1:], block_max[:-1])
+    reach[:-1] = np.maximum(reach[:-1], block_max[1:])
+    bound = reach.astype(np.float64) * _tap_sum(oversample) * (1.0 + 1e-6)
+    loudest = int(np.argmax(block_max))
+    peak = _oversampled_peak(
+        samples, loudest * _PEAK_BLOCK, min(n, (loudest + 1) * _PEAK_BLOCK), oversample
+    )
+    needed = np.flatnonzero(bound > peak)
+    # consecutive blocks in one call
+    for run in np.split(needed, np.flatnonzero(np.diff(needed) > 1) + 1) if len(needed) else []:
+        start, stop = int(run[0]) * _PEAK_BLOCK, min(n, (int(run[-1]) + 1) * _PEAK_BLOCK)
+        peak = max(peak, _oversampled_peak(samples, start, stop, oversample))
     return 20.0 * np.log10(peak) if peak > 0 else -np.inf
 
 

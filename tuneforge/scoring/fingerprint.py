@@ -296,30 +296,23 @@ class Query:
         self.seconds = self.frames * STEP_S
         self.sounding = _sounding_frames(matrix)
         windows: list[np.ndarray] = []
-        semitones_of: list[np.ndarray] = []
-        tempo_of: list[np.ndarray] = []
-        first_of: list[np.ndarray] = []
-        start_of: list[np.ndarray] = []
+        # per window: its variant (transposition, tempo, the piece's first query frame) and
+        # its start in the piece's resampled frames
+        owners: list[tuple[int, float, int, int]] = []
         for first, end in query_pieces(self.frames):
             for semitones in TRANSPOSITIONS:
                 for tempo in TEMPO_RATIOS:
                     # resampled to the reference's time axis: tempo > 1 undoes a speed-up
                     q = normalise(matrix[:, first:end], semitones=semitones, tempo=tempo)
-                    starts = window_starts(q.shape[1])
-                    if len(starts) == 0:
-                        continue
-                    windows.append(np.stack([q[:, s : s + WINDOW_FRAMES] for s in starts]))
-                    semitones_of.append(np.full(len(starts), semitones, dtype=np.int64))
-                    tempo_of.append(np.full(len(starts), tempo))
-                    first_of.append(np.full(len(starts), first, dtype=np.int64))
-                    start_of.append(starts)
-        self.windows = np.concatenate(windows) if windows else np.zeros((0, BANDS, WINDOW_FRAMES))
-        # per window: the variant it belongs to (transposition, tempo, the piece's first query
-        # frame) and its start in the piece's resampled frames
-        self._semitones = np.concatenate(semitones_of) if windows else np.zeros(0, np.int64)
-        self._tempo = np.concatenate(tempo_of) if windows else np.zeros(0)
-        self._first = np.concatenate(first_of) if windows else np.zeros(0, np.int64)
-        self._starts = np.concatenate(start_of) if windows else np.zeros(0, np.int64)
+                    for start in window_starts(q.shape[1]).tolist():
+                        windows.append(q[:, start : start + WINDOW_FRAMES])
+                        owners.append((semitones, tempo, first, start))
+        self.windows = np.stack(windows) if windows else np.zeros((0, BANDS, WINDOW_FRAMES))
+        table = np.array(owners, dtype=np.float64).reshape(-1, 4)
+        self._semitones = table[:, 0].astype(np.int64)
+        self._tempo = table[:, 1]
+        self._first = table[:, 2].astype(np.int64)
+        self._starts = table[:, 3].astype(np.int64)
         sounding = (np.abs(self.windows).sum(axis=1) > 0).sum(axis=1)
         self._over = np.maximum(sounding, MIN_WINDOW_SOUNDING).astype(np.float64)
         self._spectra: dict[int, np.ndarray] = {}
