@@ -60,3 +60,50 @@ def test_each_round_has_its_own_folder_and_stale_ones_are_cleared(tmp_path: Path
     (root / "not-a-round").mkdir()  # only round folders are ours to remove
     assert clear_stale(root) == 2  # a validator that stopped mid-round left these
     assert sorted(p.name for p in root.iterdir()) == ["not-a-round"]
+
+
+def test_a_published_round_passes_its_answers_through_memory_one_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """With publication on, the commit queues every answer's audio for the API: each is read
+    back from the spool as its outbox row is written, so the commit's memory is one answer's,
+    not the round's (and the queued bytes are exactly what the miner signed)."""
+    import tracemalloc
+
+    from tests.helpers.validator_net import make_validator_net
+    from tuneforge.core.protocol import MusicGenerationSynapse
+    from tuneforge.scoring.base import ClipScore
+    from tuneforge.validator.query import QueryOutcome
+    from tuneforge.validator.round import RoundRunner
+    from tuneforge.validator.state import ValidatorState
+
+    net = make_validator_net(tmp_path)
+    settings = net.settings(publish=True)
+    state = ValidatorState(settings.neuron.state_path)
+    runner = RoundRunner(settings, net.hotkey, state, client=None, scorer=None)  # type: ignore[arg-type]
+    answer = _answer(8.0)  # 2 MB of WAV
+    score = ClipScore(
+        final_score=0.5, composite=0.5, score_breakdown={}, penalties={}, effective_weights={},
+        reasons={}, details={}, timings_ms={},
+    )  # fmt: skip
+    answers = 12
+    with RoundSpool(tmp_path / "spool") as spool:
+        outcomes = [
+            QueryOutcome(uid, f"5Hotkey{uid}", audio=spool.keep(uid, answer))
+            for uid in range(answers)
+        ]
+        challenge = MusicGenerationSynapse(prompt="a calm piano piece", seed=3)
+        tracemalloc.start()
+        try:
+            entries = runner._publications(
+                "round-1", 7, challenge, outcomes, [score] * answers, [None] * answers
+            )
+            state.commit_round(1, challenge.model_dump(), 7, 0.0, [], {}, entries)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 3 * len(answer.wav), f"commit held {peak / len(answer.wav):.1f} answers"
+    with state.db.read() as db:
+        blobs = [row[0] for row in db.execute("SELECT blob FROM outbox WHERE blob IS NOT NULL")]
+    assert len(blobs) == answers and all(blob == answer.wav for blob in blobs)
+    state.close()

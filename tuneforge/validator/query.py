@@ -98,6 +98,15 @@ class QueryOutcome:
     def ok(self) -> bool:
         return self.audio is not None
 
+    def answer_bytes(self) -> bytes:
+        """The answer's signed bytes: held here, or read back from where the round keeps
+        them (its spool). ValueError for an outcome without audio."""
+        if self.wav is not None:
+            return self.wav
+        if self.audio is None:
+            raise ValueError(f"uid {self.uid} answered no audio")
+        return self.audio.read()
+
     @property
     def error(self) -> str | None:
         """ "code: reason" for a failure (what the scoring engine records), None on success."""

@@ -308,17 +308,17 @@ class RoundRunner:
         for outcome, score, encoded in zip(outcomes, scores, fingerprints, strict=True):
             if outcome.audio is None:
                 continue
-            # Read back from the round's spool, one answer at a time.
-            outcome = dataclasses.replace(outcome, wav=outcome.audio.read())
             trk = track_id(round_id, outcome.hotkey)
             track = published_track(trk, answer_track(outcome, score, encoded))
             digest = track["audio_sha256"]
             tracks.append(track)
+            # The answer itself, not its bytes: the outbox reads each back from the round's
+            # spool as it writes its row, so the commit holds one answer at a time.
             items.append(
                 (
                     TRACK_AUDIO,
                     {"round_id": round_id, "track_id": trk, "audio_sha256": digest},
-                    outcome.wav,
+                    outcome.audio,
                     group,
                 )
             )

@@ -25,7 +25,7 @@ from tuneforge.validator.store.history import (
 )
 from tuneforge.validator.store.meta import MetaRepository
 from tuneforge.validator.store.miners import MinerRoundResult, MinersRepository
-from tuneforge.validator.store.outbox import OutboxEntry, OutboxItem, OutboxRepository
+from tuneforge.validator.store.outbox import Blob, OutboxEntry, OutboxItem, OutboxRepository
 from tuneforge.validator.store.rounds import RoundsRepository
 from tuneforge.validator.store.weights import WeightsRepository
 
@@ -76,7 +76,7 @@ class ValidatorState:
         started_at: float,
         results: list[MinerRoundResult],
         emas: dict[tuple[int, str], float],
-        outbox: Sequence[OutboxEntry | tuple[str, dict[str, Any], bytes | None]] = (),
+        outbox: Sequence[OutboxEntry | tuple[str, dict[str, Any], Blob]] = (),
         memory: RoundMemory | None = None,
     ) -> None:
         """Write everything a round produced in ONE transaction (its scoring memory included,

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tuneforge.validator.store.database import Database, json_default
 
@@ -24,8 +24,16 @@ class OutboxItem:
     group: str | None = None
 
 
+class BlobSource(Protocol):
+    """A blob read only as its row is written (a spooled answer): a round's outbox entries
+    then hold no audio, and its answers pass through memory one at a time."""
+
+    def read(self) -> bytes: ...
+
+
+Blob = bytes | BlobSource | None
 # (kind, payload, blob, group) as written to the outbox
-OutboxEntry = tuple[str, dict[str, Any], bytes | None, str | None]
+OutboxEntry = tuple[str, dict[str, Any], Blob, str | None]
 _ITEM_COLUMNS = "id, kind, payload, blob, created_at, attempts, next_attempt_at, grp"
 _SIZE = "LENGTH(payload) + COALESCE(LENGTH(blob), 0)"
 
@@ -40,11 +48,12 @@ class OutboxRepository:
 
     def enqueue_many(
         self,
-        items: Sequence[OutboxEntry | tuple[str, dict[str, Any], bytes | None]],
+        items: Sequence[OutboxEntry | tuple[str, dict[str, Any], Blob]],
         now: float | None = None,
     ) -> list[int]:
         """Queue items in ONE transaction (a job's audio and its result: all or nothing);
-        an entry without a group is sent in id order only."""
+        an entry without a group is sent in id order only. A `BlobSource` is read as its own
+        row is written."""
         created = time.time() if now is None else now
         ids: list[int] = []
         with self._db.transaction() as db:
@@ -55,7 +64,7 @@ class OutboxRepository:
                     (
                         kind,
                         json.dumps(payload, default=json_default),
-                        blob,
+                        blob if blob is None or isinstance(blob, bytes) else blob.read(),
                         created,
                         created,
                         group[0] if group else None,
