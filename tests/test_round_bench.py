@@ -12,7 +12,7 @@ from tuneforge.tools.cli import app
 
 def test_bench_round_queries_every_miner_and_reports_cost_and_state_growth() -> None:
     args = ["bench", "round", "--miners", "2", "--duration", "6", "--rounds", "1"]
-    result = CliRunner().invoke(app, [*args, "--scoring.workers", "1", "--json"])
+    result = CliRunner().invoke(app, [*args, "--scoring.workers", "1", "--publish", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
     [measured] = report["rounds"]
@@ -24,3 +24,5 @@ def test_bench_round_queries_every_miner_and_reports_cost_and_state_growth() -> 
     # each miner sends its own clip again: a replay of the first round, caught by the history
     assert measured["copies_flagged"] == 2
     assert report["state_bytes_per_miner"] > 0
+    # publishing: two rounds of two results and their answers (6 s of 32 kHz stereo) queued
+    assert report["publish"] and report["outbox_bytes"] > 4 * 6 * 32_000 * 2 * 2

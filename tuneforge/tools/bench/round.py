@@ -57,9 +57,15 @@ def command(
         help="folder of the miners' clips: rendered there once, reused by later runs "
         "(default: rendered afresh in a temporary folder)",
     ),
+    publish: bool = typer.Option(
+        False,
+        "--publish",
+        help="queue every result and answer for the API as a publishing validator does (no API "
+        "listens: the outbox only fills, and its size is reported apart from the state)",
+    ),
 ) -> None:
     """Validator round cost: wall, CPU, peak PSS and state growth per round."""
-    report = run(miners, duration, workers, rounds, clips)
+    report = run(miners, duration, workers, rounds, clips, publish)
     if json_out:
         typer.echo(json.dumps(report))
         return
@@ -166,7 +172,12 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def run(
-    miners: int, duration: float, workers: int, rounds: int, clips: Path | None = None
+    miners: int,
+    duration: float,
+    workers: int,
+    rounds: int,
+    clips: Path | None = None,
+    publish: bool = False,
 ) -> dict[str, Any]:
     from tuneforge.localnet.chain_setup import register_network
     from tuneforge.scoring.engine import ScoringEngine
@@ -210,6 +221,7 @@ def run(
                 netuid=NETUID,
                 localnet={"path": str(chain_path)},
                 neuron=neuron,
+                api={"url": "http://127.0.0.1:9", "publish": publish},  # port 9: nobody listens
             )
             state = ValidatorState(neuron.state_path)
             engine = ScoringEngine.create(state.history, None, workers=workers)
@@ -225,6 +237,7 @@ def run(
             measured = asyncio.run(_rounds(loop, runner, state, rounds + 1, engine.worker_pids))
             measured = measured[1:]  # the first round pays connection set-up and caches
             history = state.history.stored_bytes()
+            outbox = state.outbox.stored_bytes()
             state_file = Path(neuron.state_path).stat().st_size + _wal_size(Path(neuron.state_path))
             engine.close()
             state.close()
@@ -242,7 +255,9 @@ def run(
         "rounds_total": rounds + 1,
         "history_bytes": history,
         "state_bytes": state_file,
-        "state_bytes_per_miner": round(state_file / miners),
+        "state_bytes_per_miner": round((state_file - outbox) / miners),
+        "publish": publish,
+        "outbox_bytes": outbox,  # queued publications (bounded by api.outbox_max_bytes)
     }
 
 

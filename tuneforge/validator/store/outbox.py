@@ -149,3 +149,8 @@ class OutboxRepository:
     def size(self) -> int:
         with self._db.read() as db:
             return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def stored_bytes(self) -> int:
+        """Bytes of the queued payloads and blobs (what `trim` bounds)."""
+        with self._db.read() as db:
+            return int(db.execute(f"SELECT COALESCE(SUM({_SIZE}), 0) FROM outbox").fetchone()[0])
