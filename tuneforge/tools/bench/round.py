@@ -238,9 +238,9 @@ def run(
             measured = measured[1:]  # the first round pays connection set-up and caches
             history = state.history.stored_bytes()
             outbox = state.outbox.stored_bytes()
-            state_file = Path(neuron.state_path).stat().st_size + _wal_size(Path(neuron.state_path))
             engine.close()
-            state.close()
+            state.close()  # the last connection's close checkpoints the WAL into the file
+            state_file = Path(neuron.state_path).stat().st_size + _wal_size(Path(neuron.state_path))
             chain.close()
         finally:
             server.terminate()
