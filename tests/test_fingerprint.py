@@ -91,6 +91,34 @@ def test_disguised_copies_match_their_original(original: Audio) -> None:
         assert match.is_copy, f"{name}: {match}"
 
 
+def test_a_match_names_the_copy_s_transposition_from_its_original(original: Audio) -> None:
+    """Played faster is higher: the reason a miner reads says +1 semitone, not -1."""
+    reference = fp.prepare_reference(_print(original))
+    faster = fp.Query(_print(_speed(_excerpt(original, 3.3, 12.6), 1.05))).compare(reference)
+    slower = fp.Query(_print(_speed(_excerpt(original, 3.3, 11.4), 0.95))).compare(reference)
+    assert (faster.semitones, slower.semitones) == (1, -1)
+    assert faster.tempo > 1.0 > slower.tempo
+
+
+def test_a_transposed_window_matches_at_a_lower_bar_than_an_untransposed_one() -> None:
+    """A pitch shifter's smearing costs a copy 0.1-0.2 of correlation, and only a pitch
+    shifter puts one piece a semitone from another (D67): the same degraded likeness is a
+    copy one band up and not a copy in place."""
+    rng = np.random.default_rng(5)
+    reference = (rng.integers(0, 12, (fp.BANDS, 160)) * fp.DB_STEP).astype(np.uint8)
+    smeared = reference[:, 20:84] + rng.normal(0.0, 16.0, (fp.BANDS, 64))
+    in_place = np.clip(np.round(smeared / fp.DB_STEP) * fp.DB_STEP, 0, fp.FLOOR_DB)
+    in_place = in_place.astype(np.uint8)
+    higher = np.full_like(in_place, int(fp.FLOOR_DB))
+    higher[1:] = in_place[:-1]  # one band up: a semitone higher
+    level = fp.compare(in_place, reference)
+    assert fp.SHIFTED_WINDOW_MATCH <= level.similarity < fp.WINDOW_MATCH
+    assert not level.is_copy, level
+    shifted = fp.compare(higher, reference)
+    assert fp.SHIFTED_WINDOW_MATCH <= shifted.similarity < fp.WINDOW_MATCH
+    assert shifted.is_copy and shifted.semitones == 1, shifted
+
+
 def test_different_pieces_in_the_same_key_and_tempo_are_not_copies() -> None:
     prints = [_print(_synth(seed)) for seed in range(5)]
     for i, query in enumerate(prints):

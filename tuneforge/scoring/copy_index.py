@@ -247,7 +247,7 @@ class CopyIndex:
             if stored is None:
                 continue
             match = query.compare(fp.prepare_reference(stored))
-            if match.similarity >= fp.WINDOW_MATCH and match.covered_s > 0:
+            if match.covered_s > 0:  # some window matched it (past its `window_bar`)
                 sources.append(Found(key, match))
                 inside |= match.inside
         if float(inside.sum()) * fp.STEP_S < fp.needed_seconds(query.seconds):
