@@ -66,12 +66,9 @@ CODE_EQ_CONTEXT_FRAMES = 33
 TRANSPOSITIONS = (-1, 0, 1)  # semitones tried
 TEMPO_RATIOS = (0.95, 0.975, 1.0, 1.025, 1.05)
 WINDOW_MATCH = 0.70
-# A window transposed by a semitone needs less (D67). Only a pitch shifter puts one piece a
-# semitone from another, and its smearing costs a copy's windows 0.1-0.2 of correlation (D59);
-# pieces that merely sound alike answer one challenge in one key, so they meet at no
-# transposition. Tune half: transposed copies' matched windows from 0.64 up, distinct pieces'
-# best transposed window at most 0.59 over 6,714 pairs (one-challenge pieces and renders in one
-# key and tempo included).
+# A window transposed by a semitone needs less (D67): only a pitch shifter puts one piece a
+# semitone from another, and its smearing costs a copy 0.1-0.2; pieces alike by answering one
+# challenge share its key. Tune half: copies' windows from 0.64, distinct pieces' at most 0.59.
 SHIFTED_WINDOW_MATCH = 0.63
 MIN_COVERED_S = 7.5
 MIN_COVERED_SHARE = 0.4  # ... or this share of a long query
