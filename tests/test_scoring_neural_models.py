@@ -228,3 +228,53 @@ def test_engine_runs_the_neural_scorers_and_excludes_absent_ones_with_reasons(mo
         assert not result.degraded  # CLAP, MERT and Whisper loaded: the whole active set
         assert 0.0 <= result.penalties["fad_penalty"] <= 1.0
         assert result.details["fad_penalty"]["embedding"] == "dsp-v1"
+
+
+def test_a_neural_round_scores_in_workers_exactly_like_one_process(models, monkeypatch):
+    """With the models loaded, their batched pass runs in this process a batch of clips at a
+    time, and the clips are scored in worker processes from what the models computed — the
+    same result bit for bit as one process, every neural check run (D68)."""
+    from tuneforge.scoring.base import Submission
+    from tuneforge.scoring.engine import ScoringEngine
+    from tuneforge.scoring.neural import BATCH_SIZE
+
+    batches: list[int] = []
+    prepare = models.prepare_round
+
+    def counted(clips):
+        batches.append(len(clips))
+        return prepare(clips)
+
+    monkeypatch.setattr(models, "prepare_round", counted)
+    challenge = CHALLENGE.model_copy(update={"duration_seconds": 4.0})
+    pieces = [signals.tonal_piece(seconds=4, seed=seed) for seed in range(BATCH_SIZE)]
+    submissions = [Submission(f"miner{i}", audio, 900.0) for i, audio in enumerate(pieces)]
+    submissions += [
+        Submission("noise", signals.white_noise(4), 900.0),
+        Submission("gone", None, error="timeout"),
+        Submission("quieter", signals.scaled(pieces[0], 0.5), 900.0),
+    ]
+    serial = ScoringEngine.create(InMemoryHistory(), models=models)
+    parallel = ScoringEngine.create(InMemoryHistory(), models=models, workers=2)
+    try:
+        assert parallel.workers == 2
+        one = serial.score(challenge, submissions)
+        many = parallel.score(challenge, submissions)
+    finally:
+        parallel.close()
+    # the models saw each scorable clip once, never more than a batch of them decoded at once
+    assert max(batches) <= BATCH_SIZE and sum(batches) == 2 * (BATCH_SIZE + 2)
+
+    def comparable(score):
+        facts = score.to_dict()
+        facts.pop("timings_ms")
+        return facts
+
+    assert [comparable(s) for s in many.scores] == [comparable(s) for s in one.scores]
+    assert [c.diversity.tobytes() for c in many.memory.clips] == [
+        c.diversity.tobytes() for c in one.memory.clips
+    ]
+    for score in many.scores[:BATCH_SIZE]:
+        for name in ("clap", "neural_quality", "vocal_lyrics"):
+            assert score.score_breakdown[name] is not None and name not in score.failures
+    assert many.scores[-2].error == "timeout"

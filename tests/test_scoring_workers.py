@@ -192,9 +192,15 @@ def test_a_peer_clip_in_a_worker_refuses_features_the_round_does_not_share() -> 
         rms(peer)
 
 
-def test_a_signal_only_scorer_never_imports_torch() -> None:
+_LOADED = {name: f"loaded {name} on cuda" for name in ("clap", "mert", "whisper")}
+
+
+@pytest.mark.parametrize("models", [None, _LOADED], ids=["signal scorers", "neural from features"])
+def test_a_scoring_worker_never_imports_torch(models: dict[str, str] | None) -> None:
     """Every scoring worker and the validator itself pay for what they import (torch is ~570 MB
-    resident): scoring a clip with the signal scorers, voice detection included, needs none."""
+    resident): scoring a clip with the signal scorers, voice detection included, needs none, and
+    neither does scoring the neural checks from features the validator's models computed (D68:
+    here none were, so they fail on the clip, and nothing loads a model to make up for it)."""
     import subprocess
     import sys
 
@@ -205,11 +211,14 @@ def test_a_signal_only_scorer_never_imports_torch() -> None:
         "from tuneforge.scoring.base import Submission\n"
         "from tuneforge.scoring.engine import ScoringEngine\n"
         "from tuneforge.scoring.history import InMemoryHistory\n"
-        "engine = ScoringEngine.create(InMemoryHistory(), None)\n"
+        "from tuneforge.scoring.prepared_models import PreparedModels\n"
+        f"models = None if {models!r} is None else PreparedModels({models!r})\n"
+        "engine = ScoringEngine.create(InMemoryHistory(), models)\n"
         "audio = signals.tonal_piece('C major', tempo_bpm=100, seconds=4.0)\n"
         "challenge = MusicGenerationSynapse(prompt='song', vocals=True, duration_seconds=4.0)\n"
         "score = engine.score(challenge, [Submission('hk', audio, 1.0)]).scores[0]\n"
         "assert score.error is None, score.error\n"
+        "assert models is None or score.failures.keys() >= {'clap', 'neural_quality'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'silero_vad')))\n"
     )
     done = subprocess.run(

@@ -1,73 +1,89 @@
-"""A round with neural models loaded: every scorable clip is decoded and held at once for the
-models' one batched pass on the device (`NeuralModels.prepare_round`), then the clips are scored
-one after another in this process, each clip's working features freed once it is scored.
-(Signal-only rounds go through `workers.py`'s two passes instead, one decoded clip at a time.)"""
+"""The neural models' pass over a round: on the validator's device, batched, a few clips decoded
+at a time (D68).
+
+Every scorable clip goes through the models in batches of `neural.BATCH_SIZE`: decoded, run
+through CLAP and MERT (and the MOS head), transcribed by Whisper when it is loaded, and dropped;
+only its `NeuralFeatures` stay (≈ 2 MB for 30 s). The two scoring passes (`workers.py`, in worker
+processes or in this one) then decode each clip again with its features attached, so the round's
+memory is bounded by the batch and the workers, not by the number of answers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 from loguru import logger
 
-from tuneforge.scoring.base import Challenge, RoundContext, Submission
-from tuneforge.scoring.clip import Clip
-from tuneforge.scoring.shared import Peek, RoundShared, decode, share
-from tuneforge.scoring.workers import Scored
+from tuneforge.scoring.base import Challenge, Submission
+from tuneforge.scoring.clip import Clip, NeuralFeatures
+from tuneforge.scoring.neural import BATCH_SIZE
+from tuneforge.scoring.shared import decode
 
 if TYPE_CHECKING:
     from tuneforge.scoring.neural import NeuralModels
 
 Clock = Callable[[], float]
-ClipScorer = Callable[[Challenge, RoundContext, int, Clip], Scored]
 
 
-def decode_for_models(
-    models: NeuralModels | None, submissions: list[Submission], live: list[int], clock: Clock
-) -> tuple[dict[int, Peek], dict[int, Clip], float]:
-    """Every live clip decoded and held for the neural models' batched pass: (facts and
-    shared features, the scorable clips, ms the batched pass took)."""
-    peeks: dict[int, Peek] = {}
-    clips: dict[int, Clip] = {}
-    for i in live:
-        audio = submissions[i].audio
-        assert audio is not None  # live
-        clip, peeks[i] = decode(audio, clock)
-        if clip is not None and peeks[i].scorable:
-            clips[i] = clip
-    prepare_ms = prepare(models, list(clips.values()), clock)
-    for i, clip in clips.items():
-        peeks[i] = share(clip, peeks[i])
-        clip.release(peeks[i].shared)  # as in a worker: only what other clips read
-    return peeks, clips, prepare_ms
+def neural_pass(
+    models: NeuralModels, submissions: list[Submission], live: list[int], clock: Clock
+) -> tuple[dict[int, NeuralFeatures], float]:
+    """(submission index -> what the models computed for that clip, ms the models took). A clip
+    that cannot be decoded or is too short gets nothing here (its first pass says why)."""
+    features: dict[int, NeuralFeatures] = {}
+    model_ms = 0.0
+    for start in range(0, len(live), BATCH_SIZE):
+        batch: dict[int, Clip] = {}
+        for i in live[start : start + BATCH_SIZE]:
+            audio = submissions[i].audio
+            assert audio is not None  # live
+            clip, peek = decode(audio, clock)
+            if clip is not None and peek.scorable:
+                batch[i] = clip
+        model_ms += prepare(models, list(batch.values()), clock)
+        features.update((i, clip.neural) for i, clip in batch.items())
+    return features, model_ms
 
 
-def prepare(models: NeuralModels | None, clips: list[Clip], clock: Clock) -> float:
-    """The models' batched pass over the round's clips; the ms it took."""
-    if models is None or not clips:
+def prepare(models: NeuralModels, clips: list[Clip], clock: Clock) -> float:
+    """The models' batched pass over `clips` (transcripts included); the ms it took."""
+    if not clips:
         return 0.0
     started = clock()
     try:
         models.prepare_round(clips)
+        if models.whisper is not None:
+            models.transcript(clips[0], clips)  # transcribes the batch
     except Exception as exc:  # neural scorers then fail (score 0) on the clips they lack
-        logger.opt(exception=exc).error("neural prepare_round failed: {}", exc)
+        logger.opt(exception=exc).error("neural pass failed: {}", exc)
     return (clock() - started) * 1000.0
 
 
-def score_in_process(
-    score_clip: ClipScorer, models: NeuralModels | None, shared: RoundShared, clips: list[Clip]
-) -> list[Scored]:
-    """Serial scoring in this process of clips the neural models prepared together; each
-    clip's working features are freed once it is scored."""
-    context = RoundContext(
-        clips=clips,
-        miner_hotkeys=shared.hotkeys,
-        generation_ms=shared.generation_ms,
-        history=shared.history,
-        models=models,
+def round_texts(models: NeuralModels, challenge: Challenge) -> dict[str, np.ndarray]:
+    """The CLAP text embeddings the round's clips are compared with: the challenge's caption and
+    its instruments' (empty without CLAP, or when it fails: the checks that read them then fail
+    on every clip, visibly)."""
+    from tuneforge.scoring.scorers.attribute import instrument_texts
+    from tuneforge.scoring.scorers.clap import challenge_text
+
+    if not models.has("clap"):
+        return {}
+    texts = [challenge_text(challenge)]
+    if challenge.instruments:
+        texts += instrument_texts(challenge.instruments)
+    try:
+        return dict(zip(texts, models.clap_text_embeddings(texts), strict=True))
+    except Exception as exc:
+        logger.opt(exception=exc).error("CLAP text embedding failed: {}", exc)
+        return {}
+
+
+def peer_features(neural: NeuralFeatures | None) -> NeuralFeatures:
+    """What other clips read of a clip's neural features (its clip embeddings, for diversity)."""
+    if neural is None:
+        return NeuralFeatures()
+    return NeuralFeatures(
+        clap_embedding=neural.clap_embedding, mert_embedding=neural.mert_embedding
     )
-    out: list[Scored] = []
-    for index, clip in enumerate(clips):
-        out.append(score_clip(shared.challenge, context, index, clip))
-        clip.release(shared.shared[index])
-    return out

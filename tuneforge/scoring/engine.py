@@ -6,8 +6,9 @@ embedding) are taken out (`shared.py`); then every scorer and penalty of this va
 `--scoring.workers` processes (`workers.py`) with the same result bit for bit. Without neural
 models a round is scored in two passes (`workers.py`) that hold one decoded clip per process at a
 time; answers may arrive still encoded (`WavAudio`), decoded only there. With neural models
-every clip is decoded at once for their batched pass and scored in this process
-(`batched_round.py`).
+their batched pass runs first, in this process on its device, a batch of clips decoded at a
+time (`batched_round.py`); the passes then score each clip from what the models computed for it
+(`prepared_models.py`), in the workers too (D68).
 Nothing one clip does can fail the round: anything raised while decoding, scoring or recording
 it scores that clip 0 with the reason (`unscored.py`). The engine reads the history once (a
 snapshot) and writes nothing: `score` returns each scored clip's memory (RoundMemory) for the
@@ -34,13 +35,14 @@ from tuneforge.scoring.base import (
     ScoringHistory,
     Submission,
 )
-from tuneforge.scoring.batched_round import decode_for_models, score_in_process
+from tuneforge.scoring.batched_round import neural_pass, peer_features, round_texts
 from tuneforge.scoring.blas import use_one_blas_thread
-from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.clip import Clip, NeuralFeatures
 from tuneforge.scoring.clip_score import Outcome, composite_score, memory_of, score_checks
 from tuneforge.scoring.history import SnapshotHistory
 from tuneforge.scoring.memory import ClipMemory, RoundMemory
 from tuneforge.scoring.penalties import FINGERPRINT_HISTORY_LIMIT
+from tuneforge.scoring.prepared_models import PreparedModels, worker_statuses
 from tuneforge.scoring.registry import ScorerSet, load_scorer_set
 from tuneforge.scoring.shared import Peek, RoundShared
 from tuneforge.scoring.unscored import failed_score, too_short_score
@@ -87,19 +89,21 @@ class ScoringEngine:
         scorer_set: ScorerSet,
         clock: Callable[[], float] = time.perf_counter,
         workers: int = 1,
+        network: str = "",
     ) -> None:
         use_one_blas_thread()  # parallel by processes, not BLAS threads (D65)
         self.history = history
         self.models = models
         self.scorer_set = scorer_set
         self._clock = clock  # timings_ms use it: wall time by default, CPU time in the benchmark
-        # Worker processes carry the signal scorer set only: with neural models loaded, clips
-        # are scored in this process after one batched pass on the device.
+        # Workers score the neural checks from what this process's models computed; a trained
+        # head runs its own model on each clip, so with one loaded clips stay in this process.
+        self._statuses = worker_statuses(models)
         self._pool: ScoringPool | None = None
-        if workers > 1 and models is None:
-            self._pool = ScoringPool(workers, clock)
+        if workers > 1 and (models is None or self._statuses is not None):
+            self._pool = ScoringPool(workers, clock, self._statuses, network)
         elif workers > 1:
-            logger.info("neural models loaded: clips are scored in-process, not in workers")
+            logger.info("a trained head is loaded: clips are scored in-process, not in workers")
         self._in_process: InProcessPasses | None = None
 
     @classmethod
@@ -115,7 +119,7 @@ class ScoringEngine:
         """Load the scorer set as it holds on `network`; whether an incomplete set may run is the
         caller's decision (`engine.scorer_set.require_complete()`). `workers` > 1 scores in that
         many processes."""
-        return cls(history, models, load_scorer_set(models, network), clock, workers)
+        return cls(history, models, load_scorer_set(models, network), clock, workers, network)
 
     @property
     def workers(self) -> int:
@@ -174,9 +178,10 @@ class ScoringEngine:
             prompt="warm-up", tempo_bpm=120, duration_seconds=seconds
         )
         started = time.perf_counter()
-        if self._pool is not None and self.models is None:
+        if self._pool is not None:
             self._pool.warm_up()  # every clip is scored in the workers: they compile, not we
-            return time.perf_counter() - started
+            if self.models is None:
+                return time.perf_counter() - started
         kept, self.history = self.history, InMemoryHistory()
         try:
             self.score(challenge, [Submission("warm-up", audio, generation_ms=1.0)])
@@ -197,10 +202,8 @@ class ScoringEngine:
     def start_first_pass(self, audio: Audio | WavAudio) -> Future[Peek] | None:
         """Start the first pass over one answer now, as it arrives, so that decoding and
         fingerprinting it overlaps waiting for the round's other answers; give the future to
-        `score` (`started`). None where clips are not scored in passes (neural models: their
-        batched pass needs the whole round)."""
-        passes = self._passes()
-        return None if passes is None else passes.start_peek(audio)
+        `score` (`started`). None with neural models: the first pass reads what they compute."""
+        return None if self.models is not None else self._passes().start_peek(audio)
 
     def score(
         self,
@@ -218,14 +221,11 @@ class ScoringEngine:
             if submission.audio is None:
                 results[i] = failed_score(self.scorer_set, submission.error or "no audio")
         passes = self._passes()
-        clips: dict[int, Clip] = {}
+        neural: dict[int, NeuralFeatures] = {}
         prepare_ms = 0.0
-        if passes is not None:
-            peeks = self._first_pass(passes, submissions, live, started or {})
-        else:
-            peeks, clips, prepare_ms = decode_for_models(
-                self.models, submissions, live, self._clock
-            )
+        if self.models is not None:
+            neural, prepare_ms = neural_pass(self.models, submissions, live, self._clock)
+        peeks = self._first_pass(passes, submissions, live, started or {}, neural)
         owners: list[int] = []  # submission index of each clip that is scored
         for i in live:
             peek, hotkey = peeks[i], submissions[i].miner_hotkey
@@ -245,13 +245,11 @@ class ScoringEngine:
             history=SnapshotHistory.take(
                 self.history, hotkeys, SNAPSHOT_EMBEDDINGS, SNAPSHOT_FINGERPRINTS
             ),
+            peer_neural=[peer_features(neural.get(i)) for i in owners] if neural else [],
+            texts={} if self.models is None else round_texts(self.models, challenge),
         )
-        if passes is not None:
-            scored = passes.score(shared, [submissions[i].audio for i in owners])
-        else:
-            scored = score_in_process(
-                self.score_clip, self.models, shared, [clips[i] for i in owners]
-            )
+        items = [(submissions[i].audio, neural.get(i)) for i in owners]
+        scored = passes.score(shared, items, self._round_models(shared))
         memory = RoundMemory()
         for owner, outcome in zip(owners, scored, strict=True):
             if isinstance(outcome, str):
@@ -265,11 +263,18 @@ class ScoringEngine:
         fingerprints = [peeks[i].fingerprint if i in peeks else None for i in range(len(results))]
         return ScoredRound([r for r in results if r is not None], memory, fingerprints)
 
-    def _passes(self) -> ScoringPool | InProcessPasses | None:
-        """Where signal-only rounds are scored in two passes; None with neural models loaded
-        (their batched pass needs every clip of the round decoded at once)."""
-        if self.models is not None:
-            return None
+    def _round_models(self, shared: RoundShared) -> NeuralModels | None:
+        """What the neural checks read in this process's passes: the same view of the round's
+        computed features the workers get (so one process scores as many do), or the models
+        themselves while a trained head is loaded."""
+        if self._statuses is None:
+            return self.models
+        view = PreparedModels(self._statuses)
+        view.use_round(shared.texts)
+        return view
+
+    def _passes(self) -> ScoringPool | InProcessPasses:
+        """Where the round's two passes run: the worker processes, or this process."""
         if self._pool is not None:
             return self._pool
         if self._in_process is None:
@@ -282,11 +287,13 @@ class ScoringEngine:
         submissions: list[Submission],
         live: list[int],
         started: Mapping[int, Future[Peek]],
+        neural: Mapping[int, NeuralFeatures],
     ) -> dict[int, Peek]:
         """Each live clip's first pass: the one started as its answer arrived, else run now."""
         begun = [i for i in live if i in started]
         rest = [i for i in live if i not in started]
-        peeks = dict(zip(rest, passes.peek([submissions[i].audio for i in rest]), strict=True))
+        items = [(submissions[i].audio, neural.get(i)) for i in rest]
+        peeks = dict(zip(rest, passes.peek(items), strict=True))
         peeks.update(zip(begun, passes.finish([started[i] for i in begun]), strict=True))
         return peeks
 

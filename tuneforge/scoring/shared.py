@@ -18,7 +18,7 @@ import numpy as np
 
 from tuneforge.core.audio import Audio, WavAudio, decoded
 from tuneforge.scoring.base import Challenge
-from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.clip import Clip, NeuralFeatures
 from tuneforge.scoring.fingerprint import fingerprint
 from tuneforge.scoring.history import SnapshotHistory
 from tuneforge.scoring.scorers.diversity import diversity_embedding
@@ -53,18 +53,27 @@ class RoundShared:
     generation_ms: list[float | None]
     shared: list[dict[Hashable, Any]]
     history: SnapshotHistory
+    # With neural models: each clip's embeddings as the other clips read them (diversity), and
+    # the round's CLAP text embeddings (batched_round.py).
+    peer_neural: list[NeuralFeatures] = field(default_factory=list)
+    texts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def decode(
-    audio: Audio | WavAudio, clock: Callable[[], float] = time.perf_counter
+    audio: Audio | WavAudio,
+    clock: Callable[[], float] = time.perf_counter,
+    neural: NeuralFeatures | None = None,
 ) -> tuple[Clip | None, Peek]:
-    """(the clip, its facts); None and the reason when the audio cannot be decoded."""
+    """(the clip, its facts); None and the reason when the audio cannot be decoded. `neural`:
+    what the models computed for this audio, attached to the clip."""
     started = clock()
     try:
         clip = Clip(decoded(audio))
         seconds = clip.original.duration_seconds
     except Exception as exc:  # hostile audio that the decoder let through
         return None, Peek(0.0, error=f"undecodable audio: {type(exc).__name__}: {exc}")
+    if neural is not None:
+        clip.neural = neural
     peek = Peek((clock() - started) * 1000.0, seconds, clip.original.sample_rate)
     return clip, peek
 
@@ -85,10 +94,12 @@ def share(clip: Clip, peek: Peek) -> Peek:
 
 
 def decode_and_share(
-    audio: Audio | WavAudio, clock: Callable[[], float] = time.perf_counter
+    audio: Audio | WavAudio,
+    clock: Callable[[], float] = time.perf_counter,
+    neural: NeuralFeatures | None = None,
 ) -> Peek:
     """A worker's first pass over one clip: its facts and shared features; the clip is dropped."""
-    clip, peek = decode(audio, clock)
+    clip, peek = decode(audio, clock, neural)
     if clip is None or not peek.scorable:
         return peek
     return share(clip, peek)

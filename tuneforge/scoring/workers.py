@@ -37,6 +37,7 @@ from tuneforge.core.audio import Audio, WavAudio
 from tuneforge.scoring.base import ClipScore, RoundContext
 from tuneforge.scoring.clip import Clip, NeuralFeatures, PeerClip
 from tuneforge.scoring.memory import ClipMemory
+from tuneforge.scoring.neural import NeuralModels
 from tuneforge.scoring.shared import Peek, RoundShared, decode, decode_and_share
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 AudioSource = Audio | WavAudio
 Scored = tuple[ClipScore, ClipMemory] | str  # a clip's score and memory, or why it has none
+# One clip's work: its audio and what the neural models computed for it (None without models)
+Item = tuple[AudioSource | None, NeuralFeatures | None]
 
 
 def default_workers() -> int:
@@ -56,9 +59,20 @@ def default_workers() -> int:
 class ScoringPool:
     """A persistent pool of scoring processes for signal-scorer rounds."""
 
-    def __init__(self, workers: int, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        workers: int,
+        clock: Callable[[], float] = time.perf_counter,
+        models: dict[str, str] | None = None,
+        network: str = "",
+    ) -> None:
+        """`models`: the validator's model statuses (`prepared_models.worker_statuses`) when
+        its neural models computed the round's features; the workers then score the neural
+        checks from those (D68)."""
         self.workers = workers
         self._clock = clock
+        self._models = models
+        self._network = network
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -66,7 +80,7 @@ class ScoringPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(self._clock,),
+            initargs=(self._clock, self._models, self._network),
         )
 
     def _guarded(self, work: Callable[[], R]) -> R:
@@ -94,25 +108,28 @@ class ScoringPool:
         for future in futures:
             future.result()
 
-    def peek(self, audios: list[AudioSource | None]) -> list[Peek]:
-        return self._map(_peek, audios)
+    def peek(self, items: list[Item]) -> list[Peek]:
+        return self._map(_peek, items)
 
     def start_peek(self, audio: AudioSource) -> Future[Peek]:
         """The first pass over one answer, queued now (the workers take it when free)."""
-        return self._guarded(lambda: self._executor.submit(_peek, audio))
+        return self._guarded(lambda: self._executor.submit(_peek, (audio, None)))
 
     def finish(self, started: list[Future[Peek]]) -> list[Peek]:
         """The results of `start_peek`, in order (a dead worker fails the round, as in `peek`)."""
         return self._guarded(lambda: [future.result() for future in started])
 
-    def score(self, shared: RoundShared, audios: list[AudioSource | None]) -> list[Scored]:
+    def score(
+        self, shared: RoundShared, items: list[Item], models: NeuralModels | None = None
+    ) -> list[Scored]:
+        """The second pass (`models` is for the in-process passes: the workers have theirs)."""
         # The round's shared part (snapshot of the history included) is written once, not
         # pickled into every task.
         with tempfile.NamedTemporaryFile(prefix="tuneforge-round-", delete=False) as handle:
             pickle.dump(shared, handle, protocol=pickle.HIGHEST_PROTOCOL)
             path = handle.name
         try:
-            tasks = [(path, index, audio) for index, audio in enumerate(audios)]
+            tasks = [(path, index, item) for index, item in enumerate(items)]
             return self._map(_score, tasks)
         finally:
             Path(path).unlink(missing_ok=True)
@@ -135,8 +152,8 @@ class InProcessPasses:
         # event loop (each decodes a clip: at most one such clip is alive here at a time).
         self._thread: ThreadPoolExecutor | None = None
 
-    def peek(self, audios: list[AudioSource | None]) -> list[Peek]:
-        return [peek_clip(audio, self._clock) for audio in audios]
+    def peek(self, items: list[Item]) -> list[Peek]:
+        return [peek_clip(audio, self._clock, neural) for audio, neural in items]
 
     def start_peek(self, audio: AudioSource) -> Future[Peek]:
         if self._thread is None:
@@ -151,25 +168,35 @@ class InProcessPasses:
             self._thread.shutdown(wait=True, cancel_futures=True)
             self._thread = None
 
-    def score(self, shared: RoundShared, audios: list[AudioSource | None]) -> list[Scored]:
-        context = peer_context(shared)
+    def score(
+        self, shared: RoundShared, items: list[Item], models: NeuralModels | None = None
+    ) -> list[Scored]:
+        """The second pass; `models`: what the neural checks read (the validator's models, or
+        a `PreparedModels` view of what they computed)."""
+        context = peer_context(shared, models)
         return [
-            score_clip(self._engine, shared, context, index, audio, self._clock)
-            for index, audio in enumerate(audios)
+            score_clip(self._engine, shared, context, index, item, self._clock)
+            for index, item in enumerate(items)
         ]
 
 
-def peek_clip(audio: AudioSource | None, clock: Callable[[], float]) -> Peek:
+def peek_clip(
+    audio: AudioSource | None, clock: Callable[[], float], neural: NeuralFeatures | None = None
+) -> Peek:
     """The first pass over one clip: its facts and the features the others read of it."""
     if audio is None:
         return Peek(0.0, error="no audio")
-    return decode_and_share(audio, clock)
+    return decode_and_share(audio, clock, neural)
 
 
-def peer_context(shared: RoundShared) -> RoundContext:
+def peer_context(shared: RoundShared, models: NeuralModels | None = None) -> RoundContext:
     """The round as one clip's scoring sees it: every clip by its shared features only."""
-    peers: list[Clip] = [PeerClip(features, NeuralFeatures()) for features in shared.shared]
-    return RoundContext(peers, shared.hotkeys, shared.generation_ms, shared.history, None)
+    neural = shared.peer_neural or [NeuralFeatures() for _ in shared.shared]
+    peers: list[Clip] = [
+        PeerClip(features, clip_neural)
+        for features, clip_neural in zip(shared.shared, neural, strict=True)
+    ]
+    return RoundContext(peers, shared.hotkeys, shared.generation_ms, shared.history, models)
 
 
 def score_clip(
@@ -177,14 +204,15 @@ def score_clip(
     shared: RoundShared,
     context: RoundContext,
     index: int,
-    audio: AudioSource | None,
+    item: Item,
     clock: Callable[[], float],
 ) -> Scored:
     """The second pass over clip `index`: decoded again, seeded with what the first pass shared,
     scored; its working set is garbage once this returns."""
+    audio, neural = item
     if audio is None:
         return "no audio"
-    clip, peek = decode(audio, clock)
+    clip, peek = decode(audio, clock, neural)
     if clip is None:
         return peek.error
     clip.seed(shared.shared[index])
@@ -198,14 +226,18 @@ _CLOCK: Callable[[], float] = time.perf_counter
 _ROUND: tuple[str, RoundShared, RoundContext] | None = None
 
 
-def _start_worker(clock: Callable[[], float]) -> None:
+def _start_worker(clock: Callable[[], float], models: dict[str, str] | None, network: str) -> None:
     global _ENGINE, _CLOCK
     from tuneforge.scoring.engine import ScoringEngine
     from tuneforge.scoring.history import InMemoryHistory
+    from tuneforge.scoring.prepared_models import PreparedModels
 
     _CLOCK = clock
-    _ENGINE = ScoringEngine.create(InMemoryHistory(), None, clock=clock)
-    _ENGINE.warm_up()
+    _ENGINE = ScoringEngine.create(InMemoryHistory(), None, clock=clock, network=network)
+    _ENGINE.warm_up()  # compiles the signal stack's kernels (no model runs in a worker)
+    if models is not None:
+        prepared = PreparedModels(models)
+        _ENGINE = ScoringEngine.create(InMemoryHistory(), prepared, clock=clock, network=network)
 
 
 def _ready() -> int:
@@ -213,22 +245,27 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _peek(audio: AudioSource | None) -> Peek:
-    return peek_clip(audio, _CLOCK)
+def _peek(item: Item) -> Peek:
+    return peek_clip(item[0], _CLOCK, item[1])
 
 
 def _round(path: str) -> tuple[RoundShared, RoundContext]:
     """The round's shared part, read once per round per worker."""
     global _ROUND
     if _ROUND is None or _ROUND[0] != path:
+        from tuneforge.scoring.prepared_models import PreparedModels
+
         with open(path, "rb") as handle:
             shared: RoundShared = pickle.load(handle)  # our own file, written by the parent
-        _ROUND = (path, shared, peer_context(shared))
+        assert _ENGINE is not None  # set by the initializer
+        if isinstance(_ENGINE.models, PreparedModels):
+            _ENGINE.models.use_round(shared.texts)
+        _ROUND = (path, shared, peer_context(shared, _ENGINE.models))
     return _ROUND[1], _ROUND[2]
 
 
-def _score(task: tuple[str, int, AudioSource | None]) -> Scored:
-    path, index, audio = task
+def _score(task: tuple[str, int, Item]) -> Scored:
+    path, index, item = task
     assert _ENGINE is not None  # set by the initializer
     shared, context = _round(path)
-    return score_clip(_ENGINE, shared, context, index, audio, _CLOCK)
+    return score_clip(_ENGINE, shared, context, index, item, _CLOCK)

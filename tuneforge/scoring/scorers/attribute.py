@@ -79,6 +79,14 @@ def instrument_ranks(
     return shares
 
 
+def instrument_texts(instruments: list[str]) -> list[str]:
+    """The CLAP captions an instrument request is ranked with: one per requested instrument, then
+    the reference instruments not requested."""
+    wanted = {i.strip().lower() for i in instruments}
+    references = [instrument_prompt(i) for i in REFERENCE_INSTRUMENTS if i not in wanted]
+    return [instrument_prompt(i) for i in instruments] + references
+
+
 class AttributeScorer(Scorer):
     name = "attribute"
     needs_music = True
@@ -153,15 +161,11 @@ class AttributeScorer(Scorer):
         if clap_embedding is None:
             details["instruments_note"] = "clip has no CLAP embedding"
             return None
-        requested = [instrument_prompt(i) for i in instruments]
-        wanted = {i.strip().lower() for i in instruments}
-        references = [instrument_prompt(i) for i in REFERENCE_INSTRUMENTS if i not in wanted]
-        embeddings = np.asarray(
-            models.clap_text_embeddings(requested + references), dtype=np.float64
-        )
+        texts = instrument_texts(instruments)
+        embeddings = np.asarray(models.clap_text_embeddings(texts), dtype=np.float64)
         audio = np.asarray(clap_embedding, dtype=np.float64)
-        ranks = instrument_ranks(audio.reshape(-1), embeddings[: len(requested)],
-                                 embeddings[len(requested) :])  # fmt: skip
+        ranks = instrument_ranks(audio.reshape(-1), embeddings[: len(instruments)],
+                                 embeddings[len(instruments) :])  # fmt: skip
         details["instrument_ranks"] = {
             name: round(float(rank), 3) for name, rank in zip(instruments, ranks, strict=True)
         }
