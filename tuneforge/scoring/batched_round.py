@@ -54,10 +54,13 @@ def prepare(models: NeuralModels, clips: list[Clip], clock: Clock) -> float:
     started = clock()
     try:
         models.prepare_round(clips)
-        if models.whisper is not None:
-            models.transcript(clips[0], clips)  # transcribes the batch
     except Exception as exc:  # neural scorers then fail (score 0) on the clips they lack
         logger.opt(exception=exc).error("neural pass failed: {}", exc)
+    if models.whisper is not None:
+        try:
+            models.transcript(clips[0], clips)  # transcribes the batch
+        except Exception as exc:  # vocal_lyrics then fails (score 0) on these clips
+            logger.opt(exception=exc).error("transcription failed: {}", exc)
     return (clock() - started) * 1000.0
 
 
