@@ -278,3 +278,24 @@ def test_a_neural_round_scores_in_workers_exactly_like_one_process(models, monke
         for name in ("clap", "neural_quality", "vocal_lyrics"):
             assert score.score_breakdown[name] is not None and name not in score.failures
     assert many.scores[-2].error == "timeout"
+
+
+def test_a_failed_neural_pass_fails_its_checks_closed(models, monkeypatch):
+    """The models raising on a batch costs those clips their neural checks (0, with the
+    reason), never the round, and nothing computes them late in another way."""
+    from tuneforge.scoring.base import Submission
+    from tuneforge.scoring.engine import ScoringEngine
+
+    def broken(clips):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(models, "prepare_round", broken)
+    challenge = CHALLENGE.model_copy(update={"duration_seconds": 4.0})
+    engine = ScoringEngine.create(InMemoryHistory(), models=models)
+    [score] = engine.score(
+        challenge, [Submission("miner0", signals.tonal_piece(seconds=4, seed=1), 900.0)]
+    ).scores
+    assert score.error is None
+    for name in ("clap", "neural_quality"):
+        assert score.score_breakdown[name] == 0.0 and name in score.failures
+    assert "vocal_lyrics" not in score.failures  # Whisper ran apart from the failed pass
