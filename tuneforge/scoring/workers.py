@@ -57,7 +57,8 @@ def default_workers() -> int:
 
 
 class ScoringPool:
-    """A persistent pool of scoring processes for signal-scorer rounds."""
+    """A persistent pool of scoring processes: every check of a round, the neural ones from what
+    the validator's models computed (D68)."""
 
     def __init__(
         self,
