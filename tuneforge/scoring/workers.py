@@ -14,8 +14,9 @@ still waits for the others; the second needs every clip's shared features, so it
 last answer is in.
 
 Workers are spawned (not forked: the validator runs threads and may hold CUDA) once, and each
-pays librosa's compilation at start-up, not in a round. They import the signal scorers only:
-no torch (tests/test_scoring_workers.py checks it).
+pays librosa's compilation at start-up, not in a round. They load no model and import no
+torch (tests/test_scoring_workers.py checks it): with neural models, the validator runs them
+and each clip's task carries what they computed (`prepared_models.py`, D68).
 """
 
 from __future__ import annotations
