@@ -36,7 +36,9 @@ def _answer(uid: int) -> tuple[QueryOutcome, ClipScore, str]:
     t = np.arange(rate * 2) / rate
     samples = (0.3 * np.sin(2 * np.pi * 220.0 * (1 + uid) * t)).astype(np.float32)[None, :]
     audio = Audio(samples, rate)
-    outcome = QueryOutcome(uid, f"5Hotkey{uid}", audio=audio, wav=encode_wav(audio))
+    wav = encode_wav(audio)
+    digest = hashlib.sha256(wav).hexdigest()
+    outcome = QueryOutcome(uid, f"5Hotkey{uid}", audio=audio, wav=wav, audio_sha256=digest)
     outcome.elapsed_ms = 1234.5
     score = ClipScore(
         final_score=0.42,

@@ -68,6 +68,7 @@ def test_a_published_round_passes_its_answers_through_memory_one_at_a_time(
     """With publication on, the commit queues every answer's audio for the API: each is read
     back from the spool as its outbox row is written, so the commit's memory is one answer's,
     not the round's (and the queued bytes are exactly what the miner signed)."""
+    import hashlib
     import tracemalloc
 
     from tests.helpers.validator_net import make_validator_net
@@ -87,9 +88,10 @@ def test_a_published_round_passes_its_answers_through_memory_one_at_a_time(
         reasons={}, details={}, timings_ms={},
     )  # fmt: skip
     answers = 12
+    digest = hashlib.sha256(answer.wav).hexdigest()  # taken as each answer was checked
     with RoundSpool(tmp_path / "spool") as spool:
         outcomes = [
-            QueryOutcome(uid, f"5Hotkey{uid}", audio=spool.keep(uid, answer))
+            QueryOutcome(uid, f"5Hotkey{uid}", audio=spool.keep(uid, answer), audio_sha256=digest)
             for uid in range(answers)
         ]
         challenge = MusicGenerationSynapse(prompt="a calm piano piece", seed=3)

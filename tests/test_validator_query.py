@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ async def test_a_valid_signed_answer_is_checked_and_kept_as_its_wav_bytes(net: N
     assert abs(outcome.audio.duration_seconds - 2.0) < 0.01
     assert outcome.generation_ms == 12.0 and outcome.model == "fake/model"
     assert outcome.bytes_read == len(outcome.wav or b"")
+    # named for publication once, as it was checked (a spooled answer is not read back for it)
+    assert outcome.audio_sha256 == hashlib.sha256(outcome.wav or b"").hexdigest()
 
 
 async def test_a_slow_miner_times_out_at_the_deadline(net: Net) -> None:

@@ -15,6 +15,7 @@ way, and then the whole time counts. Each phase has its own `deadline_s`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import time
@@ -83,6 +84,9 @@ class QueryOutcome:
     # round's spool when the round keeps them there: `WavAudio.read`).
     audio: WavAudio | None = None
     wav: bytes | None = None  # the raw signed bytes (published with the result), if held here
+    # sha256 of those bytes, taken once as the answer was checked: publication names the audio
+    # by it without reading a spooled answer back to hash it
+    audio_sha256: str | None = None
     code: str | None = None  # None on success, else one of the failure codes above
     reason: str | None = None
     status: int | None = None
@@ -97,15 +101,6 @@ class QueryOutcome:
     @property
     def ok(self) -> bool:
         return self.audio is not None
-
-    def answer_bytes(self) -> bytes:
-        """The answer's signed bytes: held here, or read back from where the round keeps
-        them (its spool). ValueError for an outcome without audio."""
-        if self.wav is not None:
-            return self.wav
-        if self.audio is None:
-            raise ValueError(f"uid {self.uid} answered no audio")
-        return self.audio.read()
 
     @property
     def error(self) -> str | None:
@@ -240,7 +235,9 @@ class MinerClient:
             # the samples are decoded again where the clip is scored. Timing ended above: a
             # wait for a checking thread is not the miner's time.
             async with self._checks:
-                outcome.audio = await asyncio.to_thread(self._check, outcome.wav or b"", keep)
+                outcome.audio, outcome.audio_sha256 = await asyncio.to_thread(
+                    self._check, outcome.wav or b"", keep
+                )
             if keep is not None:
                 outcome.wav = None  # kept where `keep` put it; this copy would last the round
         except (TimeoutError, httpx.TimeoutException):
@@ -380,11 +377,15 @@ class MinerClient:
             code = WRONG_SIGNER if getattr(exc, "kind", "") == "wrong_signer" else BAD_SIGNATURE
             raise _Failure(code, exc.reason) from None
 
-    def _check(self, wav: bytes, keep: Callable[[WavAudio], WavAudio] | None) -> WavAudio:
+    def _check(
+        self, wav: bytes, keep: Callable[[WavAudio], WavAudio] | None
+    ) -> tuple[WavAudio, str]:
+        """The checked answer (kept where `keep` puts it) and its bytes' sha256."""
         try:
             audio = WavAudio.checked(
                 wav, max_bytes=self.max_response_bytes, max_seconds=self.max_audio_seconds
             )
         except AudioError as exc:
             raise _Failure(classify_audio_error(exc), str(exc)) from None
-        return audio if keep is None else keep(audio)
+        digest = hashlib.sha256(wav).hexdigest()
+        return (audio if keep is None else keep(audio)), digest
