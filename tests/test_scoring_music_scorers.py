@@ -282,14 +282,3 @@ def test_short_excerpts_need_neither_repetition_nor_section_changes() -> None:
     result = score(StructuralScorer(), piece, duration_seconds=15.0)
     assert result.details["parts"]["repetition"] == 1.0
     assert result.details["parts"]["sections"] == 1.0
-
-
-def test_the_bass_line_names_the_tonic_over_the_dominant() -> None:
-    from tuneforge.scoring.keys import bass_correlations
-
-    bass = np.zeros(12)
-    bass[[7, 2, 0]] = (0.5, 0.35, 0.15)  # G, D, C: a bass in G major
-    corr = bass_correlations(np.log(bass + 0.02))
-    assert corr[parse_key("G major").index] > corr[parse_key("D major").index]
-    assert int(np.argmax(corr[:12])) == 7
-    assert np.all(bass_correlations(np.zeros(12)) == 0.0)

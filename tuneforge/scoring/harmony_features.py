@@ -1,7 +1,7 @@
-"""Harmony features for the musicality and attribute scorers, cached on the Clip: the key (a
-long-window pitch-class profile of the 30 Hz-1 kHz band, the opening chord and the bass line) and
-the chord track (triad templates on beat-pooled chroma, Viterbi-smoothed). Built on the pooled
-chroma of music_features."""
+"""Harmony features for the musicality and attribute scorers, cached on the Clip: the key (the
+pitch classes of the transcribed notes and the opening chord) and the chord track (triad
+templates on beat-pooled chroma, Viterbi-smoothed). Built on the pooled chroma of
+music_features."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.keys import (
     KEY_NAMES,
     KeyEstimate,
-    bass_correlations,
     estimate_from_correlations,
     key_correlations,
 )
@@ -25,14 +24,13 @@ from tuneforge.scoring.music_features import (
     segment_chroma,
     segments,
 )
+from tuneforge.scoring.transcription import pitch_class_shares
 
 OPENING_SECONDS = 1.0
-OPENING_WEIGHT = 0.5
-# Key chroma: a long-window STFT of the 30 Hz-1 kHz band, where bass and inner voices name the
-# key, resolves semitones down to the bass (2.7 Hz bins) that the shared 2048-point STFT blurs.
-KEY_N_FFT, KEY_HOP = 8192, 2048
-KEY_BAND_HZ = (30.0, 1000.0)
-KEY_SEMITONE_TOLERANCE = 0.3  # bins further than this from an equal-tempered pitch are ignored
+# The opening second's chroma adds a quarter of its weight to the key evidence: the notes alone
+# confuse a minor key with its relative major (the same notes), while music very often opens
+# on its tonic chord. (D69: with the transcription's pitch classes a quarter beat a half.)
+OPENING_WEIGHT = 0.25
 KEY_LOG_FLOOR = 0.02  # log(share + floor): rare pitch classes count, one loud note cannot rule
 
 
@@ -53,67 +51,18 @@ def opening_chroma(clip: Clip) -> np.ndarray:
     return clip.feature(compute)
 
 
-BASS_HIGH_HZ = 200.0  # the bass line: below ~G3
-BASS_WEIGHT = 0.3  # bass-line evidence added to the key correlations (tuning half: 32 -> 33 of 35)
-
-
-def _key_band_chroma(clip: Clip) -> tuple[np.ndarray, np.ndarray]:
-    """(key chroma, bass chroma): pitch-class shares [12] of the 30 Hz-1 kHz band and of the
-    bass below BASS_HIGH_HZ, from one long-window STFT; each sums to 1 (all zero if silent).
-    Every bin within 0.3 semitone of an equal-tempered pitch adds its power to that class."""
-
-    def compute(c: Clip) -> tuple[np.ndarray, np.ndarray]:
-        y = np.asarray(c.y, dtype=np.float64)
-        if len(y) < KEY_N_FFT:
-            y = np.concatenate([y, np.zeros(KEY_N_FFT - len(y))])
-        n_frames = 1 + (len(y) - KEY_N_FFT) // KEY_HOP
-        window = np.hanning(KEY_N_FFT)
-        freqs = np.fft.rfftfreq(KEY_N_FFT, 1.0 / c.sr)
-        band = np.flatnonzero((freqs >= KEY_BAND_HZ[0]) & (freqs <= KEY_BAND_HZ[1]))
-        midi = 69.0 + 12.0 * np.log2(freqs[band] / 440.0)
-        near = np.abs(midi - np.round(midi)) < KEY_SEMITONE_TOLERANCE
-        classes = np.mod(np.round(midi[near]), 12).astype(int)
-        bass = freqs[band][near] <= BASS_HIGH_HZ
-        power = np.zeros(len(band))
-        for start in range(0, n_frames, 64):  # blocks bound the memory of long clips
-            index = np.arange(start, min(n_frames, start + 64))
-            frames = y[index[:, None] * KEY_HOP + np.arange(KEY_N_FFT)[None, :]] * window
-            power += (np.abs(np.fft.rfft(frames, axis=1)[:, band]) ** 2).sum(axis=0)
-
-        def shares(mask: np.ndarray) -> np.ndarray:
-            counts = np.bincount(classes[mask], weights=power[near][mask], minlength=12)
-            total = float(counts.sum())
-            return counts / total if total > EPS else np.zeros(12)
-
-        return shares(np.ones_like(bass)), shares(bass)
-
-    return clip.feature(compute)
-
-
-def key_chroma(clip: Clip) -> np.ndarray:
-    """Pitch-class energy shares [12] (summing to 1, all zero if silent) of the 30 Hz-1 kHz band
-    from a long-window STFT."""
-    return _key_band_chroma(clip)[0]
-
-
 def key_estimate(clip: Clip) -> KeyEstimate:
-    """Key from profile correlation of the log key chroma, with the opening second's chroma added
-    at half weight: pitch distributions alone confuse a minor key with its relative major (the
-    same notes), while music very often opens on its tonic chord. The bass line adds its own
-    evidence (keys.bass_correlations: the bass dwells on the tonic, then the dominant), which
-    separates a key from its dominant when the melody visits the dominant's leading tone.
-    Correlation and margin are those of the combined evidence, scaled back to -1..1. A silent
-    clip correlates 0."""
+    """Key from profile correlation of the log pitch-class shares of the transcribed notes
+    (transcription.pitch_class_shares: notes, not their overtones, so a key is not pulled to its
+    dominant), with the opening second's chroma added at OPENING_WEIGHT. Correlation and margin
+    are those of the combined evidence, scaled back to -1..1. A clip with no notes correlates 0.
+    Raises TranscriberUnavailable."""
 
     def compute(c: Clip) -> KeyEstimate:
-        shares, bass = _key_band_chroma(c)
+        shares = pitch_class_shares(c)
         evidence = np.log(shares + KEY_LOG_FLOOR) if shares.sum() > EPS else shares
         corr = key_correlations(evidence) + OPENING_WEIGHT * key_correlations(opening_chroma(c))
-        weight = 1.0 + OPENING_WEIGHT
-        if bass.sum() > EPS:
-            corr = corr + BASS_WEIGHT * bass_correlations(np.log(bass + KEY_LOG_FLOOR))
-            weight += BASS_WEIGHT
-        return estimate_from_correlations(corr / weight)
+        return estimate_from_correlations(corr / (1.0 + OPENING_WEIGHT))
 
     return clip.feature(compute)
 

@@ -126,27 +126,6 @@ def _profiles() -> np.ndarray:
 
 
 KEY_PROFILES = _profiles()
-# How long a bass line dwells on each scale degree (relative to the tonic; hand-set, not
-# fitted): tonic most, then dominant and subdominant, the other diatonic degrees in passing.
-BASS_MAJOR = np.array([1.0, 0, 0.3, 0, 0.4, 0.5, 0, 0.8, 0, 0.3, 0, 0.1])
-BASS_MINOR = np.array([1.0, 0, 0.3, 0.4, 0, 0.5, 0, 0.8, 0.3, 0, 0.2, 0.1])
-BASS_PROFILES = np.array(
-    [np.roll(BASS_MAJOR, t) for t in range(12)] + [np.roll(BASS_MINOR, t) for t in range(12)]
-)
-
-
-def bass_correlations(chroma: np.ndarray) -> np.ndarray:
-    """Pearson correlation [24] of a bass-line chroma [12] with BASS_PROFILES (key order as
-    key_correlations); 0 for a flat chroma."""
-    values = np.asarray(chroma, dtype=np.float64)
-    centred = values - values.mean()
-    norm = float(np.linalg.norm(centred))
-    if norm <= 1e-9:
-        return np.zeros(24)
-    profiles = BASS_PROFILES - BASS_PROFILES.mean(axis=1, keepdims=True)
-    profiles /= np.linalg.norm(profiles, axis=1, keepdims=True)
-    result: np.ndarray = profiles @ (centred / norm)
-    return result
 
 
 def key_correlations(chroma: np.ndarray) -> np.ndarray:

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from tuneforge.core.audio import Audio, resample
 from tuneforge.core.errors import TuneForgeError
 from tuneforge.scoring.clip import Clip
+from tuneforge.scoring.onnx_model import OnnxModel
 
 VAD_RATE = 16_000
 VAD_CHUNK = 512  # samples per silero step at 16 kHz (32 ms)
@@ -32,29 +31,6 @@ class VoiceDetectorUnavailable(TuneForgeError, RuntimeError):
     code = "voice_detector_unavailable"
 
 
-_vad_session: Any = None
-_vad_lock = threading.Lock()
-
-
-def _silero_session() -> Any:
-    """One onnxruntime session of silero-vad per process (the model ships inside the wheel)."""
-    global _vad_session
-    with _vad_lock:
-        if _vad_session is None:
-            try:
-                import onnxruntime
-            except ImportError as error:
-                raise VoiceDetectorUnavailable(f"onnxruntime not installed: {error}") from error
-            path = _silero_model_path()
-            options = onnxruntime.SessionOptions()
-            options.inter_op_num_threads = 1
-            options.intra_op_num_threads = 1
-            _vad_session = onnxruntime.InferenceSession(
-                path, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        return _vad_session
-
-
 def _silero_model_path() -> str:
     """The ONNX model inside the silero-vad wheel, found without importing the package: its
     `__init__` imports torch (~570 MB resident), which a signal-only scoring worker never needs."""
@@ -68,10 +44,13 @@ def _silero_model_path() -> str:
     return path
 
 
+_SILERO = OnnxModel(_silero_model_path, VoiceDetectorUnavailable)
+
+
 def speech_probabilities(y16: np.ndarray) -> np.ndarray:
     """silero-vad speech probability per 32 ms chunk of 16 kHz mono audio. The clip is split into
     parallel streams (one batched ONNX call per step) that overlap by ~1 s of warm-up."""
-    session = _silero_session()
+    session = _SILERO.session()
     n_chunks = int(np.ceil(len(y16) / VAD_CHUNK))
     if n_chunks == 0:
         return np.zeros(0, dtype=np.float32)

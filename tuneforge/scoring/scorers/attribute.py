@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tuneforge.scoring import features
+from tuneforge.scoring import features, transcription
 from tuneforge.scoring.base import Challenge, RoundContext, Scorer, ScoreResult
 from tuneforge.scoring.harmony_features import key_estimate
 from tuneforge.scoring.keys import KeyParseError, key_relation, key_similarity, parse_key
@@ -90,6 +90,10 @@ def instrument_texts(instruments: list[str]) -> list[str]:
 class AttributeScorer(Scorer):
     name = "attribute"
     needs_music = True
+
+    def __init__(self, models: NeuralModels | None = None) -> None:
+        super().__init__(models)
+        transcription.ensure_available()  # the key is read from transcribed notes
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
