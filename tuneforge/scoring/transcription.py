@@ -31,6 +31,9 @@ NOTE_ACTIVE = 0.5  # a note posterior above this counts as sounding
 # so a 30 s clip costs ~0.4 CPU-s, not 0.75. On the calibration renders (12-17 s, read whole) and
 # fresh scores, 10 windows read every key the whole clip did; 8 lost 3 of 79 (D69).
 KEY_WINDOWS = 10
+# Windows per model call: the model's working memory grows with the batch (10 windows kept
+# ~200 MB in onnxruntime's arena, 5 keep ~70 MB) and 5 ran no slower.
+BATCH_WINDOWS = 5
 _INPUT = "serving_default_input_2:0"
 _NOTE_OUTPUT = "StatefulPartitionedCall:1"  # [windows, 172, 88]; :2 is onsets, :0 contours
 
@@ -81,7 +84,13 @@ def note_posteriors(y: np.ndarray, max_windows: int | None = None) -> np.ndarray
         start = int(index) * inner_frames * HOP
         piece = padded[start : start + WINDOW_SAMPLES]
         windows[row, : len(piece), 0] = piece
-    (notes,) = _MODEL.session().run([_NOTE_OUTPUT], {_INPUT: windows})
+    session = _MODEL.session()
+    notes = np.concatenate(
+        [
+            session.run([_NOTE_OUTPUT], {_INPUT: windows[at : at + BATCH_WINDOWS]})[0]
+            for at in range(0, len(windows), BATCH_WINDOWS)
+        ]
+    )
     half = OVERLAP_FRAMES // 2
     inner = np.asarray(notes, dtype=np.float32)[:, half : half + inner_frames, :]
     frame = chosen[:, None] * inner_frames + np.arange(inner_frames)[None, :]
