@@ -14,6 +14,7 @@ from tuneforge.scoring import features, transcription
 from tuneforge.scoring.base import ScorerUnavailable
 from tuneforge.scoring.clip import Clip
 from tuneforge.scoring.harmony_features import key_estimate
+from tuneforge.scoring.onnx_model import OnnxModel
 from tuneforge.scoring.registry import load
 from tuneforge.scoring.weights import SCORERS
 
@@ -85,7 +86,7 @@ def test_a_validator_without_the_note_model_excludes_its_scorers_at_start_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(transcription, "MODEL_PATH", transcription.MODEL_PATH.with_name("gone"))
-    fresh = transcription.OnnxModel(transcription._model_path, transcription.TranscriberUnavailable)
+    fresh = OnnxModel(transcription._model_path, transcription.TranscriberUnavailable)
     monkeypatch.setattr(transcription, "_MODEL", fresh)
     with pytest.raises(ScorerUnavailable, match="note model"):
         transcription.ensure_available()

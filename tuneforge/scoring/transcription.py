@@ -65,10 +65,10 @@ def ensure_available() -> None:
 
 def note_posteriors(y: np.ndarray, max_windows: int | None = None) -> np.ndarray:
     """Note activation [frames, 88] (0..1, A0 first, 86 frames/s) of mono audio at MODEL_RATE.
-    The signal is cut into overlapping 2 s windows, run as one batch, and the windows' inner
-    frames are joined, as the model was trained to be used. With `max_windows`, a longer signal
-    is read at that many windows spread evenly over it, first and last included; their frames
-    are returned in time order (no longer contiguous)."""
+    The signal is cut into overlapping 2 s windows, run BATCH_WINDOWS at a time, and the
+    windows' inner frames are joined, as the model was trained to be used. With `max_windows`,
+    a longer signal is read at that many windows spread evenly over it, first and last
+    included; their frames are returned in time order (no longer contiguous)."""
     n_frames = len(y) // HOP
     if n_frames == 0:
         return np.zeros((0, NOTE_BINS), dtype=np.float32)
@@ -92,7 +92,7 @@ def note_posteriors(y: np.ndarray, max_windows: int | None = None) -> np.ndarray
         ]
     )
     half = OVERLAP_FRAMES // 2
-    inner = np.asarray(notes, dtype=np.float32)[:, half : half + inner_frames, :]
+    inner = notes[:, half : half + inner_frames, :]
     frame = chosen[:, None] * inner_frames + np.arange(inner_frames)[None, :]
     kept: np.ndarray = inner[frame < n_frames]  # the last window runs past the end
     return kept
