@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from tuneforge.api.accounts import authenticate_key
 from tuneforge.api.db import Database
+from tuneforge.core.loopback import free_port
 from tuneforge.tools.cli import app
 
 runner = CliRunner()
@@ -114,11 +115,7 @@ def test_a_workdir_without_a_localnet_database_says_so(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_database_is_one_line_naming_the_fix() -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     url = f"postgresql+psycopg://tuneforge:secret@127.0.0.1:{port}/tuneforge"
     result = runner.invoke(app, ["api", "list-accounts", "--database-url", url])
     assert result.exit_code == 1  # it may come up: pm2 retries

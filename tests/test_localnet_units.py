@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tuneforge.core.loopback import (
+    LISTEN_PORT_FLOOR,
+    ephemeral_port_range,
+    free_port,
+    port_is_free,
+)
 from tuneforge.localnet import (
     Child,
     Localnet,
@@ -383,3 +390,23 @@ def test_the_scripted_customer_waits_out_the_apis_rate_limit(
     with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://127.0.0.1") as c:
         answer = votes.patient(c, "GET", "/api/v1/music/audio/trk_1.wav")
     assert answer.status_code == 200 and slept == [3.0, 3.0]
+
+
+def test_server_ports_come_from_below_the_range_the_kernel_lends_to_outgoing_sockets() -> None:
+    """A child that binds seconds after its port was chosen must not meet a client socket there
+    (CI once lost a localnet run to `address already in use`): no outgoing connection can hold a
+    port below the ephemeral range."""
+    low, _high = ephemeral_port_range() or (32768, 60999)
+    ports = {free_port((low, _high)) for _ in range(50)}
+    assert all(LISTEN_PORT_FLOOR <= port < low for port in ports)
+    assert len(ports) > 40  # drawn at random: two localnets starting together rarely meet
+    assert all(port_is_free(port) for port in ports)
+
+
+def test_a_listening_port_is_not_free_and_a_range_with_no_room_still_yields_a_port() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert not port_is_free(listener.getsockname()[1])
+    port = free_port((LISTEN_PORT_FLOOR + 1, 60999))  # no room below: the kernel chooses
+    assert port_is_free(port)

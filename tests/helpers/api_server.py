@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import threading
 import time
 import uuid
@@ -26,16 +25,11 @@ from tuneforge.api.settings import ApiSettings
 from tuneforge.auth.hotkey import sign_hotkey_headers
 from tuneforge.chain.local import LocalChain
 from tuneforge.core.http_limits import uvicorn_limits
+from tuneforge.core.loopback import free_port as free_port  # re-exported for the tests
 
 VALIDATOR_URI = "//TuneForgeValidator"
 READER_URI = "//TuneForgeMiner"
 STRANGER_URI = "//TuneForgeStranger"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wav_bytes(seconds: float = 0.25, sample_rate: int = 32000, freq: float = 440.0) -> bytes:

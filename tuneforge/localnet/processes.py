@@ -1,4 +1,4 @@
-"""Process supervision: free ports, liveness, and the children localnet starts and stops.
+"""Process supervision: liveness, and the children localnet starts and stops.
 
 Every child dies with localnet: children are stopped (SIGTERM, then SIGKILL after a grace period)
 by the Supervisor on completion, error, Ctrl-C or SIGTERM via try/finally + atexit, and on Linux
@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,10 @@ from typing import Any
 
 from loguru import logger
 
-from tuneforge.localnet.options import LOOPBACK, LocalnetError
+from tuneforge.localnet.options import LocalnetError
 
 STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 25
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def repo_root() -> Path:

@@ -120,6 +120,7 @@ def command(
     from bittensor.sp_core import Keypair
 
     from tuneforge.chain.local import LocalChain
+    from tuneforge.core.loopback import free_port
 
     with tempfile.TemporaryDirectory(prefix="tuneforge-bench-api-") as tmp:
         chain_path = Path(tmp) / "chain.db"
@@ -128,11 +129,7 @@ def command(
         chain.register(signer.ss58_address, stake=1000.0, validator_permit=True)
         chain.close()
 
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         env = {
             **os.environ,
             # The benchmark measures the server, not the limiter refusing it.
