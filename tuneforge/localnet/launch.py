@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import sys
 
-from tuneforge.core.loopback import free_port
+from tuneforge.core.loopback import LOOPBACK, free_port
 from tuneforge.localnet.chain_setup import BLOCK_TIME_S, register_network
 from tuneforge.localnet.models import discover_models
-from tuneforge.localnet.options import LOOPBACK
 from tuneforge.localnet.processes import Child
 from tuneforge.localnet.role_flags import job_claim_flags, job_flags, probe_role_flags
 from tuneforge.localnet.runtime import Runtime

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from tuneforge.localnet.options import LOOPBACK
+from tuneforge.core.loopback import LOOPBACK
 from tuneforge.localnet.runtime import Runtime
 
 

@@ -9,7 +9,6 @@ from tuneforge.core.config import DEFAULT_NETUID
 from tuneforge.core.errors import TuneForgeError
 
 BACKENDS = ("synth", "musicgen")
-LOOPBACK = "127.0.0.1"
 # Seconds of audio per challenge. Shorter clips give the copy check too few fingerprint frames:
 # measured with 3 synth miners (variants 0-2) over 20 challenges, different pieces were flagged
 # as copies (similarity >= 0.7) in 1 of 20 rounds at 8 s and 10 s, at 4 s in half of them, and
