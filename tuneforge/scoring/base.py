@@ -7,6 +7,7 @@ The challenge is always the validator's own `MusicGenerationSynapse`, never a mi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -71,8 +72,14 @@ class Scorer(ABC):
     # constant to be music 0 with that reason before `measure` runs (one rule, not one per
     # scorer).
     needs_music: ClassVar[bool] = False
+    # What this scorer needs besides the neural models, checked when its row is built: each
+    # raises ScorerUnavailable with the reason, so a validator without it excludes the row at
+    # start-up instead of failing it clip by clip.
+    requires: ClassVar[tuple[Callable[[], None], ...]] = ()
 
     def __init__(self, models: NeuralModels | None = None) -> None:
+        for check in self.requires:
+            check()
         self.models = models
 
     @abstractmethod
@@ -102,7 +109,7 @@ class HeadScorer(Scorer, ABC):
     (the round may carry the models a batched pass loaded)."""
 
     def __init__(self, models: NeuralModels | None = None) -> None:
-        self.models = self.checked(models)
+        super().__init__(self.checked(models))
 
     @staticmethod
     @abstractmethod

@@ -90,10 +90,7 @@ def instrument_texts(instruments: list[str]) -> list[str]:
 class AttributeScorer(Scorer):
     name = "attribute"
     needs_music = True
-
-    def __init__(self, models: NeuralModels | None = None) -> None:
-        super().__init__(models)
-        transcription.ensure_available()  # the key is read from transcribed notes
+    requires = (transcription.ensure_available,)  # the key is read from transcribed notes
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int

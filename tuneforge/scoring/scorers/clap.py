@@ -48,7 +48,7 @@ class ClapScorer(Scorer):
     name = "clap"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
-        self.models = require_model(models, "clap")
+        super().__init__(require_model(models, "clap"))
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int

@@ -15,7 +15,6 @@ from tuneforge.scoring.music_features import chroma_contrast, pulse, ramp
 
 if TYPE_CHECKING:
     from tuneforge.scoring.clip import Clip
-    from tuneforge.scoring.neural import NeuralModels
 
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)  # natural minor; V of harmonic minor is allowed below
@@ -57,10 +56,7 @@ def chord_rate_credit(median_chord_seconds: float) -> float:
 class MusicalityScorer(Scorer):
     name = "musicality"
     needs_music = True
-
-    def __init__(self, models: NeuralModels | None = None) -> None:
-        super().__init__(models)
-        transcription.ensure_available()  # the key is read from transcribed notes
+    requires = (transcription.ensure_available,)  # the key is read from transcribed notes
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int

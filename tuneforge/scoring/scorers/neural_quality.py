@@ -44,7 +44,7 @@ class NeuralQualityScorer(Scorer):
     name = "neural_quality"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
-        self.models = require_model(models, "mert")
+        super().__init__(require_model(models, "mert"))
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int

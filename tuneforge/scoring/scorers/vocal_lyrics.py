@@ -64,7 +64,7 @@ class VocalLyricsScorer(Scorer):
     name = "vocal_lyrics"
 
     def __init__(self, models: NeuralModels | None = None) -> None:
-        self.models = require_model(models, "whisper")
+        super().__init__(require_model(models, "whisper"))
 
     def measure(
         self, clip: Clip, challenge: Challenge, context: RoundContext, index: int
